@@ -1,0 +1,246 @@
+"""Train the pairwise reward model: a cross-encoder `[CLS] a [SEP] b [SEP] -> P(a beats b)`.
+
+The recipe reads top to bottom: pairs in both orders -> tokenised dataset -> BERT-style encoder with
+a one-logit head -> transformers Trainer with an evidence-weighted BCE loss -> save (safetensors,
+tokenizer, `ranker_config.json`) -> validation metrics. Any HF encoder id or path works as the
+backbone; the default is the packaged all-MiniLM-L6-v2.
+
+    metrics = train_ranker(train_pairs, val_pairs, "runs/ranker", RankerTrainConfig(epochs=2))
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pushgen.errors import ConfigError, DataContractError, PushgenError
+from pushgen.ranker.metrics import pairwise_metrics
+from pushgen.ranker.pairs import both_orders
+from pushgen.ranker.select import PairwiseRanker, RankerSettings
+
+LABEL_MODES = ("hard", "posterior")
+
+
+@dataclass
+class RankerTrainConfig:
+    """Training of the pairwise ranker (and of the pointwise ablation, which shares it)."""
+
+    backbone: str | None = None  # HF id or path of a BERT-style encoder; None: all-MiniLM-L6-v2
+    max_length: int = 64  # tokens per (a, b) input; two push lines fit comfortably
+    epochs: float = 2.0  # passes over the training pairs (each pair counts twice: both orders)
+    batch_size: int = 32  # examples per optimiser step
+    learning_rate: float = 5e-5  # AdamW peak rate; the head is new, the encoder pretrained
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_ratio: float = 0.1  # share of steps with a linear warm-up
+    label: str = "hard"  # "hard": 1 if a's CTR was higher; "posterior": Beta-posterior P(a > b)
+    use_weights: bool = True  # scale each pair's loss by its evidence `weight` column
+    use_caption: bool = False  # append the pair's `caption` column to the second segment
+    max_train_pairs: int | None = None  # subsample training pairs (CPU budgets); None: all
+    seed: int = 0  # data order, head initialisation, subsampling
+    logging_steps: int = 50  # optimiser steps between loss logs
+    device: str | None = None  # "cpu", "cuda", ...; None: cuda when available
+
+    def check(self) -> None:
+        """Fail early on values that would waste a training run."""
+        if self.label not in LABEL_MODES:
+            raise ConfigError(f"label must be one of {LABEL_MODES}, got {self.label!r}")
+        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ConfigError("epochs, batch_size and learning_rate must be positive")
+        if self.max_length < 8:
+            raise ConfigError(f"max_length {self.max_length} is too short for a pair of texts")
+
+
+class EncodedDataset:
+    """Tokenised (text, text_pair) examples with a float target and a loss weight per example."""
+
+    def __init__(self, enc: dict, targets: np.ndarray, weights: np.ndarray) -> None:
+        self.enc, self.targets, self.weights = enc, targets, weights
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {k: v[i] for k, v in self.enc.items()}
+        item["labels"] = float(self.targets[i])
+        item["weight"] = float(self.weights[i])
+        return item
+
+
+def make_weighted_trainer_class(loss: str):
+    """A Trainer whose loss is a per-example weighted BCE-with-logits or MSE on one logit.
+
+    The weight column is popped before the forward pass (the model does not know it); weighted
+    means divide by the batch's weight sum so the learning rate means the same for any weighting.
+    """
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weight = inputs.pop("weight").float()
+            target = inputs.pop("labels").float()
+            outputs = model(**inputs)
+            logit = outputs.logits[:, 0].float()
+            if loss == "bce":
+                per = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logit, target, reduction="none"
+                )
+            else:
+                per = (logit - target) ** 2
+            value = (per * weight).sum() / weight.sum().clamp_min(1e-8)
+            return (value, outputs) if return_outputs else value
+
+    return WeightedTrainer
+
+
+def load_encoder(backbone: str | None, num_labels: int = 1):
+    """(model, tokenizer) for sequence classification with a fresh `num_labels` head."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from pushgen.models import resolve_encoder
+
+    path = resolve_encoder(backbone)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialised head" warning is expected here
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+    except OSError as exc:
+        raise PushgenError(f"cannot load encoder {backbone!r}: {exc}".splitlines()[0]) from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, tokenizer
+
+
+def run_trainer(model, tokenizer, dataset: EncodedDataset, cfg: RankerTrainConfig, loss: str):
+    """Fit `model` on `dataset` with the weighted Trainer; returns the Trainer's train output."""
+    import torch
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    use_cpu = (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+    with tempfile.TemporaryDirectory(prefix="pushgen-ranker-") as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,  # nothing is checkpointed: the final model is saved by the caller
+            num_train_epochs=cfg.epochs,
+            per_device_train_batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+            logging_steps=cfg.logging_steps,
+            save_strategy="no",
+            report_to="none",
+            seed=cfg.seed,
+            use_cpu=use_cpu,
+            dataloader_num_workers=0,  # tokenised up front; workers would only add fork cost
+            disable_tqdm=None,
+            remove_unused_columns=False,  # keep `weight`: compute_loss pops it before forward
+        )
+        trainer = make_weighted_trainer_class(loss)(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=DataCollatorWithPadding(tokenizer),
+        )
+        return trainer.train()
+
+
+def _pair_inputs(pairs: pd.DataFrame, tokenizer, cfg: RankerTrainConfig) -> tuple[list, list]:
+    second = pairs["text_b"].astype(str).tolist()
+    if cfg.use_caption:
+        if "caption" not in pairs.columns:
+            raise DataContractError("use_caption is set but the pairs have no `caption` column")
+        sep = tokenizer.sep_token or " "
+        second = [
+            f"{b} {sep} {c}" for b, c in zip(second, pairs["caption"].astype(str), strict=True)
+        ]
+    return pairs["text_a"].astype(str).tolist(), second
+
+
+def pair_dataset(pairs: pd.DataFrame, tokenizer, cfg: RankerTrainConfig) -> EncodedDataset:
+    """Both orders of every pair, tokenised, with targets and weights from `cfg`."""
+    data = both_orders(pairs)
+    first, second = _pair_inputs(data, tokenizer, cfg)
+    enc = tokenizer(first, second, truncation=True, max_length=cfg.max_length)
+    target = data["p_a_beats_b"] if cfg.label == "posterior" else data["label"]
+    weight = data["weight"] if cfg.use_weights else np.ones(len(data))
+    return EncodedDataset(dict(enc), np.asarray(target, float), np.asarray(weight, float))
+
+
+def _check_pairs(pairs: pd.DataFrame, what: str) -> None:
+    missing = [c for c in ("text_a", "text_b", "label", "weight") if c not in pairs.columns]
+    if missing:
+        raise DataContractError(f"{what}: missing column(s) {missing}; build them with build_pairs")
+    if pairs.empty:
+        raise DataContractError(
+            f"{what}: no pairs (loosen PairConfig.max_p_value or check the data)"
+        )
+
+
+def train_ranker(
+    pairs_train: pd.DataFrame,
+    pairs_val: pd.DataFrame | None,
+    out_dir: str | Path,
+    cfg: RankerTrainConfig | None = None,
+) -> dict:
+    """Train the pairwise cross-encoder on both orders of `pairs_train`, save it to `out_dir`,
+    and return metrics (training loss and speed; validation accuracy, AUC, ECE, antisymmetry)."""
+    cfg = cfg or RankerTrainConfig()
+    cfg.check()
+    _check_pairs(pairs_train, "training pairs")
+    if cfg.max_train_pairs and len(pairs_train) > cfg.max_train_pairs:
+        pairs_train = pairs_train.sample(cfg.max_train_pairs, random_state=cfg.seed)
+
+    # model: a pretrained encoder with a fresh one-logit head (logit of P(a beats b))
+    model, tokenizer = load_encoder(cfg.backbone, num_labels=1)
+    # data: both orders, so the model is taught P(a, b) = 1 - P(b, a) on every pair
+    dataset = pair_dataset(pairs_train, tokenizer, cfg)
+    # train: weighted BCE through the transformers Trainer
+    result = run_trainer(model, tokenizer, dataset, cfg, loss="bce")
+    # save: safetensors + tokenizer + the settings inference needs
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    RankerSettings("pairwise", cfg.max_length, cfg.use_caption, cfg.backbone or "default").save(out)
+
+    metrics = {
+        "train_pairs": len(pairs_train),
+        "train_examples": len(dataset),
+        "train_loss": float(result.training_loss),
+        "train_runtime_s": float(result.metrics.get("train_runtime", float("nan"))),
+        "train_examples_per_s": float(result.metrics.get("train_samples_per_second", float("nan"))),
+        "config": asdict(cfg),
+    }
+    if pairs_val is not None and not pairs_val.empty:
+        ranker = PairwiseRanker.from_pretrained(out, device=cfg.device)
+        metrics["val"] = score_and_measure(ranker, pairs_val)
+    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics
+
+
+def score_both_orders(ranker: PairwiseRanker, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Raw model P(a beats b) and P(b beats a) for every pair (captions used when the model was
+    trained with them and the pairs carry them)."""
+    a, b = pairs["text_a"].astype(str).tolist(), pairs["text_b"].astype(str).tolist()
+    if ranker.settings.use_caption and "caption" in pairs.columns:
+        sep = ranker.tokenizer.sep_token
+        caps = pairs["caption"].astype(str).tolist()
+        b_cap = [f"{x} {sep} {c}" for x, c in zip(b, caps, strict=True)]
+        a_cap = [f"{x} {sep} {c}" for x, c in zip(a, caps, strict=True)]
+        ranker_caption_free = RankerSettings(**{**asdict(ranker.settings), "use_caption": False})
+        plain = PairwiseRanker(ranker.model, ranker.tokenizer, ranker_caption_free, ranker.device)
+        return plain.score_pairs(a, b_cap), plain.score_pairs(b, a_cap)
+    return ranker.score_pairs(a, b), ranker.score_pairs(b, a)
+
+
+def score_and_measure(ranker: PairwiseRanker, pairs: pd.DataFrame) -> dict:
+    """Pairwise metrics of `ranker` on `pairs` (both orders scored, decisions symmetrised)."""
+    p_ab, p_ba = score_both_orders(ranker, pairs)
+    p_value = pairs["p_value"].to_numpy() if "p_value" in pairs.columns else None
+    return pairwise_metrics(p_ab, pairs["label"].to_numpy(), p_ba=p_ba, p_value=p_value)
