@@ -1,0 +1,120 @@
+"""Guard against the paper's reward-hacking failure: pushes that invent facts or run too long.
+
+A candidate fails when it names an entity (a capitalised name) or a number that the caption does
+not contain, or when it exceeds the length budget. The check is lexical on purpose: it is cheap
+enough to run on every candidate in the serving path and its reasons are readable.
+
+    >>> check_candidate("Taylor Swift sings 5 songs", "a girl sings two songs", max_chars=80).ok
+    False
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Capitalised words that start sentences or address the reader; never entities on their own.
+COMMON_CAPITALISED = frozenset(
+    """a an the this that these those it its i you your we our they their he she his her my me
+    what why how when where who which watch see look meet don't dont can't cant won't wont never
+    now today here there breaking new wow oh hey omg just only every everyone all no yes and but
+    or so if then finally must best top hidden real true ultimate wait stop is are was were do
+    does did be will would could should may might let's lets get make find try take discover
+    learn must-see video clip""".split()
+)
+
+# Spelled-out numbers, so "five" in a push matches "5" in a caption and vice versa.
+NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+    "thirteen": "13", "fourteen": "14", "fifteen": "15", "twenty": "20", "thirty": "30",
+    "fifty": "50", "hundred": "100", "thousand": "1000", "million": "1000000",
+    "billion": "1000000000", "dozen": "12",
+}  # fmt: skip
+# "one" is too often a pronoun ("this one is for you") to count as a claim.
+_NUMBER_WORD_CLAIMS = {w: d for w, d in NUMBER_WORDS.items() if w != "one"}
+
+_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][\w'’-]*")
+_NUMBER = re.compile(r"\d[\d,.]*\d|\d")
+_SENTENCE_END = re.compile(r"[.!?:;\"“”]\s*$|^\s*$")
+
+
+@dataclass
+class GuardResult:
+    """Whether a candidate may be served, and why not."""
+
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def _normalise_number(token: str) -> str:
+    """'1,000' -> '1000', '3.50' -> '3.5', so formatting differences do not count as inventions."""
+    token = token.replace(",", "").rstrip(".")
+    if "." in token:
+        token = token.rstrip("0").rstrip(".")
+    return token
+
+
+def caption_numbers(caption: str) -> set[str]:
+    """Numbers a caption states, as digits (spelled-out numbers included, plural or not)."""
+    found = {_normalise_number(m) for m in _NUMBER.findall(caption)}
+    for word in _WORD.findall(caption.lower()):
+        word = word.rstrip("s")
+        if word in NUMBER_WORDS:
+            found.add(NUMBER_WORDS[word])
+    return found
+
+
+def invented_numbers(text: str, caption: str) -> list[str]:
+    """Numbers in `text` (digits or spelled-out claims like 'millions') absent from `caption`."""
+    known = caption_numbers(caption)
+    invented = [m for m in _NUMBER.findall(text) if _normalise_number(m) not in known]
+    for word in _WORD.findall(text):
+        stem = word.lower().rstrip("s")
+        if stem in _NUMBER_WORD_CLAIMS and _NUMBER_WORD_CLAIMS[stem] not in known:
+            invented.append(word)
+    return invented
+
+
+def invented_entities(text: str, caption: str) -> list[str]:
+    """Capitalised names in `text` that the caption never mentions (case-insensitive).
+
+    A sentence-initial capital is ordinary English, so a word there counts only when it is part
+    of a run of capitalised words ("Taylor Swift"); common reader-facing words never count.
+    """
+    caption_words = {w.lower().strip("'’") for w in _WORD.findall(caption)}
+    invented: list[str] = []
+    matches = list(_WORD.finditer(text))
+    for i, match in enumerate(matches):
+        word = match.group().strip("'’-")
+        if not word or not word[0].isupper() or word.lower() in COMMON_CAPITALISED:
+            continue
+        if word.lower() in caption_words or word.lower().rstrip("s") in caption_words:
+            continue
+        at_sentence_start = bool(_SENTENCE_END.search(text[: match.start()]))
+        next_is_capital = i + 1 < len(matches) and matches[i + 1].group()[0].isupper()
+        prev_is_capital = (
+            i > 0
+            and matches[i - 1].group()[0].isupper()
+            and not _SENTENCE_END.search(text[matches[i - 1].end() : match.start()])
+        )
+        if at_sentence_start and not (next_is_capital or prev_is_capital):
+            continue
+        invented.append(word)
+    return invented
+
+
+def check_candidate(text: str, caption: str, max_chars: int = 120) -> GuardResult:
+    """Check one generated push against its caption; `reasons` lists every failed rule."""
+    reasons: list[str] = []
+    if not text.strip():
+        reasons.append("empty text")
+    if len(text) > max_chars:
+        reasons.append(f"over length budget ({len(text)} > {max_chars} chars)")
+    entities = invented_entities(text, caption)
+    if entities:
+        reasons.append(f"invented entity: {', '.join(dict.fromkeys(entities))}")
+    numbers = invented_numbers(text, caption)
+    if numbers:
+        reasons.append(f"invented number: {', '.join(dict.fromkeys(numbers))}")
+    return GuardResult(ok=not reasons, reasons=reasons)

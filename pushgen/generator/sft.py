@@ -1,0 +1,403 @@
+"""LoRA supervised fine-tuning of the generator, loss on push tokens, weighted by confidence.
+
+Each row (video_id, caption, category, text, confidence) becomes `prompt(task, category, caption)
+-> text`. The loss is the mean token cross-entropy over the push tokens only (prompt tokens are
+masked), and a batch's loss is the confidence-weighted mean of its samples' losses, so a
+zero-weight sample contributes nothing. Training runs in the transformers `Trainer`; a validation
+set is held out by video so no video's pushes sit on both sides.
+
+    metrics = train_generator(labelled_df, "runs/generator", GeneratorTrainConfig(max_steps=30))
+
+The output dir holds the adapter (safetensors), the tokenizer, `prompt_template.json`,
+`pushgen_generator.json` (base model, template, categories, config) and `metrics.json`; it loads
+by itself with `CandidateGenerator.from_pretrained(out_dir)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pushgen.categories import CATEGORY_DESCRIPTIONS
+from pushgen.contracts import write_rejected
+from pushgen.errors import ConfigError, DataContractError
+from pushgen.generator.generate import GENERATOR_MANIFEST, MERGED_SUBDIR
+from pushgen.generator.prompts import PromptTemplate, encode_prompt, encode_target
+
+SFT_COLUMNS = ("video_id", "caption", "category", "text", "confidence")
+
+
+@dataclass
+class GeneratorTrainConfig:
+    """Everything one LoRA SFT run of the generator needs, besides its data."""
+
+    base_model: str = "default"  # HF id or path; "default" = packaged SmolLM2-135M-Instruct
+    template: PromptTemplate = field(default_factory=PromptTemplate)  # prompt format and order
+    categories: list[str] | None = None  # control categories; None = those found in the data
+    category_descriptions: dict[str, str] = field(default_factory=dict)  # extra/override defs
+    lora_r: int = 16  # LoRA rank: capacity of the adapter
+    lora_alpha: int = 32  # LoRA scaling numerator (effective scale alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA branch
+    target_modules: list[str] | str = "all-linear"  # which Linear layers get adapters
+    learning_rate: float = 5e-4  # LoRA tolerates larger steps than full fine-tuning
+    max_steps: int = 60  # optimiser steps (short runs: the data set is small)
+    batch_size: int = 8  # samples per device step
+    grad_accum: int = 1  # steps accumulated per optimiser update
+    warmup_steps: int = 3  # linear warm-up before the constant rate
+    weight_decay: float = 0.0  # decoupled weight decay on adapter weights
+    max_length: int = 320  # prompt + push tokens; longer rows are rejected, not cut silently
+    val_fraction: float = 0.15  # share of videos held out for validation (0 = none)
+    eval_steps: int = 10  # evaluate validation loss every this many steps
+    eval_before_training: bool = True  # log the untrained validation loss as step 0
+    weight_column: str = "confidence"  # per-sample loss weight; "" = all weights 1
+    seed: int = 0  # data split, adapter init and data order
+    device: str | None = None  # "cpu", "cuda", ...; None = cuda when available
+    save_merged: bool = False  # also save base+adapter merged (faster serving start-up, larger)
+    progress: bool = True  # show the Trainer's progress bar
+
+    def __post_init__(self) -> None:
+        if isinstance(self.template, dict):
+            self.template = PromptTemplate.from_dict(self.template)
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("max_steps", "batch_size", "grad_accum", "lora_r", "max_length", "eval_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the manifest."""
+        data = dataclasses.asdict(self)
+        data["template"] = self.template.to_dict()
+        return data
+
+
+@dataclass
+class SFTData:
+    """Tokenised training and validation examples, plus what was rejected and why."""
+
+    train: list[dict[str, Any]]
+    val: list[dict[str, Any]]
+    rejected: pd.DataFrame
+    categories: dict[str, str]  # {category: description} used in prompts
+    train_videos: int = 0
+    val_videos: int = 0
+
+
+# --- data: validate, tokenise, split by video ------------------------------------------------
+def _row_reasons(df: pd.DataFrame, known: set[str], weight_column: str) -> pd.Series:
+    """First failing rule per row ('' if fine); vectorised."""
+    reason = pd.Series("", index=df.index, dtype=object)
+
+    def mark(mask: pd.Series, why: str) -> None:
+        reason[mask.fillna(True).astype(bool) & (reason == "")] = why
+
+    mark(df["video_id"].isna() | (df["video_id"].astype(str).str.strip() == ""), "missing video_id")
+    for col in ("caption", "text"):
+        mark(df[col].isna() | (df[col].astype(str).str.strip() == ""), f"empty {col}")
+    mark(~df["category"].isin(known), "unknown category")
+    if weight_column:
+        weight = pd.to_numeric(df[weight_column], errors="coerce")
+        mark(weight.isna() | (weight < 0) | ~np.isfinite(weight), f"bad {weight_column}")
+    return reason
+
+
+def _choose_categories(df: pd.DataFrame, cfg: GeneratorTrainConfig) -> dict[str, str]:
+    known = {**CATEGORY_DESCRIPTIONS, **cfg.category_descriptions}
+    if cfg.categories is not None:
+        missing = [c for c in cfg.categories if c not in known]
+        if missing:
+            raise ConfigError(
+                f"categories {missing} have no description; pass category_descriptions"
+            )
+        return {c: known[c] for c in cfg.categories}
+    present = set(df["category"].dropna().astype(str))
+    ordered = [c for c in known if c in present]  # the canonical order, not data order
+    if not ordered:
+        raise DataContractError(
+            f"no row has a known category; found {sorted(present)[:10]}, known {sorted(known)}"
+        )
+    return {c: known[c] for c in ordered}
+
+
+def _split_videos(video_ids: pd.Series, fraction: float, seed: int) -> set:
+    """Video ids held out for validation: a seeded share of the distinct videos."""
+    videos = np.array(sorted(video_ids.astype(str).unique()))
+    if fraction <= 0 or len(videos) < 2:
+        return set()
+    n_val = min(len(videos) - 1, max(1, round(fraction * len(videos))))
+    rng = np.random.default_rng(seed)
+    return set(rng.choice(videos, size=n_val, replace=False))
+
+
+def prepare_sft_data(df: pd.DataFrame, tokenizer: Any, cfg: GeneratorTrainConfig) -> SFTData:
+    """Validate rows, tokenise prompt -> push, and split train/validation by video."""
+    columns = SFT_COLUMNS if cfg.weight_column else SFT_COLUMNS[:-1]
+    columns = tuple(c if c != "confidence" else cfg.weight_column for c in columns)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataContractError(f"SFT data: missing column(s) {missing}; got {list(df.columns)}")
+    if df.empty:
+        raise DataContractError("SFT data: the table has no rows")
+    categories = _choose_categories(df, cfg)
+    reason = _row_reasons(df, set(categories), cfg.weight_column)
+    examples: dict[Any, dict[str, Any]] = {}
+    for idx, row in df[reason == ""].iterrows():
+        prompt = encode_prompt(
+            tokenizer,
+            cfg.template,
+            str(row["caption"]),
+            row["category"],
+            categories[row["category"]],
+        )
+        target = encode_target(tokenizer, cfg.template, str(row["text"]))
+        if len(prompt) + len(target) > cfg.max_length:
+            reason[idx] = f"over max_length ({len(prompt) + len(target)} > {cfg.max_length} tokens)"
+            continue
+        weight = float(row[cfg.weight_column]) if cfg.weight_column else 1.0
+        examples[idx] = {
+            "input_ids": prompt + target,
+            "labels": [-100] * len(prompt) + target,  # loss on the push tokens only
+            "weight": weight,
+            "video_id": str(row["video_id"]),
+        }
+    rejected = df[reason != ""].copy()
+    rejected["reject_reason"] = reason[reason != ""]
+    if not examples:
+        raise DataContractError(
+            f"SFT data: every row was rejected ({dict(Counter(rejected['reject_reason']))})"
+        )
+    kept = df.loc[list(examples)]
+    val_videos = _split_videos(kept["video_id"], cfg.val_fraction, cfg.seed)
+    train = [e for e in examples.values() if e["video_id"] not in val_videos]
+    val = [e for e in examples.values() if e["video_id"] in val_videos]
+    n_videos = kept["video_id"].astype(str).nunique()
+    return SFTData(train, val, rejected, categories, n_videos - len(val_videos), len(val_videos))
+
+
+def collate_sft(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Right-pad a batch: pads get attention 0 and label -100; weights become a float tensor."""
+    import torch
+
+    width = max(len(e["input_ids"]) for e in batch)
+    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, e in enumerate(batch):
+        n = len(e["input_ids"])
+        input_ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        attention_mask[i, :n] = 1
+    weight = torch.tensor([float(e["weight"]) for e in batch], dtype=torch.float32)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+            "weight": weight}  # fmt: skip
+
+
+# --- loss and trainer ------------------------------------------------------------------------
+def weighted_push_loss(logits: Any, labels: Any, weight: Any) -> Any:
+    """Confidence-weighted mean over samples of each sample's mean push-token cross-entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    token_loss = F.cross_entropy(
+        shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
+    )
+    mask = (shift_labels != -100).float()
+    per_sample = (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    weight = weight.to(per_sample.dtype)
+    # A batch of only zero-weight samples has nothing to teach: loss 0, gradient 0.
+    return (per_sample * weight).sum() / weight.sum().clamp(min=torch.finfo(weight.dtype).tiny)
+
+
+def _trainer_class() -> type:
+    """`Trainer` with the weighted push loss (built lazily: transformers is a heavy import)."""
+    from transformers import Trainer
+
+    class WeightedSFTTrainer(Trainer):
+        # Our loss is a per-batch mean, so the Trainer must divide it for gradient accumulation.
+        loss_is_scaled_for_ga = False
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)  # the eval loop reads labels from the caller's dict afterwards
+            labels, weight = inputs.pop("labels"), inputs.pop("weight")
+            outputs = model(**inputs)
+            loss = weighted_push_loss(outputs.logits, labels, weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedSFTTrainer
+
+
+def _progress_callback_class() -> type:
+    """A progress bar that shows the latest losses instead of printing a dict per step."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossBarCallback(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            bar = getattr(self, "training_bar", None)
+            if bar is not None and logs:
+                shown = {k: f"{logs[k]:.3f}" for k in ("loss", "eval_loss") if k in logs}
+                if shown:
+                    bar.set_postfix(shown, refresh=False)
+
+    return LossBarCallback
+
+
+def build_lora_model(model: Any, cfg: GeneratorTrainConfig) -> Any:
+    """Wrap `model` with fresh LoRA adapters; the base weights are frozen by peft."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+@dataclass
+class FitResult:
+    """A finished SFT run: the adapted model and its loss curves."""
+
+    model: Any  # the peft model (base frozen, adapters trained)
+    train_loss: list[dict[str, float]]  # [{step, loss}] one per optimiser step
+    val_loss: list[dict[str, float]]  # [{step, eval_loss}], step 0 = before training
+    steps: int
+
+
+def fit(
+    model: Any, tokenizer: Any, data: SFTData, cfg: GeneratorTrainConfig, work_dir: str | Path
+) -> FitResult:
+    """Train LoRA adapters on `data` with the weighted loss in the transformers Trainer."""
+    import torch
+    from transformers import TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    set_seed(cfg.seed)
+    peft_model = build_lora_model(model, cfg)
+    has_val = bool(data.val)
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="constant_with_warmup",  # short runs: no need to decay
+        weight_decay=cfg.weight_decay,
+        logging_steps=1,  # a loss per step is the training curve the metrics report
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        remove_unused_columns=False,  # keep `weight`: the collator and loss need it
+        prediction_loss_only=True,
+        use_cpu=str(model.device) == "cpu",
+        bf16=model.dtype == torch.bfloat16,
+        disable_tqdm=True,  # our own bar below, without a printed dict per step
+        dataloader_num_workers=0,
+    )
+    trainer = _trainer_class()(
+        model=peft_model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.val or None,
+        data_collator=lambda batch: collate_sft(batch, tokenizer.pad_token_id),
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if cfg.progress:
+        trainer.add_callback(_progress_callback_class()())
+    initial = []
+    if has_val and cfg.eval_before_training:
+        # train() starts a fresh log history, so the untuned loss is kept here as step 0
+        initial = [{"step": 0, "eval_loss": trainer.evaluate()["eval_loss"]}]
+    trainer.train()
+    if has_val and trainer.state.global_step % cfg.eval_steps:
+        trainer.evaluate()  # so the validation curve ends at the last step
+    train_curve, val_curve = loss_history(trainer.state.log_history)
+    return FitResult(peft_model, train_curve, initial + val_curve, trainer.state.global_step)
+
+
+def loss_history(log_history: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(train [{step, loss}], validation [{step, eval_loss}]) from a Trainer's log history."""
+    train = [{"step": e["step"], "loss": e["loss"]} for e in log_history if "loss" in e]
+    val = [
+        {"step": e["step"], "eval_loss": e["eval_loss"]} for e in log_history if "eval_loss" in e
+    ]
+    return train, val
+
+
+# --- the recipe: load -> data -> model + LoRA -> train -> save ---------------------------------
+def train_generator(
+    data: pd.DataFrame, out_dir: str | Path, cfg: GeneratorTrainConfig | None = None
+) -> dict[str, Any]:
+    """Fine-tune the generator on labelled, cleaned pushes; write the adapter dir; return metrics."""
+    from pushgen.models import load_causal_lm
+
+    cfg = cfg or GeneratorTrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    # model and tokenizer (the tokenizer defines the prompt tokens)
+    model, tokenizer = load_causal_lm(cfg.base_model, device=cfg.device)
+    # data: rejected rows are written aside with their reason, never dropped silently
+    sft = prepare_sft_data(data, tokenizer, cfg)
+    write_rejected(sft.rejected, out, step="train-generator")
+    # train
+    with tempfile.TemporaryDirectory(prefix="pushgen-sft-") as work_dir:
+        result = fit(model, tokenizer, sft, cfg, work_dir)
+    peft_model, train_curve, val_curve = result.model, result.train_loss, result.val_loss
+    # save: adapter + tokenizer + template + manifest (+ merged weights when asked)
+    peft_model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    cfg.template.save(out / "prompt_template.json")
+    manifest = {
+        "base_model": cfg.base_model,
+        "template": cfg.template.to_dict(),
+        "categories": sft.categories,
+        "config": cfg.to_dict(),
+    }
+    (out / GENERATOR_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    if cfg.save_merged:
+        merged = peft_model.merge_and_unload()
+        merged.save_pretrained(out / MERGED_SUBDIR)
+        tokenizer.save_pretrained(out / MERGED_SUBDIR)
+
+    metrics = {
+        "n_rows": int(len(data)),
+        "n_train": len(sft.train),
+        "n_val": len(sft.val),
+        "n_train_videos": sft.train_videos,
+        "n_val_videos": sft.val_videos,
+        "n_rejected": int(len(sft.rejected)),
+        "rejected_reasons": dict(Counter(sft.rejected.get("reject_reason", []))),
+        "categories": list(sft.categories),
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+        "train_loss": train_curve,
+        "val_loss": val_curve,
+        "first_train_loss": train_curve[0]["loss"] if train_curve else None,
+        "final_train_loss": train_curve[-1]["loss"] if train_curve else None,
+        "initial_val_loss": val_curve[0]["eval_loss"] if val_curve else None,
+        "final_val_loss": val_curve[-1]["eval_loss"] if val_curve else None,
+        "steps": int(result.steps),
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
