@@ -1,0 +1,65 @@
+"""KFP component: style-collapse and reward-drift monitoring of a serving-log window.
+
+Reads the serving log, its feedback and a reference (labelled historical pushes or an earlier
+serving-log window), runs `monitoring.report.run_monitoring`, and writes the Evidently HTML, the
+JSON summary, the rejected rows and one metric per check. Its `retrain` output lets a pipeline
+branch (`dsl.If(task.outputs["retrain"] == True)`).
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+
+from components import COMPONENT_DEFAULTS
+
+
+@dsl.component(**COMPONENT_DEFAULTS)
+def monitor(
+    serving_log: Input[Dataset],
+    feedback: Input[Dataset],
+    reference: Input[Dataset],
+    report: Output[HTML],
+    summary: Output[Artifact],
+    rejected: Output[Dataset],
+    metrics: Output[Metrics],
+    config_json: str = "{}",
+) -> NamedTuple(
+    "MonitorOutputs", [("style_collapse", bool), ("reward_drift", bool), ("retrain", bool)]
+):
+    """Monitor one window; `config_json` holds `MonitorConfig` fields (thresholds)."""
+    import json
+    import shutil
+    import tempfile
+    from collections import namedtuple
+    from pathlib import Path
+
+    import pandas as pd
+
+    from monitoring.config import MonitorConfig
+    from monitoring.report import run_monitoring
+    from pushgen.contracts import read_table, write_table
+
+    cfg = MonitorConfig.from_dict(json.loads(config_json or "{}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_monitoring(
+            read_table(serving_log.path, "serving_log"),
+            read_table(feedback.path, "feedback"),
+            read_table(reference.path),
+            tmp,
+            cfg,
+        )
+        shutil.copyfile(Path(tmp) / "report.html", report.path)
+        shutil.copyfile(Path(tmp) / "summary.json", summary.path)
+        aside = Path(tmp) / "rejected.parquet"
+        # always write the output, even empty, so downstream steps can read it unconditionally
+        write_table(pd.read_parquet(aside) if aside.exists() else pd.DataFrame(), rejected.path)
+    for check in result["checks"]:
+        if check["value"] is not None:
+            metrics.log_metric(check["name"], float(check["value"]))
+    for name, count in result["counts"].items():
+        metrics.log_metric(name, int(count))
+    for flag in ("style_collapse", "reward_drift", "retrain"):
+        metrics.log_metric(flag, int(result[flag]))
+    outputs = namedtuple("MonitorOutputs", ["style_collapse", "reward_drift", "retrain"])
+    return outputs(result["style_collapse"], result["reward_drift"], result["retrain"])
