@@ -37,14 +37,25 @@ class Contract:
 CONTRACTS: dict[str, Contract] = {
     "videos": Contract(
         "videos",
-        ("video_id", "title", "description", "asr_text", "frames", "topic", "author_id",
-         "published_at"),
+        (
+            "video_id",
+            "title",
+            "description",
+            "asr_text",
+            "frames",
+            "topic",
+            "author_id",
+            "published_at",
+        ),
         unique=("video_id",),
         required=("video_id", "title"),
     ),
     "captions": Contract(
-        "captions", ("video_id", "caption", "captioner", "created_at"),
-        unique=("video_id",), required=("video_id", "caption"), video_ref=True,
+        "captions",
+        ("video_id", "caption", "captioner", "created_at"),
+        unique=("video_id",),
+        required=("video_id", "caption"),
+        video_ref=True,
     ),
     "pushes": Contract(
         "pushes",
@@ -67,14 +78,25 @@ CONTRACTS: dict[str, Contract] = {
     ),
     "serving_log": Contract(
         "serving_log",
-        ("request_id", "video_id", "category", "text", "reward_score", "selected",
-         "model_version", "served_at"),
+        (
+            "request_id",
+            "video_id",
+            "category",
+            "text",
+            "reward_score",
+            "selected",
+            "model_version",
+            "served_at",
+        ),
         texts=("text",),
         required=("request_id", "video_id"),
     ),
     "feedback": Contract(
-        "feedback", ("request_id", "pv", "clicks"),
-        unique=("request_id",), counts=("pv", "clicks"), required=("request_id",),
+        "feedback",
+        ("request_id", "pv", "clicks"),
+        unique=("request_id",),
+        counts=("pv", "clicks"),
+        required=("request_id",),
     ),
 }
 
@@ -84,7 +106,9 @@ def get_contract(name: str) -> Contract:
     try:
         return CONTRACTS[name]
     except KeyError:
-        raise DataContractError(f"unknown table contract {name!r}; known: {sorted(CONTRACTS)}") from None
+        raise DataContractError(
+            f"unknown table contract {name!r}; known: {sorted(CONTRACTS)}"
+        ) from None
 
 
 def check_columns(name: str, df: pd.DataFrame) -> None:
@@ -129,8 +153,10 @@ def _reasons(contract: Contract, df: pd.DataFrame, known_video_ids) -> pd.Series
         mark(~df["video_id"].isin(set(known_video_ids)), "unknown video_id")
     if contract.unique:
         key = list(contract.unique)
-        mark(df.duplicated(key, keep="first") & df[key].notna().all(axis=1),
-             f"duplicate {'+'.join(key)}")
+        mark(
+            df.duplicated(key, keep="first") & df[key].notna().all(axis=1),
+            f"duplicate {'+'.join(key)}",
+        )
     return reason
 
 

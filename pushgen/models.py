@@ -152,7 +152,9 @@ def load_causal_lm(
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(device, dtype))
     except OSError as exc:
-        raise PushgenError(f"cannot load causal LM {name_or_path!r}: {exc}".splitlines()[0]) from exc
+        raise PushgenError(
+            f"cannot load causal LM {name_or_path!r}: {exc}".splitlines()[0]
+        ) from exc
     return model.to(device), load_tokenizer(path)
 
 
