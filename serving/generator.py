@@ -1,0 +1,138 @@
+"""The `generator` predictor: one candidate push per requested category, in one batched generate call.
+
+Loads a trained generator directory (base model named in its manifest + LoRA adapter, merged into
+the weights for inference: the base is loaded in full precision, so merging is exact) or any
+causal LM directory, from a local path or an s3:// URI of the artifact store; on GPU when present.
+
+v1: `{"instances": [{"caption": "...", "categories": [...], "n_per_category": 1}]}` ->
+    `{"predictions": [{"candidates": [{"category", "text", "guard_ok", "guard_reasons"}], ...}]}`
+v2: inputs `caption` (BYTES [1]), optional `categories` (BYTES [n]), parameter `n_per_category`;
+    outputs `category`, `text` (BYTES [K]) and `guard_ok` (BOOL [K]).
+
+    python -m serving.generator --model-dir runs/models/generator --port 8081
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serving.base import PushgenModel
+from serving.protocol import GENERATOR_V2, GenerateRequest, RequestLimits, generate_request
+from serving.server import ServerConfig, serve
+from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
+
+
+@dataclass(frozen=True)
+class GeneratorServeConfig:
+    """How the generator is served."""
+
+    max_new_tokens: int = 24  # a push is one short line; longer budgets only cost latency
+    do_sample: bool = True  # sampling gives the categories distinct wording
+    temperature: float = 0.8  # sampling temperature
+    seed: int | None = 0  # fixed seed: the same caption gets the same candidates (cacheable)
+    max_chars: int = 120  # guard length budget, also applied again by the transformer
+    merge_lora: bool = True  # fold the adapter into the weights (exact for a full-precision base)
+    device: str | None = None  # None: cuda when available, else cpu
+
+
+class GeneratorModel(PushgenModel):
+    """KServe predictor for the category-controlled generator."""
+
+    signature = GENERATOR_V2
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: str | Path,
+        config: GeneratorServeConfig | None = None,
+        limits: RequestLimits | None = None,
+        storage: StorageConfig | None = None,
+    ):
+        super().__init__(name, limits)
+        self.model_uri = str(model_dir)
+        self.config = config or GeneratorServeConfig()
+        self.storage = storage or StorageConfig(root=Path("/"))
+        self.generator: Any = None
+        self.version = ""
+
+    def load(self) -> bool:
+        from pushgen.generator.generate import CandidateGenerator
+
+        model_dir = resolve_model_location(self.model_uri, self.storage)
+        check_safe_weights(model_dir)
+        self.generator = CandidateGenerator.from_pretrained(
+            model_dir, device=self.config.device, merge=self.config.merge_lora
+        )
+        self.version = model_version(model_dir)
+        self.ready = True
+        return self.ready
+
+    def parse_instance(self, instance: Any) -> GenerateRequest:
+        return generate_request(instance, self.limits)
+
+    def _generate(self, requests: list[GenerateRequest]) -> list[dict[str, Any]]:
+        from pushgen.generator.generate import GenerationConfig
+
+        cfg = GenerationConfig(
+            max_new_tokens=self.config.max_new_tokens,
+            do_sample=self.config.do_sample,
+            temperature=self.config.temperature,
+            seed=self.config.seed,
+            max_chars=self.config.max_chars,
+        )
+        out = []
+        for req in requests:
+            cands = self.generator.generate(req.caption, req.categories, req.n_per_category, cfg)
+            out.append(
+                {
+                    "candidates": [
+                        {
+                            "category": c.category,
+                            "text": c.text,
+                            "guard_ok": c.guard_ok,
+                            "guard_reasons": list(c.guard_reasons),
+                        }  # fmt: skip
+                        for c in cands
+                    ],
+                    "video_id": req.video_id,
+                    "model_version": self.version,
+                }
+            )
+        return out
+
+    async def infer(self, requests: list[GenerateRequest], headers=None) -> list[dict]:
+        return await self.run_blocking(self._generate, requests)
+
+    def v2_outputs(self, result: dict) -> list[tuple[str, str, list[int], Any]]:
+        cands = result["candidates"]
+        k = len(cands)
+        return [
+            ("category", "BYTES", [k], [c["category"] for c in cands]),
+            ("text", "BYTES", [k], [c["text"] for c in cands]),
+            ("guard_ok", "BOOL", [k], [c["guard_ok"] for c in cands]),
+        ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a generator directory (or s3:// URI) on 127.0.0.1."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model-dir", required=True, help="generator directory or s3:// URI")
+    p.add_argument("--name", default="generator", help="model name in the URL")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--model-root", default="/", help="local model paths must lie inside this")
+    p.add_argument("--cache-dir", default="runs/model-cache", help="where s3:// models go")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    config = GeneratorServeConfig(max_new_tokens=args.max_new_tokens, device=args.device)
+    storage = StorageConfig(root=Path(args.model_root), cache_dir=Path(args.cache_dir))
+    serve(GeneratorModel(args.name, args.model_dir, config, storage=storage),
+          ServerConfig(host=args.host, http_port=args.port))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

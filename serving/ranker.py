@@ -1,0 +1,213 @@
+"""The `ranker` predictor: scores all K(K-1) candidate pairs in one batch, returns scores, win matrix, choice.
+
+v1: `{"instances": [{"texts": [...], "caption": "..."}]}` ->
+    `{"predictions": [{"scores", "win_matrix", "chosen", "method", "model_version"}]}`
+v2: input `texts` (BYTES [K]), optional `caption` (BYTES [1]);
+    outputs `scores` (FP32 [K]), `win_matrix` (FP32 [K, K]), `chosen` (INT64 [1]).
+
+With dynamic batching on, concurrent requests that arrive within `batch_wait_ms` of each other
+share one forward pass (their pairs concatenated), which `bench/bench_serving.py` measures.
+
+    python -m serving.ranker --model-dir runs/models/ranker --port 8082
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.base import PushgenModel
+from serving.protocol import RANKER_V2, RankRequest, RequestLimits, rank_request
+from serving.server import ServerConfig, serve
+from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
+
+
+@dataclass(frozen=True)
+class RankerServeConfig:
+    """How the ranker is served."""
+
+    method: str = "copeland"  # how pairwise wins become a ranking (copeland | bradley_terry)
+    dynamic_batching: bool = True  # merge concurrent requests into one forward pass
+    batch_wait_ms: float = 2.0  # how long the first request of a batch waits for company
+    max_batch_pairs: int = 1024  # stop collecting once a batch holds this many pairs
+    device: str | None = None  # None: cuda when available, else cpu
+
+
+def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.where(~np.eye(k, dtype=bool))
+
+
+def pair_inputs(ranker: Any, req: RankRequest) -> tuple[list[str], list[str]]:
+    """The (a, b) inputs of every ordered pair of one request, caption folded in as the model expects."""
+    ii, jj = _pairs(len(req.texts))
+    a = [req.texts[i] for i in ii]
+    b = ranker._second([req.texts[j] for j in jj], req.caption)
+    return a, b
+
+
+def rank_from_probs(probs: np.ndarray, k: int, method: str) -> dict[str, Any]:
+    """Scores, symmetrised win matrix and choice from the raw pair probabilities of one request."""
+    from pushgen.ranker.select import aggregate
+
+    raw = np.full((k, k), 0.5)
+    ii, jj = _pairs(k)
+    raw[ii, jj] = probs
+    win = (raw + 1.0 - raw.T) / 2.0  # both orders averaged, as PairwiseRanker.win_matrix does
+    result = aggregate(win, method)
+    return {"scores": result.scores, "win_matrix": result.win_matrix, "chosen": result.chosen,
+            "method": result.method}  # fmt: skip
+
+
+def score_requests(ranker: Any, requests: list[RankRequest], method: str) -> list[dict[str, Any]]:
+    """Rank several requests with one `score_pairs` call over all their pairs (blocking)."""
+    a_all: list[str] = []
+    b_all: list[str] = []
+    bounds = [0]
+    for req in requests:
+        a, b = pair_inputs(ranker, req)
+        a_all += a
+        b_all += b
+        bounds.append(len(a_all))
+    probs = ranker.score_pairs(a_all, b_all, None) if a_all else np.zeros(0)
+    return [
+        rank_from_probs(probs[lo:hi], len(req.texts), method)
+        for req, lo, hi in zip(requests, bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+class RankBatcher:
+    """Collects concurrent rank requests for a few ms and scores them in one forward pass."""
+
+    def __init__(self, model: RankerModel, config: RankerServeConfig):
+        self.model, self.config = model, config
+        self._queue: asyncio.Queue[tuple[RankRequest, asyncio.Future]] | None = None
+        self._worker: asyncio.Task | None = None
+        self.batch_sizes: list[int] = []  # requests per forward pass, for the benchmark
+
+    async def submit(self, req: RankRequest) -> dict[str, Any]:
+        if self._queue is None:  # created lazily: the queue must belong to the serving loop
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._run())
+        fut = asyncio.get_running_loop().create_future()
+        await self._queue.put((req, fut))
+        return await fut
+
+    async def _collect(self) -> list[tuple[RankRequest, asyncio.Future]]:
+        assert self._queue is not None
+        batch = [await self._queue.get()]
+        pairs = len(batch[0][0].texts) ** 2
+        deadline = asyncio.get_running_loop().time() + self.config.batch_wait_ms / 1000
+        while pairs < self.config.max_batch_pairs:
+            timeout = deadline - asyncio.get_running_loop().time()
+            if timeout <= 0 and self._queue.empty():
+                break
+            try:
+                item = await asyncio.wait_for(self._queue.get(), max(timeout, 0))
+            except TimeoutError:
+                break
+            batch.append(item)
+            pairs += len(item[0].texts) ** 2
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._collect()
+            live = [(r, f) for r, f in batch if not f.cancelled()]
+            if not live:
+                continue
+            self.batch_sizes.append(len(live))
+            try:
+                results = await self.model.run_blocking(
+                    score_requests, self.model.ranker, [r for r, _ in live], self.config.method
+                )
+            except Exception as exc:  # a failed batch fails its requests, never the worker
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), res in zip(live, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
+
+
+class RankerModel(PushgenModel):
+    """KServe predictor for the pairwise ranker."""
+
+    signature = RANKER_V2
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: str | Path,
+        config: RankerServeConfig | None = None,
+        limits: RequestLimits | None = None,
+        storage: StorageConfig | None = None,
+    ):
+        super().__init__(name, limits)
+        self.model_uri = str(model_dir)
+        self.config = config or RankerServeConfig()
+        self.storage = storage or StorageConfig(root=Path("/"))
+        self.ranker: Any = None
+        self.version = ""
+        self.batcher = RankBatcher(self, self.config)
+
+    def load(self) -> bool:
+        from pushgen.ranker.select import PairwiseRanker
+
+        model_dir = resolve_model_location(self.model_uri, self.storage)
+        check_safe_weights(model_dir)
+        self.ranker = PairwiseRanker.from_pretrained(model_dir, device=self.config.device)
+        self.version = model_version(model_dir)
+        self.ready = True
+        return self.ready
+
+    def parse_instance(self, instance: Any) -> RankRequest:
+        return rank_request(instance, self.limits)
+
+    async def infer(self, requests: list[RankRequest], headers=None) -> list[dict]:
+        if self.config.dynamic_batching:
+            results = await asyncio.gather(*(self.batcher.submit(r) for r in requests))
+        else:
+            results = await self.run_blocking(
+                score_requests, self.ranker, requests, self.config.method
+            )
+        return [{**r, "model_version": self.version} for r in results]
+
+    def v2_outputs(self, result: dict) -> list[tuple[str, str, list[int], Any]]:
+        k = len(result["scores"])
+        flat = [x for row in result["win_matrix"] for x in row]
+        return [
+            ("scores", "FP32", [k], result["scores"]),
+            ("win_matrix", "FP32", [k, k], flat),
+            ("chosen", "INT64", [1], [result["chosen"]]),
+        ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a ranker directory (or s3:// URI) on 127.0.0.1."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model-dir", required=True, help="ranker directory or s3:// URI")
+    p.add_argument("--name", default="ranker", help="model name in the URL")
+    p.add_argument("--port", type=int, default=8082)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--model-root", default="/", help="local model paths must lie inside this")
+    p.add_argument("--cache-dir", default="runs/model-cache", help="where s3:// models go")
+    p.add_argument("--method", default="copeland", choices=["copeland", "bradley_terry"])
+    p.add_argument("--no-batching", action="store_true", help="turn dynamic batching off")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    args = p.parse_args(argv)
+    config = RankerServeConfig(
+        method=args.method, dynamic_batching=not args.no_batching, batch_wait_ms=args.batch_wait_ms
+    )
+    storage = StorageConfig(root=Path(args.model_root), cache_dir=Path(args.cache_dir))
+    model = RankerModel(args.name, args.model_dir, config, storage=storage)
+    serve(model, ServerConfig(host=args.host, http_port=args.port))
+
+
+if __name__ == "__main__":
+    main()

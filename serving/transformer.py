@@ -1,0 +1,265 @@
+"""The `pushgen` transformer: video id -> Feast caption -> generator -> guard -> ranker -> one push.
+
+For `{video_id}` it reads the caption (and video features) from Feast's online store; a caption
+may also be given directly. It asks the generator for one candidate per category, drops the
+candidates the guard rejects (invented names or numbers, over length), asks the ranker to rank the
+rest, logs every candidate and the choice to the serving log, and answers:
+
+    {"request_id", "video_id", "text", "category", "score", "alternatives": [...],
+     "degraded": false, "model_version", "timings_ms": {"feast", "generate", "rank"}}
+
+Faults: an unknown video is a 404; a generator that is down is a 503; a ranker that is down is a
+503 too, unless `degrade_without_ranker` is set, in which case the first guarded candidate is
+served with `degraded: true` (and logged so). No candidate passing the guard is a 200 with
+`text: null` and the reasons: nothing unsafe is ever served.
+
+    python -m serving.transformer --generator-url http://127.0.0.1:8081 \
+        --ranker-url http://127.0.0.1:8082 --feature-repo runs/demo/feature_repo --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kserve.errors import InvalidInput
+
+from pushgen.categories import DEFAULT_CATEGORIES
+from serving.base import PushgenModel
+from serving.protocol import PUSH_V2, PushRequest, RequestLimits, push_request
+from serving.server import NotFoundError, ServerConfig, UpstreamUnavailable, serve
+from serving.serving_log import ServingLog, ServingLogConfig
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Where the predictors and the feature store are, and how faults are handled."""
+
+    generator_url: str = "http://127.0.0.1:8081"  # base URL of the generator ModelServer
+    ranker_url: str = "http://127.0.0.1:8082"  # base URL of the ranker ModelServer
+    generator_name: str = "generator"  # model names in their URLs
+    ranker_name: str = "ranker"
+    feature_repo: Path | None = None  # Feast repo; None: only direct captions are accepted
+    timeout_s: float = 60.0  # per upstream call; generation on CPU takes seconds
+    degrade_without_ranker: bool = False  # ranker down: serve the first guarded candidate, flagged
+    max_chars: int = 120  # guard length budget
+    log: ServingLogConfig = field(default_factory=ServingLogConfig)
+
+
+class FeatureLookup:
+    """Caption and video features from Feast's online store (blocking; run off the loop)."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self._store: Any = None
+
+    def video(self, video_id: str) -> dict[str, Any]:
+        from pushgen.features import get_online_video_features
+
+        if self._store is None:
+            from feast import FeatureStore
+
+            self._store = FeatureStore(repo_path=str(self.repo))
+        df = get_online_video_features(self._store, [video_id])
+        row = df.iloc[0].to_dict() if len(df) else {}
+        caption = row.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            raise NotFoundError(f"video_id {video_id!r} is not in the feature store")
+        return row
+
+
+class PushgenTransformer(PushgenModel):
+    """The end-to-end push model: a KServe transformer chaining generator and ranker."""
+
+    signature = PUSH_V2
+
+    def __init__(
+        self,
+        name: str,
+        config: TransformerConfig | None = None,
+        limits: RequestLimits | None = None,
+    ):
+        super().__init__(name, limits)
+        self.config = config or TransformerConfig()
+        self.features = (
+            FeatureLookup(self.config.feature_repo) if self.config.feature_repo else None
+        )
+        self.log: ServingLog | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def load(self) -> bool:
+        self.log = ServingLog(self.config.log)
+        self.ready = True
+        return self.ready
+
+    def parse_instance(self, instance: Any) -> PushRequest:
+        return push_request(instance, self.limits)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:  # created in the serving loop, on first use
+            self._client = httpx.AsyncClient(timeout=self.config.timeout_s)
+        return self._client
+
+    async def _call(self, which: str, base: str, model: str, instance: dict) -> dict:
+        url = f"{base.rstrip('/')}/v1/models/{model}:predict"
+        try:
+            resp = await self.client.post(url, json={"instances": [instance]})
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"the {which} at {base} is unavailable: {exc!r}") from None
+        if resp.status_code >= 500 or resp.status_code in (404, 429):
+            raise UpstreamUnavailable(
+                f"the {which} at {base} answered {resp.status_code}: {resp.text[:300]}"
+            )
+        if resp.status_code >= 400:  # our request was bad for it, e.g. a Feast caption too long
+            raise InvalidInput(f"the {which} refused the request: {resp.text[:300]}")
+        return resp.json()["predictions"][0]
+
+    async def _caption(self, req: PushRequest) -> tuple[str, str]:
+        if req.caption is not None:
+            video_id = (
+                req.video_id or "caption:" + hashlib.sha1(req.caption.encode()).hexdigest()[:12]
+            )
+            return video_id, req.caption
+        assert req.video_id is not None
+        if self.features is None:
+            raise InvalidInput(
+                "this server has no feature store; send 'caption' instead of 'video_id'"
+            )
+        row = await self.run_blocking(self.features.video, req.video_id)
+        caption = str(row["caption"])[: self.limits.max_caption_chars]
+        return req.video_id, caption
+
+    async def _push(self, req: PushRequest, headers: dict | None) -> dict[str, Any]:
+        from pushgen.generator.guard import check_candidate
+
+        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        video_id, caption = await self._caption(req)
+        timings["feast"] = (time.perf_counter() - t0) * 1000
+
+        t0 = time.perf_counter()
+        gen = await self._call(
+            "generator", self.config.generator_url, self.config.generator_name,
+            {"caption": caption, "video_id": video_id,
+             "categories": list(req.categories or DEFAULT_CATEGORIES),
+             "n_per_category": req.n_per_category},
+        )  # fmt: skip
+        timings["generate"] = (time.perf_counter() - t0) * 1000
+
+        cands = []
+        for c in gen["candidates"]:
+            verdict = check_candidate(c["text"], caption, self.config.max_chars)
+            cands.append({"category": c["category"], "text": c["text"], "score": None,
+                          "guard_ok": verdict.ok, "guard_reasons": verdict.reasons,
+                          "selected": False})  # fmt: skip
+        ok = [c for c in cands if c["guard_ok"]]
+        chosen, degraded, reason, rank_version = None, False, None, None
+        t0 = time.perf_counter()
+        if ok:
+            try:
+                ranked = await self._call(
+                    "ranker", self.config.ranker_url, self.config.ranker_name,
+                    {"texts": [c["text"] for c in ok], "caption": caption},
+                )  # fmt: skip
+                for c, s in zip(ok, ranked["scores"], strict=True):
+                    c["score"] = float(s)
+                chosen = ok[int(ranked["chosen"])]
+                rank_version = ranked.get("model_version")
+            except UpstreamUnavailable as exc:
+                if not self.config.degrade_without_ranker:
+                    raise
+                chosen, degraded, reason = ok[0], True, str(exc)
+        else:
+            reason = "no candidate passed the guard"
+        timings["rank"] = (time.perf_counter() - t0) * 1000
+        if chosen is not None:
+            chosen["selected"] = True
+        version = f"{gen.get('model_version')}+{rank_version or 'none'}"
+        self._log(request_id, video_id, cands, version, degraded)
+        return {
+            "request_id": request_id,
+            "video_id": video_id,
+            "text": chosen["text"] if chosen else None,
+            "category": chosen["category"] if chosen else None,
+            "score": chosen["score"] if chosen else None,
+            "alternatives": cands,
+            "degraded": degraded,
+            "reason": reason,
+            "model_version": version,
+            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+        }
+
+    def _log(
+        self, request_id: str, video_id: str, cands: list[dict], version: str, degraded: bool
+    ) -> None:
+        served_at = datetime.now(UTC).isoformat()
+        rows = [
+            {"request_id": request_id, "video_id": video_id, "category": c["category"],
+             "text": c["text"], "reward_score": c["score"], "selected": c["selected"],
+             "model_version": version, "served_at": served_at, "guard_ok": c["guard_ok"],
+             "guard_reasons": "; ".join(c["guard_reasons"]), "degraded": degraded}
+            for c in cands
+        ]  # fmt: skip
+        assert self.log is not None
+        self.log.write(rows)  # a few hundred bytes, flushed: cheaper than a thread hop
+
+    async def infer(self, requests: list[PushRequest], headers=None) -> list[dict]:
+        return [await self._push(r, headers) for r in requests]
+
+    def v2_outputs(self, result: dict) -> list[tuple[str, str, list[int], Any]]:
+        alts = result["alternatives"]
+        chosen = [result["text"]] if result["text"] is not None else []
+        nan = float("nan")
+        return [
+            ("text", "BYTES", [len(chosen)], chosen),
+            ("category", "BYTES", [len(chosen)], [result["category"]] if chosen else []),
+            ("score", "FP32", [len(chosen)], [result["score"] if result["score"] is not None else nan] if chosen else []),
+            ("alternative_texts", "BYTES", [len(alts)], [a["text"] for a in alts]),
+            ("alternative_categories", "BYTES", [len(alts)], [a["category"] for a in alts]),
+            ("alternative_scores", "FP32", [len(alts)],
+             [a["score"] if a["score"] is not None else nan for a in alts]),
+        ]  # fmt: skip
+
+    def stop(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        super().stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the pushgen transformer on 127.0.0.1."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", default="pushgen", help="model name in the URL")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--generator-url", default="http://127.0.0.1:8081")
+    p.add_argument("--ranker-url", default="http://127.0.0.1:8082")
+    p.add_argument("--feature-repo", default=None, help="Feast repo with the video features")
+    p.add_argument("--log-dir", default="runs/serving-log", help="serving log directory")
+    p.add_argument("--log-max-rows", type=int, default=10_000, help="rows per log file")
+    p.add_argument("--degrade-without-ranker", action="store_true",
+                   help="ranker down: serve the first guarded candidate, flagged, instead of 503")  # fmt: skip
+    p.add_argument("--timeout-s", type=float, default=60.0)
+    args = p.parse_args(argv)
+    config = TransformerConfig(
+        generator_url=args.generator_url,
+        ranker_url=args.ranker_url,
+        feature_repo=Path(args.feature_repo) if args.feature_repo else None,
+        timeout_s=args.timeout_s,
+        degrade_without_ranker=args.degrade_without_ranker,
+        log=ServingLogConfig(Path(args.log_dir), args.log_max_rows),
+    )
+    serve(PushgenTransformer(args.name, config), ServerConfig(host=args.host, http_port=args.port))
+
+
+if __name__ == "__main__":
+    main()
