@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -575,6 +576,45 @@ class S3Store(ArtifactStore):
                 Delete={"Objects": batch, "Quiet": True},
             )
         return len(keys)
+
+
+# ----------------------------------------------------------------------------- releases
+
+
+def default_version(source_data_hash: str) -> str:
+    """`YYYYmmdd-HHMMSS-<hash8>`: sorts by time and says which data it came from."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + (source_data_hash[:8] or "nodata")
+
+
+def publish_release(
+    store_uri: str,
+    version: str,
+    generator_dir: str,
+    ranker_dir: str,
+    feature_tables: dict[str, str],
+    reports: dict[str, str],
+    metrics: dict,
+    source_data_hash: str,
+) -> dict:
+    """Stage the release layout in a temp dir and register it as one version; returns the manifest."""
+    if not store_uri.strip():
+        raise ConfigError(
+            "register: store_uri is empty; give a local directory or s3://bucket/prefix"
+        )
+    store = ArtifactStore.from_uri(store_uri.strip())
+    version = version.strip() or default_version(source_data_hash)
+    metrics = {k: v for k, v in metrics.items() if k != "display_name"}
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = {"features": Path(tmp) / "features", "reports": Path(tmp) / "reports"}
+        for folder, files in (("features", feature_tables), ("reports", reports)):
+            staged[folder].mkdir()
+            for name, src in files.items():
+                target = name if "." in name else f"{name}.parquet"
+                shutil.copyfile(src, staged[folder] / target)
+        artifacts = {"generator": generator_dir, "ranker": ranker_dir, **staged}
+        return store.register(
+            version, artifacts, metrics=metrics, source_data_hash=source_data_hash
+        )
 
 
 # ----------------------------------------------------------------------------- serving side

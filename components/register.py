@@ -1,0 +1,59 @@
+"""KFP component: publish a trained release to the artifact store (`pushgen.store`).
+
+One immutable version holds everything serving needs, in the layout `pushgen demo` and the KServe
+models load from:
+
+    versions/<v>/generator/   the SFT adapter dir (CandidateGenerator.from_pretrained)
+    versions/<v>/ranker/      the pairwise ranker dir (PairwiseRanker.from_pretrained)
+    versions/<v>/features/    videos.parquet + captions.parquet (Feast's offline source)
+    versions/<v>/reports/     evaluation.md, evaluation.html, evaluation.json
+    versions/<v>/manifest.json  sha256 + size of every file, metrics, source data hash
+
+The store URI is a local directory or `s3://bucket/prefix`; S3 credentials come from the pod's
+environment (a Kubernetes Secret), never from a pipeline parameter.
+"""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components import COMPONENT_DEFAULTS
+
+
+@dsl.component(**COMPONENT_DEFAULTS)
+def register(
+    generator: Input[Model],
+    ranker: Input[Model],
+    videos: Input[Dataset],
+    captions: Input[Dataset],
+    summary: Input[Markdown],
+    report: Input[HTML],
+    evaluation: Input[Artifact],
+    eval_metrics: Input[Metrics],
+    manifest: Output[Artifact],
+    store_uri: str,
+    source_data_hash: str,
+    version: str = "",
+) -> str:
+    """Upload the release under `version` (default: time + data hash); returns its URI."""
+    import json
+    from pathlib import Path
+
+    from pushgen.store import publish_release
+
+    result = publish_release(
+        store_uri,
+        version,
+        generator_dir=generator.path,
+        ranker_dir=ranker.path,
+        feature_tables={"videos": videos.path, "captions": captions.path},
+        reports={
+            "evaluation.md": summary.path,
+            "evaluation.html": report.path,
+            "evaluation.json": evaluation.path,
+        },
+        metrics=dict(eval_metrics.metadata),
+        source_data_hash=source_data_hash,
+    )
+    Path(manifest.path).write_text(json.dumps(result, indent=2, sort_keys=True))
+    manifest.metadata.update({"version": result["version"], "uri": result["uri"]})
+    return result["uri"]
