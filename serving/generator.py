@@ -98,6 +98,7 @@ class GeneratorModel(PushgenModel):
                         for c in cands
                     ],
                     "video_id": req.video_id,
+                    "caption": req.caption,  # lets an InferenceGraph's ranker step see it
                     "model_version": self.version,
                 }
             )

@@ -157,8 +157,22 @@ def generate_request(instance: Any, limits: RequestLimits) -> GenerateRequest:
     return GenerateRequest(caption, categories, n, video_id)
 
 
+def _texts_from_generator(obj: Mapping[str, Any]) -> list[Any]:
+    """The guarded texts of a generator prediction (an InferenceGraph step maps it to an instance)."""
+    cands = obj["candidates"]
+    if not isinstance(cands, list) or not all(isinstance(c, dict) and "text" in c for c in cands):
+        raise _bad("field 'candidates' must be a list of objects with a 'text'")
+    return [c["text"] for c in cands if c.get("guard_ok", True)]
+
+
 def rank_request(instance: Any, limits: RequestLimits) -> RankRequest:
-    """Validate one ranker instance: `{texts: [K strings], caption?}` with 1 <= K <= limit."""
+    """Validate one ranker instance: `{texts: [K strings], caption?}` with 1 <= K <= limit.
+
+    A generator prediction (`{candidates: [...], ...}`) is accepted too: its guarded candidates
+    are the texts, which lets an InferenceGraph chain generator -> ranker directly.
+    """
+    if isinstance(instance, dict) and "candidates" in instance and "texts" not in instance:
+        instance = {"texts": _texts_from_generator(instance), "caption": instance.get("caption")}
     obj = _object(instance, {"texts", "caption"})
     texts = obj.get("texts")
     if texts is None:

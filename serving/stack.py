@@ -49,7 +49,9 @@ class StackConfig:
     host: str = "127.0.0.1"  # all three bind here
     ports: StackPorts = field(default_factory=StackPorts)
     log_dir: Path = Path("runs/serving")  # serving log + server output
-    model_root: Path = Path(".")  # local model paths must resolve inside this directory
+    model_root: Path | None = (
+        None  # local model paths must resolve inside this (None: the models dir)
+    )
     cache_dir: Path = Path("runs/model-cache")  # s3:// models are downloaded here
     startup_timeout_s: float = 300.0  # model loading on CPU can take a minute or two
     degrade_without_ranker: bool = (
@@ -116,7 +118,9 @@ class LocalStack:
     # --- life cycle ---
     def _plan(self) -> None:
         cfg = self.config
-        storage = StorageConfig(root=cfg.model_root, cache_dir=cfg.cache_dir)
+        is_local = not self.models.startswith("s3://")
+        root = cfg.model_root or (Path(self.models).resolve() if is_local else Path.cwd())
+        storage = StorageConfig(root=root, cache_dir=cfg.cache_dir)
         local = resolve_model_location(self.models, storage)  # downloads s3:// once for both
         for sub in ("generator", "ranker"):
             if not (local / sub).is_dir():
