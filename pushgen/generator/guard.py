@@ -33,10 +33,14 @@ NUMBER_WORDS = {
 }  # fmt: skip
 # "one" is too often a pronoun ("this one is for you") to count as a claim.
 _NUMBER_WORD_CLAIMS = {w: d for w, d in NUMBER_WORDS.items() if w != "one"}
+# Plural magnitudes ("millions are watching") are social-proof hyperbole, not a stated figure;
+# "a million views" or "5 million" are figures and are checked.
+_VAGUE_QUANTITIES = frozenset({"hundreds", "thousands", "millions", "billions", "dozens"})
 
 _WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][\w'’-]*")
 _NUMBER = re.compile(r"\d[\d,.]*\d|\d")
-_SENTENCE_END = re.compile(r"[.!?:;\"“”]\s*$|^\s*$")
+_POSSESSIVE = re.compile(r"['’]s$")
+_SENTENCE_END = re.compile(r"[.!?;\"“”…]\s*$|^\W*$")  # a colon does not end one: "Breaking: Oprah"
 
 
 @dataclass
@@ -70,35 +74,48 @@ def invented_numbers(text: str, caption: str) -> list[str]:
     known = caption_numbers(caption)
     invented = [m for m in _NUMBER.findall(text) if _normalise_number(m) not in known]
     for word in _WORD.findall(text):
-        stem = word.lower().rstrip("s")
+        lowered = word.lower()
+        if lowered in _VAGUE_QUANTITIES:
+            continue
+        stem = lowered.rstrip("s")
         if stem in _NUMBER_WORD_CLAIMS and _NUMBER_WORD_CLAIMS[stem] not in known:
             invented.append(word)
     return invented
+
+
+def _is_capitalised(word: str) -> bool:
+    return word[:1].isupper()
 
 
 def invented_entities(text: str, caption: str) -> list[str]:
     """Capitalised names in `text` that the caption never mentions (case-insensitive).
 
     A sentence-initial capital is ordinary English, so a word there counts only when it is part
-    of a run of capitalised words ("Taylor Swift"); common reader-facing words never count.
+    of a run of capitalised words ("Taylor Swift") or possessive ("Oprah's story"); common
+    reader-facing words never count.
     """
-    caption_words = {w.lower().strip("'’") for w in _WORD.findall(caption)}
+    caption_words = {_POSSESSIVE.sub("", w.lower()) for w in _WORD.findall(caption)}
     invented: list[str] = []
     matches = list(_WORD.finditer(text))
     for i, match in enumerate(matches):
-        word = match.group().strip("'’-")
-        if not word or not word[0].isupper() or word.lower() in COMMON_CAPITALISED:
+        possessive = bool(_POSSESSIVE.search(match.group()))
+        word = _POSSESSIVE.sub("", match.group()).strip("'’-")
+        if not word or not _is_capitalised(word) or word.lower() in COMMON_CAPITALISED:
             continue
         if word.lower() in caption_words or word.lower().rstrip("s") in caption_words:
             continue
         at_sentence_start = bool(_SENTENCE_END.search(text[: match.start()]))
-        next_is_capital = i + 1 < len(matches) and matches[i + 1].group()[0].isupper()
-        prev_is_capital = (
-            i > 0
-            and matches[i - 1].group()[0].isupper()
-            and not _SENTENCE_END.search(text[matches[i - 1].end() : match.start()])
+        # a run of names is capitalised words separated by spaces only ("Taylor Swift")
+        in_run = any(
+            0 <= j < len(matches)
+            and _is_capitalised(matches[j].group())
+            and text[
+                min(match.end(), matches[j].end()) : max(match.start(), matches[j].start())
+            ].strip()
+            == ""
+            for j in (i - 1, i + 1)
         )
-        if at_sentence_start and not (next_is_capital or prev_is_capital):
+        if at_sentence_start and not (in_run or possessive):
             continue
         invented.append(word)
     return invented
