@@ -1,0 +1,128 @@
+"""The ranker's end-to-end training recipe, shared by `pushgen train-ranker` and the KFP component.
+
+load A/B tests (project contract or Upworthy) -> split by story -> pairs -> train the pairwise
+cross-encoder (and optionally the pointwise ablation) -> save the model, the split and the pairs
+set aside, each with a reason.
+
+    metrics = train_from_ab_tests(read_ab_tests("ab_tests.parquet"), "runs/ranker", RankerRecipeConfig())
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from pushgen.contracts import check_columns, read_table, write_rejected, write_table
+from pushgen.errors import ConfigError
+from pushgen.ranker.pairs import (
+    PairConfig,
+    StorySplitConfig,
+    build_pairs_report,
+    split_by_story,
+)
+from pushgen.ranker.train import RankerTrainConfig, train_ranker
+from pushgen.ranker.upworthy import (
+    UPWORTHY_PAIR_MATCH,
+    UPWORTHY_STORY_LINKS,
+    is_upworthy,
+    upworthy_to_ab_tests,
+)
+
+FORMATS = ("auto", "ab_tests", "upworthy")
+SPLIT_FILE = "split.json"
+POINTWISE_SUBDIR = "pointwise"
+
+
+@dataclass
+class AbTestsSource:
+    """A/B arms in the `ab_tests` contract plus how this source pairs arms and groups stories."""
+
+    arms: pd.DataFrame
+    format: str  # "ab_tests" or "upworthy"
+    match_on: tuple[str, ...]  # pair only arms equal on these (Upworthy: the same image)
+    story_links: tuple[str, ...]  # tests sharing any of these values are one story
+
+
+def read_ab_tests(path: str | Path, fmt: str = "auto") -> AbTestsSource:
+    """Read A/B tests from `path`: the project's `ab_tests` table, or the Upworthy archive."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
+    df = read_table(path)
+    if fmt == "upworthy" or (fmt == "auto" and is_upworthy(df)):
+        arms = upworthy_to_ab_tests(df)
+        return AbTestsSource(arms, "upworthy", UPWORTHY_PAIR_MATCH, UPWORTHY_STORY_LINKS)
+    check_columns("ab_tests", df)
+    # Simulated/project tests about the same video share its caption: one story per video.
+    return AbTestsSource(df, "ab_tests", (), ("text", "video_id"))
+
+
+def default_train_pairs() -> PairConfig:
+    """Training pairs: p < 0.1 (most A/B pairs are noise; the reference setup uses this cut)."""
+    return PairConfig(max_p_value=0.1)
+
+
+@dataclass
+class RankerRecipeConfig:
+    """Everything `train_from_ab_tests` needs, one config per concern."""
+
+    pairs: PairConfig = field(default_factory=default_train_pairs)  # how training pairs are made
+    split: StorySplitConfig = field(default_factory=StorySplitConfig)  # which stories are held out
+    train: RankerTrainConfig = field(default_factory=RankerTrainConfig)  # the cross-encoder fit
+    pointwise: bool = False  # also train the pointwise CTR regressor (the ablation)
+    exclude_nonrandom: bool = False  # drop tests flagged for non-random assignment from training
+
+
+def _pair_config(cfg: PairConfig, source: AbTestsSource) -> PairConfig:
+    """`cfg` with the source's arm matching, carrying the non-random-assignment flag if present."""
+    flags = tuple(c for c in ("nonrandom_assignment",) if c in source.arms.columns)
+    return replace(
+        cfg, match_on=cfg.match_on or source.match_on, carry_test=cfg.carry_test or flags
+    )
+
+
+def train_from_ab_tests(
+    source: AbTestsSource, out_dir: str | Path, cfg: RankerRecipeConfig | None = None
+) -> dict:
+    """Split by story, build pairs, train (and save) the ranker; returns the metrics dict."""
+    cfg = cfg or RankerRecipeConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split_cfg = replace(cfg.split, link_columns=source.story_links)
+    train_arms, val_arms = split_by_story(source.arms, split_cfg)
+    if cfg.exclude_nonrandom and "nonrandom_assignment" in train_arms.columns:
+        train_arms = train_arms[~train_arms["nonrandom_assignment"].astype(bool)]
+    pair_cfg = _pair_config(cfg.pairs, source)
+    train_res = build_pairs_report(train_arms, pair_cfg)
+    val_res = build_pairs_report(val_arms, pair_cfg)
+
+    # What did not become a training pair is kept with its reason, never dropped silently.
+    write_rejected(
+        pd.concat([train_res.rejected_arms, val_res.rejected_arms]), out / "data", "pairs"
+    )
+    aside = pd.concat(
+        [train_res.set_aside.assign(side="train"), val_res.set_aside.assign(side="val")]
+    )
+    if not aside.empty:
+        write_table(aside, out / "data" / "pairs_set_aside.parquet")
+    split = {
+        "format": source.format,
+        "story_links": list(source.story_links),
+        "match_on": list(pair_cfg.match_on),
+        "val_test_ids": sorted(val_arms["test_id"].astype(str).unique().tolist()),
+        "train_test_ids": sorted(train_arms["test_id"].astype(str).unique().tolist()),
+    }
+    (out / SPLIT_FILE).write_text(json.dumps(split))
+
+    metrics = train_ranker(train_res.pairs, val_res.pairs, out, cfg.train)
+    metrics["pairs"] = {"train": train_res.stats, "val": val_res.stats}
+    if cfg.pointwise:
+        from pushgen.ranker.pointwise import train_pointwise
+
+        used = set(train_res.pairs["push_id_a"]) | set(train_res.pairs["push_id_b"])
+        arms = train_arms[train_arms["push_id"].isin(used)]
+        metrics["pointwise"] = train_pointwise(arms, val_arms, out / POINTWISE_SUBDIR, cfg.train)
+    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics
