@@ -14,52 +14,28 @@ class MonitorConfig:
     """What counts as style collapse and reward drift; every check reads its threshold here."""
 
     # --- style collapse: categories of the selected pushes ---
-    # Evidently stat test for the category mix. Jensen-Shannon is a distance, so it stays meaningful at
-    # any window size (chi-square p-values flag negligible shifts once windows hold thousands of rows).
+    # Evidently test for the category mix. Jensen-Shannon is a distance, so it means the same at any
+    # window size (chi-square p-values flag negligible shifts once windows hold thousands of rows).
     category_drift_method: str = "jensenshannon"
     category_drift_threshold: float = 0.1  # JS distance above this = the category mix drifted
-    min_category_entropy: float = 0.6  # normalised Shannon entropy (0 = one category, 1 = uniform)
-    max_top_category_share: float = (
-        0.5  # share of selected pushes in the single most common category
-    )
+    min_category_entropy: float = 0.6  # normalised entropy (0 = one category, 1 = uniform)
+    max_top_category_share: float = 0.5  # share of selected pushes in the top category
     # --- style collapse: wording of the selected pushes ---
-    text_sample_size: int = (
-        400  # texts per side; both sides are cut to the same size (distinct-n falls with n)
-    )
-    max_distinct2_drop: float = (
-        0.3  # relative fall of distinct-2 vs reference that counts as convergence
-    )
-    max_similarity_rise: float = (
-        0.15  # absolute rise of mean pairwise cosine similarity vs reference
-    )
-    max_repeat_rate: float = 0.2  # share of selected pushes whose exact wording another one repeats
-    similarity_encoder: str | None = (
-        None  # sentence-transformers path/id; None = TF-IDF cosine (no model)
-    )
-    text_drift_method: str = (
-        "wasserstein"  # Evidently test on text descriptors (length, words, repeats)
-    )
-    text_drift_threshold: float = 0.1  # normed Wasserstein distance above this = descriptor drifted
+    text_sample_size: int = 400  # texts per side; both cut to one size (distinct-n falls with n)
+    max_distinct2_drop: float = 0.3  # relative fall of distinct-2 vs reference = convergence
+    max_similarity_rise: float = 0.1  # absolute rise of mean pairwise cosine vs reference
+    max_repeat_rate: float = 0.2  # share of selected pushes whose exact wording repeats
+    similarity_encoder: str | None = None  # sentence-transformers path/id; None = TF-IDF
+    text_drift_method: str = "wasserstein"  # Evidently test on text length and word count
+    text_drift_threshold: float = 0.1  # normed Wasserstein distance above this = drifted
     # --- reward drift ---
-    correlation: str = (
-        "spearman"  # rank correlation of reward_score vs observed CTR: spearman | kendall
-    )
-    min_rank_correlation: float = (
-        0.1  # correlation below this in the latest window = the ranker stopped tracking CTR
-    )
-    min_pv: int = (
-        100  # feedback with fewer exposures gives a CTR too noisy to rank; left out (counted)
-    )
-    min_rows: int = (
-        30  # fewer scored pushes with feedback than this: the correlation is not evaluated
-    )
-    window: str | None = (
-        None  # pandas offset ("1D", "6h") splitting the current log by served_at; None = one window
-    )
-    score_drift_method: str = (
-        "ks"  # Evidently test on the reward_score distribution (needs it in the reference)
-    )
-    score_drift_threshold: float = 0.05  # K-S p-value below this = the score distribution drifted
+    correlation: str = "spearman"  # rank correlation of reward_score vs CTR: spearman | kendall
+    min_rank_correlation: float = 0.1  # below this in the latest window = ranker lost CTR
+    min_pv: int = 100  # feedback with fewer exposures: CTR too noisy to rank, left out
+    min_rows: int = 30  # fewer scored pushes with CTR in a window: not evaluated
+    window: str | None = None  # pandas offset ("1D", "6h") splitting by served_at; None = one
+    score_drift_method: str = "ks"  # Evidently test on reward_score (needs it in the reference)
+    score_drift_threshold: float = 0.05  # K-S p-value below this = score distribution drifted
     # --- misc ---
     seed: int = 0  # text subsampling
 

@@ -1,7 +1,5 @@
 """Monitoring: style collapse and reward drift on simulated serving windows, with real Evidently."""
 
-from __future__ import annotations
-
 import json
 import re
 
@@ -236,3 +234,54 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         == 2
     )
     assert "min_rows must be at least 2" in capsys.readouterr().err
+
+
+def test_monitor_component_compiles_and_runs_locally(sim, reference, tmp_path):
+    from kfp import compiler, dsl, local
+
+    from components.monitor import monitor
+
+    log, feedback = _window(sim, "shuffled", seed=9, n=120)
+    paths = {}
+    for name, df in (("log", log), ("feedback", feedback), ("reference", reference)):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        df.to_parquet(paths[name])
+
+    @dsl.pipeline(name="monitor-only")
+    def monitor_only(log_uri: str, feedback_uri: str, reference_uri: str) -> bool:
+        imports = {
+            name: dsl.importer(artifact_uri=uri, artifact_class=dsl.Dataset, reimport=False)
+            for name, uri in (("log", log_uri), ("fb", feedback_uri), ("ref", reference_uri))
+        }
+        task = monitor(
+            serving_log=imports["log"].output,
+            feedback=imports["fb"].output,
+            reference=imports["ref"].output,
+            config_json='{"min_rows": 20}',
+        )
+        return task.outputs["retrain"]
+
+    compiler.Compiler().compile(monitor_only, str(tmp_path / "monitor.yaml"))
+    assert "monitor" in (tmp_path / "monitor.yaml").read_text()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    run = monitor_only(
+        log_uri=paths["log"], feedback_uri=paths["feedback"], reference_uri=paths["reference"]
+    )
+    assert run.output is True
+    summaries = list((tmp_path / "root").rglob("summary"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    assert summary["reward_drift"] and summary["config"]["min_rows"] == 20
+    assert list((tmp_path / "root").rglob("report"))  # the HTML artifact
+
+
+@pytest.mark.slow
+def test_embedding_similarity_with_packaged_encoder_sees_collapse(sim, reference, tmp_path):
+    from pushgen.models import default_encoder_path
+
+    log, feedback = _window(sim, "collapsed", seed=10, n=150)
+    cfg = MonitorConfig(similarity_encoder=str(default_encoder_path()), text_sample_size=150)
+    summary = run_monitoring(log, feedback, reference, tmp_path, cfg)
+    sim_check = _check(summary, "pairwise_similarity")
+    assert "all-MiniLM" in sim_check["detail"] or "minilm" in sim_check["detail"].lower()
+    assert sim_check["value"] > sim_check["reference"] + 0.1 and sim_check["alert"]
