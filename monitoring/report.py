@@ -106,6 +106,24 @@ def write_report(snapshot, summary: dict, out_dir: Path) -> Path:
     return path
 
 
+def evaluate(
+    serving_log: pd.DataFrame,
+    feedback: pd.DataFrame | None,
+    reference: pd.DataFrame,
+    cfg: MonitorConfig | None = None,
+) -> tuple[dict, object, pd.DataFrame]:
+    """The checks without touching disk: (summary, Evidently snapshot, rejected rows)."""
+    cfg = cfg or MonitorConfig()
+    # inputs: the selected push per request (+ feedback) and the reference, bad rows set aside
+    inputs = load_inputs(serving_log, feedback, reference, cfg.min_pv)
+    # Evidently: drift tests per column, then our checks on top of its verdicts
+    snapshot, drift = run_drift(inputs.reference, inputs.current, cfg)
+    checks = category_checks(inputs.reference, inputs.current, drift, cfg)
+    checks += wording_checks(inputs.reference, inputs.current, drift, cfg)
+    reward, windows = reward_checks(inputs.reference, inputs.current, drift, cfg)
+    return summarise(checks + reward, windows, inputs.counts, cfg), snapshot, inputs.rejected
+
+
 def run_monitoring(
     serving_log: pd.DataFrame,
     feedback: pd.DataFrame | None,
@@ -118,18 +136,10 @@ def run_monitoring(
     Raises `DataContractError` for an unusable table (missing columns, no rows, nothing selected);
     bad rows are set aside in `rejected.parquet` and counted in `summary["counts"]`.
     """
-    cfg = cfg or MonitorConfig()
+    summary, snapshot, rejected = evaluate(serving_log, feedback, reference, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # inputs: the selected push per request (+ feedback) and the reference, bad rows set aside
-    inputs = load_inputs(serving_log, feedback, reference, cfg.min_pv)
-    write_rejected(inputs.rejected, out_dir, "monitor")
-    # Evidently: drift tests per column, then our checks on top of its verdicts
-    snapshot, drift = run_drift(inputs.reference, inputs.current, cfg)
-    checks = category_checks(inputs.reference, inputs.current, drift, cfg)
-    checks += wording_checks(inputs.reference, inputs.current, drift, cfg)
-    reward, windows = reward_checks(inputs.reference, inputs.current, drift, cfg)
-    summary = summarise(checks + reward, windows, inputs.counts, cfg)
+    write_rejected(rejected, out_dir, "monitor")
     # outputs: the HTML for people, the JSON for pipelines
     summary["report_html"] = str(write_report(snapshot, summary, out_dir))
     (out_dir / SUMMARY_JSON).write_text(
