@@ -1,0 +1,82 @@
+"""KFP component: the pairwise reward model (ranker) trained on A/B tests.
+
+Input: an `ab_tests` table (or the Upworthy archive). It splits tests by story, builds pairs
+from arms of the same test (label: the arm with the higher CTR; pairs with p > `max_p_value` set
+aside), fine-tunes the cross-encoder on both orders of every pair, and writes the model directory
+(safetensors, tokenizer, `ranker_config.json`, `split.json`), the pairs and arms set aside with
+their reasons, and the validation figures as Metrics. The work is
+`pushgen.ranker.recipe.train_from_ab_tests` (plain functions, tested directly).
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components import COMPONENT_DEFAULTS
+
+
+@dsl.component(**COMPONENT_DEFAULTS)
+def reward(
+    ab_tests: Input[Dataset],
+    ranker: Output[Model],
+    rejected: Output[Dataset],
+    metrics: Output[Metrics],
+    backbone: str = "default",
+    epochs: float = 2.0,
+    batch_size: int = 32,
+    learning_rate: float = 5e-5,
+    max_p_value: float = 0.1,
+    val_fraction: float = 0.2,
+    pointwise: bool = False,
+    seed: int = 0,
+):
+    """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default"."""
+    import math
+    from pathlib import Path
+
+    import pandas as pd
+
+    from pushgen.contracts import write_table
+    from pushgen.errors import ConfigError
+    from pushgen.ranker.pairs import PairConfig, StorySplitConfig
+    from pushgen.ranker.recipe import RankerRecipeConfig, read_ab_tests, train_from_ab_tests
+    from pushgen.ranker.train import RankerTrainConfig
+
+    if not 0.0 < max_p_value <= 1.0 or not 0.0 < val_fraction < 1.0:
+        raise ConfigError("max_p_value must be in (0, 1] and val_fraction in (0, 1)")
+    cfg = RankerRecipeConfig(
+        pairs=PairConfig(max_p_value=max_p_value),
+        split=StorySplitConfig(val_fraction=val_fraction, seed=seed),
+        train=RankerTrainConfig(
+            backbone=None if backbone in ("", "default") else backbone,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+        ),
+        pointwise=pointwise,
+    )
+    out = Path(ranker.path)
+    result = train_from_ab_tests(read_ab_tests(ab_tests.path), out, cfg)
+
+    # Arms and pairs set aside, in one table, always written so downstream reads never fail.
+    parts = [pd.read_parquet(p) for p in (out / "data").glob("*.parquet")]
+    write_table(pd.concat(parts) if parts else pd.DataFrame({"reject_reason": []}), rejected.path)
+    ranker.metadata.update({"framework": "transformers", "kind": "pairwise-cross-encoder"})
+    val = result.get("val", {})
+    figures = {
+        "train_pairs": result["train_pairs"],
+        "train_loss": result["train_loss"],
+        "train_examples_per_s": result["train_examples_per_s"],
+        "val_pairs": val.get("pairs", 0),
+        "val_accuracy": val.get("accuracy"),
+        "val_accuracy_significant": val.get("accuracy_significant"),
+        "val_auc": val.get("auc"),
+        "val_ece": val.get("ece"),
+        "val_antisymmetry_error": val.get("antisymmetry_error"),
+        "arms_rejected": result["pairs"]["train"]["arms_rejected"]
+        + result["pairs"]["val"]["arms_rejected"],
+    }
+    for name, value in figures.items():
+        # KFP metrics must be finite numbers; a figure that cannot be computed is left out.
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            metrics.log_metric(name, float(value))

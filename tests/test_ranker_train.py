@@ -1,0 +1,126 @@
+"""Training: a tiny cross-encoder learns a planted preference; saved models load and rank."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from pushgen.errors import ConfigError, DataContractError
+from pushgen.ranker.pairs import build_pairs, split_by_story
+from pushgen.ranker.pointwise import PointwiseScorer, train_pointwise
+from pushgen.ranker.select import PairwiseRanker
+from pushgen.ranker.train import RankerTrainConfig, train_ranker
+
+SUBJECTS = ["the cat", "a chef", "this dog", "the team", "my neighbour", "a pilot", "the kids"]
+ACTIONS = [
+    "cooks pasta",
+    "wins the game",
+    "finds a secret",
+    "sings live",
+    "fixes the roof",
+    "builds a boat",
+]
+
+
+def planted_ab_tests(n_tests: int = 160, seed: int = 0) -> pd.DataFrame:
+    """Two arms per test; the arm phrased as a question has the higher CTR (5% vs 3%)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(n_tests):
+        s, a = rng.choice(SUBJECTS), rng.choice(ACTIONS)
+        arms = [(f"did {s} really {a}?", 0.05), (f"{s} {a} today", 0.03)]
+        for i, (text, ctr) in enumerate(arms[:: 1 if t % 2 else -1]):  # alternate arm order
+            pv = 5000
+            rows.append(
+                {"test_id": f"t{t}", "video_id": f"v{t}", "push_id": f"t{t}-{i}", "text": text,
+                 "pv": pv, "clicks": int(rng.binomial(pv, ctr))}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# Tiny random BERT, high learning rate: the planted signal is one token ('?'), so it is learnt fast.
+TINY = dict(epochs=6, batch_size=16, learning_rate=3e-3, max_length=24, logging_steps=1000)
+
+
+@pytest.fixture(scope="module")
+def planted_run(tiny_encoder_dir, tmp_path_factory):
+    ab = planted_ab_tests()
+    train_ab, val_ab = split_by_story(ab)
+    train_pairs, val_pairs = build_pairs(train_ab), build_pairs(val_ab)
+    out = tmp_path_factory.mktemp("planted")
+    cfg = RankerTrainConfig(backbone=str(tiny_encoder_dir), device="cpu", **TINY)
+    metrics = train_ranker(train_pairs, val_pairs, out, cfg)
+    return out, metrics, train_pairs
+
+
+def test_tiny_model_learns_the_planted_preference(planted_run):
+    _, metrics, _ = planted_run
+    val = metrics["val"]
+    assert val["pairs"] >= 20
+    assert val["accuracy"] >= 0.95  # question arms win: labels follow CTR, and CTR follows '?'
+    assert val["auc"] >= 0.95
+    assert metrics["train_loss"] < 0.5  # down from log(2) = 0.69 at the start
+    assert metrics["train_examples"] == 2 * metrics["train_pairs"]  # both orders
+
+
+def test_training_changes_weights_and_saves_safetensors(planted_run, tiny_encoder_dir):
+    out, _, _ = planted_run
+    assert (out / "model.safetensors").exists() and (out / "ranker_config.json").exists()
+    assert json.loads((out / "ranker_config.json").read_text())["kind"] == "pairwise"
+    before = load_file(tiny_encoder_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not np.allclose(before[name].numpy(), after[name].numpy())
+
+
+def test_trained_model_is_nearly_antisymmetric_and_ranks_the_question_first(planted_run):
+    out, metrics, _ = planted_run
+    assert metrics["val"]["antisymmetry_error"] < 0.1  # trained on both orders
+    ranker = PairwiseRanker.from_pretrained(out, device="cpu")
+    texts = [
+        "the team sings live today",
+        "did the team really sing live?",
+        "a pilot builds a boat today",
+    ]
+    for method in ("copeland", "bradley_terry", "knockout"):
+        assert ranker.rank(texts, method=method).chosen == 1
+
+
+def test_weights_and_posterior_labels_train(tiny_encoder_dir, tmp_path):
+    pairs = build_pairs(planted_ab_tests(40))
+    cfg = RankerTrainConfig(
+        backbone=str(tiny_encoder_dir), device="cpu", label="posterior", **{**TINY, "epochs": 1}
+    )
+    metrics = train_ranker(pairs, None, tmp_path, cfg)
+    assert np.isfinite(metrics["train_loss"]) and "val" not in metrics
+
+
+def test_pointwise_ablation_trains_on_arms(tiny_encoder_dir, tmp_path):
+    ab = planted_ab_tests(60)
+    metrics = train_pointwise(
+        ab,
+        ab.head(20),
+        tmp_path,
+        RankerTrainConfig(backbone=str(tiny_encoder_dir), device="cpu", **TINY),
+    )
+    scorer = PointwiseScorer.from_pretrained(tmp_path, device="cpu")
+    scores = scorer.score(["did the cat really sing live?", "the cat sings live today"])
+    assert scores.shape == (2,) and scores[0] > scores[1]
+    assert metrics["val_pearson"] > 0.5
+    p = scorer.pair_probs(["did a chef really cook pasta?"], ["a chef cooks pasta today"])
+    assert p[0] > 0.5
+
+
+def test_bad_training_input_is_a_clear_error(tiny_encoder_dir, tmp_path):
+    cfg = RankerTrainConfig(backbone=str(tiny_encoder_dir))
+    with pytest.raises(DataContractError, match="missing column"):
+        train_ranker(pd.DataFrame({"text_a": ["x"]}), None, tmp_path, cfg)
+    empty = build_pairs(planted_ab_tests(4)).iloc[:0]
+    with pytest.raises(DataContractError, match="no pairs"):
+        train_ranker(empty, None, tmp_path, cfg)
+    with pytest.raises(ConfigError, match="label"):
+        train_ranker(build_pairs(planted_ab_tests(4)), None, tmp_path, RankerTrainConfig(label="x"))
