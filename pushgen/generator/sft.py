@@ -33,6 +33,7 @@ from pushgen.errors import ConfigError, DataContractError
 from pushgen.generator.generate import GENERATOR_MANIFEST, MERGED_SUBDIR
 from pushgen.generator.prompts import PromptTemplate, encode_prompt, encode_target
 
+SPLIT_FILE = "split.json"  # which videos trained and which were held out (for evaluation)
 SFT_COLUMNS = ("video_id", "caption", "category", "text", "confidence")
 
 
@@ -88,8 +89,8 @@ class SFTData:
     val: list[dict[str, Any]]
     rejected: pd.DataFrame
     categories: dict[str, str]  # {category: description} used in prompts
-    train_videos: int = 0
-    val_videos: int = 0
+    train_videos: list[str] = field(default_factory=list)
+    val_videos: list[str] = field(default_factory=list)
 
 
 # --- data: validate, tokenise, split by video ------------------------------------------------
@@ -160,7 +161,7 @@ def prepare_sft_data(df: pd.DataFrame, tokenizer: Any, cfg: GeneratorTrainConfig
         )
         target = encode_target(tokenizer, cfg.template, str(row["text"]))
         if len(prompt) + len(target) > cfg.max_length:
-            reason[idx] = f"over max_length ({len(prompt) + len(target)} > {cfg.max_length} tokens)"
+            reason[idx] = f"over max_length ({cfg.max_length} tokens)"
             continue
         weight = float(row[cfg.weight_column]) if cfg.weight_column else 1.0
         examples[idx] = {
@@ -179,8 +180,30 @@ def prepare_sft_data(df: pd.DataFrame, tokenizer: Any, cfg: GeneratorTrainConfig
     val_videos = _split_videos(kept["video_id"], cfg.val_fraction, cfg.seed)
     train = [e for e in examples.values() if e["video_id"] not in val_videos]
     val = [e for e in examples.values() if e["video_id"] in val_videos]
-    n_videos = kept["video_id"].astype(str).nunique()
-    return SFTData(train, val, rejected, categories, n_videos - len(val_videos), len(val_videos))
+    train_videos = sorted(set(kept["video_id"].astype(str)) - val_videos)
+    return SFTData(train, val, rejected, categories, train_videos, sorted(val_videos))
+
+
+def build_sft_table(
+    pushes: pd.DataFrame, captions: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join labelled, cleaned pushes with their video's caption: (SFT table, rows without one).
+
+    `pushes` needs video_id, text, category and confidence; `captions` video_id and caption.
+    """
+    for name, df, cols in (
+        ("pushes", pushes, ("video_id", "text", "category", "confidence")),
+        ("captions", captions, ("video_id", "caption")),
+    ):
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise DataContractError(f"{name}: missing column(s) {missing}; got {list(df.columns)}")
+    lookup = captions.drop_duplicates("video_id").set_index("video_id")["caption"]
+    table = pushes.drop(columns=["caption"], errors="ignore").copy()
+    table["caption"] = table["video_id"].map(lookup)
+    no_caption = table["caption"].isna()
+    rejected = table[no_caption].assign(reject_reason="no caption for video")
+    return table[~no_caption].reset_index(drop=True), rejected
 
 
 def collate_sft(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
@@ -358,6 +381,8 @@ def train_generator(
     # data: rejected rows are written aside with their reason, never dropped silently
     sft = prepare_sft_data(data, tokenizer, cfg)
     write_rejected(sft.rejected, out, step="train-generator")
+    split = {"train_videos": sft.train_videos, "val_videos": sft.val_videos}
+    (out / SPLIT_FILE).write_text(json.dumps(split))
     # train
     with tempfile.TemporaryDirectory(prefix="pushgen-sft-") as work_dir:
         result = fit(model, tokenizer, sft, cfg, work_dir)
@@ -383,8 +408,8 @@ def train_generator(
         "n_rows": int(len(data)),
         "n_train": len(sft.train),
         "n_val": len(sft.val),
-        "n_train_videos": sft.train_videos,
-        "n_val_videos": sft.val_videos,
+        "n_train_videos": len(sft.train_videos),
+        "n_val_videos": len(sft.val_videos),
         "n_rejected": int(len(sft.rejected)),
         "rejected_reasons": dict(Counter(sft.rejected.get("reject_reason", []))),
         "categories": list(sft.categories),
@@ -401,3 +426,45 @@ def train_generator(
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def train_from_files(
+    labelled_path: str | Path,
+    captions_path: str | Path,
+    out_dir: str | Path,
+    rejected_path: str | Path,
+    cfg: GeneratorTrainConfig,
+) -> dict[str, float]:
+    """The pipeline step: join labelled pushes with captions, train, write every row set aside.
+
+    Returns the scalar figures (finite floats) the KFP component logs as Metrics.
+    """
+    import math
+
+    from pushgen.contracts import read_table, write_table
+
+    table, no_caption = build_sft_table(
+        read_table(labelled_path), read_table(captions_path, "captions")
+    )
+    result = train_generator(table, out_dir, cfg)
+    # Everything set aside, in one table, always written so downstream reads never fail.
+    parts = [no_caption.assign(step="join-captions")]
+    if (Path(out_dir) / "rejected.parquet").exists():
+        parts.append(pd.read_parquet(Path(out_dir) / "rejected.parquet"))
+    parts = [p.astype(str) for p in parts if len(p)]
+    aside = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"reject_reason": []})
+    write_table(aside, rejected_path)
+    figures = {
+        "train_rows": result["n_train"],
+        "val_rows": result["n_val"],
+        "rejected_rows": result["n_rejected"] + len(no_caption),
+        "steps": result["steps"],
+        "first_train_loss": result["first_train_loss"],
+        "final_train_loss": result["final_train_loss"],
+        "initial_val_loss": result["initial_val_loss"],
+        "final_val_loss": result["final_val_loss"],
+        "trainable_params": result["trainable_params"],
+        "train_seconds": result["train_seconds"],
+    }
+    # KFP metrics must be finite numbers; a figure that cannot be computed is left out.
+    return {k: float(v) for k, v in figures.items() if v is not None and math.isfinite(v)}
