@@ -101,6 +101,9 @@ class Captioner(ABC):
                 "created_at": pd.Timestamp(datetime.now(UTC)).tz_localize(None),
             }
         )
+        if "topic" in valid.columns:
+            # an extra column (the contract allows it): lets `clean` cluster by topic from captions
+            captions["topic"] = valid["topic"].to_numpy()
         return captions, rejected
 
     def caption_videos(self, videos: pd.DataFrame) -> pd.DataFrame:

@@ -172,16 +172,18 @@ def assign_clusters(
         cluster = pushes["video_id"].map(video_cluster)
     elif "topic" in pushes.columns:
         cluster = pushes["topic"]
-    elif videos is not None:
-        if "topic" not in videos.columns or "video_id" not in videos.columns:
-            raise DataContractError("videos: need columns video_id and topic to cluster by topic")
-        cluster = pushes["video_id"].map(
-            videos.drop_duplicates("video_id").set_index("video_id")["topic"]
-        )
     else:
-        raise DataContractError(
-            "cluster_by=topic needs a topic: give pushes a `topic` column or pass the videos table"
+        source = next(
+            (t for t in (videos, captions) if t is not None and {"video_id", "topic"} <= set(t)),
+            None,
         )
+        if source is None:
+            raise DataContractError(
+                "cluster_by=topic needs each push's topic: a `topic` column in pushes, or the "
+                "videos table, or captions with a `topic` column"
+            )
+        topic = source.drop_duplicates("video_id").set_index("video_id")["topic"]
+        cluster = pushes["video_id"].map(topic)
     # a push whose video has no topic/caption forms its own visible cluster rather than vanishing
     return cluster.astype("string").fillna("<unknown>").astype("category")
 
@@ -196,7 +198,7 @@ def embedding_clusters(captions: pd.DataFrame, cfg: CleanConfig) -> pd.Series:
     k = min(cfg.n_embedding_clusters, len(captions))
     emb = encode_texts(captions["caption"].astype(str).tolist(), cfg.encoder)
     labels = KMeans(n_clusters=k, n_init=4, random_state=cfg.seed).fit_predict(emb)
-    return pd.Series([f"emb{k}" for k in labels], index=captions["video_id"].to_numpy())
+    return pd.Series([f"emb{c}" for c in labels], index=captions["video_id"].to_numpy())
 
 
 def clean_pushes(
@@ -204,10 +206,17 @@ def clean_pushes(
     cfg: CleanConfig | None = None,
     videos: pd.DataFrame | None = None,
     captions: pd.DataFrame | None = None,
+    known_video_ids=None,
 ) -> CleanResult:
-    """Validate, hard-filter, soft-filter and weight `pushes`; nothing is dropped unaccounted."""
+    """Validate, hard-filter, soft-filter and weight `pushes`; nothing is dropped unaccounted.
+
+    Pushes of videos not in `known_video_ids` (default: the videos table's ids, when given) are
+    rejected as 'unknown video_id'.
+    """
     cfg = cfg or CleanConfig()
-    known = videos["video_id"] if videos is not None and "video_id" in videos.columns else None
+    known = known_video_ids
+    if known is None and videos is not None and "video_id" in videos.columns:
+        known = videos["video_id"]
     valid, invalid = validate("pushes", pushes, known_video_ids=known)
     invalid["reject_reason"] = "invalid: " + invalid["reject_reason"].astype(str)
     for col in ("ctr", "svr", "lvtr", "htr"):
@@ -287,3 +296,25 @@ def _breakdown(valid, hard_dropped, soft_dropped, cleaned, key: str) -> dict[str
     )
     counts = counts.fillna(0).astype(int).sort_index()
     return {str(k): row for k, row in counts.to_dict(orient="index").items()}
+
+
+def clean_metrics(report: dict) -> dict[str, float]:
+    """The report flattened to KFP metric names (`removed_hard.ctr`, `cluster.<name>.kept`, ...)."""
+    flat = {k: float(report[k]) for k in ("rows_in", "rejected_invalid", "removed_hard",
+                                         "removed_soft", "rows_out")}  # fmt: skip
+    for rule, n in report["removed_hard_by_rule"].items():
+        flat[f"removed_hard.{rule.split('<')[0].split('>')[0]}"] = float(n)
+    for group in ("by_cluster", "by_category"):
+        for name, counts in report.get(group, {}).items():
+            for what, n in counts.items():
+                flat[f"{group.removeprefix('by_')}.{name}.{what}"] = float(n)
+    return flat
+
+
+def config_from_dict(values: dict) -> CleanConfig:
+    """`CleanConfig(**values)` with a clear error naming unknown keys."""
+    known = set(CleanConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown clean setting(s) {unknown}; known: {sorted(known)}")
+    return CleanConfig(**values)

@@ -1,0 +1,44 @@
+"""KFP component: clean the push history (hard filter, per-cluster CTR crop, confidence weight).
+
+Clusters are the video topics, read from the captions table's `topic` column (the caption step
+carries it over), or caption-embedding clusters with `config={"cluster_by": "embedding"}`.
+`config` holds any `pushgen.clean.CleanConfig` field (thresholds, quantiles, ...); `weighting`
+picks the confidence formula. Removed rows go to `removed` with their reason; the counts per
+filter, hard rule, cluster and category go to `metrics` and, in full, to `report` (JSON).
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
+
+from components import COMPONENT_DEFAULTS
+
+
+@dsl.component(**COMPONENT_DEFAULTS)
+def clean(
+    pushes: Input[Dataset],
+    captions: Input[Dataset],
+    cleaned: Output[Dataset],
+    removed: Output[Dataset],
+    report: Output[Artifact],
+    metrics: Output[Metrics],
+    weighting: str = "bounded",
+    config: dict = {},  # noqa: B006 (KFP reads the default; CleanConfig fields)
+):
+    """Filter and weight `pushes`; pushes of videos without a caption are rejected."""
+    import json
+    from pathlib import Path
+
+    from pushgen.clean import clean_metrics, clean_pushes, config_from_dict
+    from pushgen.contracts import read_table, write_table
+
+    cfg = config_from_dict({**config, "weighting": weighting})
+    caps = read_table(captions.path, "captions")
+    result = clean_pushes(
+        read_table(pushes.path, "pushes"), cfg, captions=caps, known_video_ids=caps["video_id"]
+    )
+    write_table(result.cleaned, cleaned.path)
+    write_table(result.removed.assign(step="clean"), removed.path)
+    Path(report.path).write_text(json.dumps(result.report, indent=2, default=str))
+    cleaned.metadata.update({"rows": len(result.cleaned), "weighting": weighting})
+    for name, value in clean_metrics(result.report).items():
+        metrics.log_metric(name, value)

@@ -1,0 +1,1 @@
+"""The declarative Feast repo of pushgen (definitions in `definitions.py`)."""
