@@ -240,7 +240,8 @@ def clean_pushes(
     # 3. confidence weight: the per-sample loss weight in SFT
     cleaned["confidence"] = confidence_weight(cleaned["ctr"], cleaned["pv"], cfg.weighting)
 
-    removed = pd.concat([invalid, hard_dropped, soft_dropped], ignore_index=True)
+    parts = [df for df in (invalid, hard_dropped, soft_dropped) if len(df)] or [invalid]
+    removed = pd.concat(parts, ignore_index=True)
     report = clean_report(cfg, len(pushes), invalid, hard_dropped, soft_dropped, valid, cleaned)
     return CleanResult(cleaned.reset_index(drop=True), removed, report)
 
