@@ -15,7 +15,7 @@ v2: inputs `caption` (BYTES [1]), optional `categories` (BYTES [n]), parameter `
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,10 @@ class GeneratorModel(PushgenModel):
         )
         out = []
         for req in requests:
-            cands = self.generator.generate(req.caption, req.categories, req.n_per_category, cfg)
+            budget = req.max_new_tokens or self.config.max_new_tokens
+            cands = self.generator.generate(
+                req.caption, req.categories, req.n_per_category, replace(cfg, max_new_tokens=budget)
+            )
             out.append(
                 {
                     "candidates": [

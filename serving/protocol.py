@@ -33,6 +33,7 @@ class RequestLimits:
     max_n_per_category: int = 4  # generator cost grows linearly with it
     max_instances: int = 8  # instances per v1 request
     max_id_chars: int = 128  # video ids are short keys
+    max_new_tokens: int = 64  # cap on a request's own generation budget (pushes are one line)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class GenerateRequest:
     categories: tuple[str, ...]
     n_per_category: int = 1
     video_id: str | None = None
+    max_new_tokens: int | None = None  # None: the server's default budget
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,9 @@ def _object(instance: Any, allowed: set[str]) -> Mapping[str, Any]:
 
 def generate_request(instance: Any, limits: RequestLimits) -> GenerateRequest:
     """Validate one generator instance: `{caption, categories?, n_per_category?, video_id?}`."""
-    obj = _object(instance, {"caption", "categories", "n_per_category", "video_id"})
+    obj = _object(
+        instance, {"caption", "categories", "n_per_category", "video_id", "max_new_tokens"}
+    )
     caption = _text(obj.get("caption"), "caption", limits.max_caption_chars)
     categories = _categories(obj.get("categories")) or tuple(resolve_categories())
     n = _int(obj.get("n_per_category"), "n_per_category", 1, limits.max_n_per_category, 1)
@@ -154,7 +158,10 @@ def generate_request(instance: Any, limits: RequestLimits) -> GenerateRequest:
             f"candidates; the limit is {limits.max_candidates}"
         )
     video_id = _text(obj.get("video_id"), "video_id", limits.max_id_chars, required=False)
-    return GenerateRequest(caption, categories, n, video_id)
+    budget = obj.get("max_new_tokens")
+    if budget is not None:
+        budget = _int(budget, "max_new_tokens", 1, limits.max_new_tokens, 1)
+    return GenerateRequest(caption, categories, n, video_id, budget)
 
 
 def _texts_from_generator(obj: Mapping[str, Any]) -> list[Any]:
@@ -361,7 +368,8 @@ def v2_instance(request: InferRequest, signature: V2Signature) -> dict[str, Any]
     instance: dict[str, Any] = {
         name: (vals if name in list_inputs else vals[0]) for name, vals in values.items()
     }
-    n = v2_parameter(request, "n_per_category")
-    if n is not None:
-        instance["n_per_category"] = n
+    for name in ("n_per_category", "max_new_tokens"):
+        value = v2_parameter(request, name)
+        if value is not None:
+            instance[name] = value
     return instance

@@ -60,19 +60,23 @@ class FeatureLookup:
         self.repo = repo
         self._store: Any = None
 
+    def open(self) -> None:
+        """Open the store now, so a bad repo fails at start-up rather than on the first request."""
+        from pushgen.features import open_store
+
+        if self._store is None:  # opened once: the registry is cached for cache_ttl_seconds
+            self._store = open_store(self.repo)
+
     def video(self, video_id: str) -> dict[str, Any]:
-        from pushgen.features import get_online_video_features
+        from pushgen.features import VideoNotFoundError, get_online_video_features
 
-        if self._store is None:
-            from feast import FeatureStore
-
-            self._store = FeatureStore(repo_path=str(self.repo))
-        df = get_online_video_features(self._store, [video_id])
-        row = df.iloc[0].to_dict() if len(df) else {}
-        caption = row.get("caption")
-        if not isinstance(caption, str) or not caption.strip():
-            raise NotFoundError(f"video_id {video_id!r} is not in the feature store")
-        return row
+        self.open()
+        try:
+            return get_online_video_features(self._store, [video_id])[video_id]
+        except VideoNotFoundError as exc:
+            raise NotFoundError(
+                f"video_id {video_id!r} is not in the feature store: {exc}"
+            ) from None
 
 
 class PushgenTransformer(PushgenModel):
@@ -95,6 +99,8 @@ class PushgenTransformer(PushgenModel):
         self._client: httpx.AsyncClient | None = None
 
     def load(self) -> bool:
+        if self.features is not None:
+            self.features.open()
         self.log = ServingLog(self.config.log)
         self.ready = True
         return self.ready
@@ -188,6 +194,7 @@ class PushgenTransformer(PushgenModel):
         return {
             "request_id": request_id,
             "video_id": video_id,
+            "caption": caption,
             "text": chosen["text"] if chosen else None,
             "category": chosen["category"] if chosen else None,
             "score": chosen["score"] if chosen else None,
