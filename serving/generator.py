@@ -15,6 +15,7 @@ v2: inputs `caption` (BYTES [1]), optional `categories` (BYTES [n]), parameter `
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,17 @@ class GeneratorServeConfig:
     max_chars: int = 120  # guard length budget, also applied again by the transformer
     merge_lora: bool = True  # fold the adapter into the weights (exact for a full-precision base)
     device: str | None = None  # None: cuda when available, else cpu
+
+
+def _local_base_model(model_dir: Path) -> Path | None:
+    """The local base-model directory a trained generator's manifest names, if it names one."""
+    from pushgen.generator.generate import GENERATOR_MANIFEST
+
+    manifest = model_dir / GENERATOR_MANIFEST
+    if not manifest.exists():
+        return None
+    base = json.loads(manifest.read_text()).get("base_model")
+    return Path(base) if base and Path(base).is_dir() else None
 
 
 class GeneratorModel(PushgenModel):
@@ -63,6 +75,9 @@ class GeneratorModel(PushgenModel):
 
         model_dir = resolve_model_location(self.model_uri, self.storage)
         check_safe_weights(model_dir)
+        base = _local_base_model(model_dir)
+        if base is not None:  # the base named by the manifest obeys the same no-pickle rule
+            check_safe_weights(base)
         self.generator = CandidateGenerator.from_pretrained(
             model_dir, device=self.config.device, merge=self.config.merge_lora
         )

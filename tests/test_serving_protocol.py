@@ -163,3 +163,21 @@ def test_serving_log_rotates_and_validates(tmp_path):
     assert rejected["reject_reason"].iloc[0] == "empty text"
     assert json.loads(files[0].read_text().splitlines()[0])["request_id"] == "r0"
     assert re.match(r"serving_log-\d{8}T\d{6}-00001\.jsonl", files[0].name)
+
+
+def test_generator_refuses_a_pickled_base_model(tmp_path):
+    """A trained generator whose manifest names a base holding a pickle checkpoint is not loaded."""
+    from serving.generator import GeneratorModel
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (base / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    gen = tmp_path / "generator"
+    gen.mkdir()
+    (gen / "adapter_model.safetensors").write_bytes(b"x")
+    (gen / "pushgen_generator.json").write_text(json.dumps({"base_model": str(base)}))
+    model = GeneratorModel("generator", gen, storage=StorageConfig(root=tmp_path))
+    with pytest.raises(ConfigError, match="pickle checkpoint"):
+        model.load()
+    assert not model.ready
