@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--val-fraction", type=float, default=0.15, help="share of videos held out")
     t.add_argument("--eval-steps", type=int, default=10)
     t.add_argument("--max-length", type=int, default=320, help="prompt + push tokens per row")
+    t.add_argument("--max-eval-rows", type=int, default=128, help="validation rows per evaluation")
     t.add_argument("--max-rows", type=int, help="subsample training rows (CPU budget)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu / cuda (default: cuda when available)")
@@ -113,6 +114,7 @@ def run_train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         eval_steps=args.eval_steps,
         max_length=args.max_length,
+        max_eval_rows=args.max_eval_rows,
         seed=args.seed,
         device=args.device,
         save_merged=args.save_merged,

@@ -39,6 +39,7 @@ class GenerationConfig:
     """Sampling, length budget, prompt order and guard policy for one generation call."""
 
     max_new_tokens: int = 32  # length budget in tokens (a push is one short line)
+    min_new_tokens: int = 0  # force at least this many tokens (benchmarks: fixed-length decode)
     temperature: float = 0.8  # sampling temperature (ignored when do_sample is False)
     top_p: float = 0.95  # nucleus sampling mass (ignored when do_sample is False)
     do_sample: bool = True  # False: greedy decoding (deterministic regardless of seed)
@@ -241,6 +242,7 @@ class CandidateGenerator:
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 max_new_tokens=cfg.max_new_tokens,
+                min_new_tokens=cfg.min_new_tokens or None,
                 pad_token_id=pad_id,
                 eos_token_id=self.tokenizer.eos_token_id,
                 repetition_penalty=cfg.repetition_penalty,

@@ -151,8 +151,11 @@ def encode_target(tokenizer: Any, template: PromptTemplate, text: str) -> list[i
 
 def clean_generation(text: str) -> str:
     """A generated push as served: first non-empty line, without wrapping quotes or labels."""
-    for line in text.strip().splitlines():
-        line = line.strip()
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    # chatty models announce the answer ("Here's a push notification:") on a line of its own
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    for line in lines:
         if line.lower().startswith("push:"):
             line = line[5:].strip()
         line = line.strip('"“”')

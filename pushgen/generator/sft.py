@@ -58,6 +58,7 @@ class GeneratorTrainConfig:
     max_length: int = 320  # prompt + push tokens; longer rows are rejected, not cut silently
     val_fraction: float = 0.15  # share of videos held out for validation (0 = none)
     eval_steps: int = 10  # evaluate validation loss every this many steps
+    max_eval_rows: int = 128  # validation rows scored per evaluation (sampled; bounds CPU time)
     eval_before_training: bool = True  # log the untrained validation loss as step 0
     weight_column: str = "confidence"  # per-sample loss weight; "" = all weights 1
     seed: int = 0  # data split, adapter init and data order
@@ -70,7 +71,15 @@ class GeneratorTrainConfig:
             self.template = PromptTemplate.from_dict(self.template)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        for name in ("max_steps", "batch_size", "grad_accum", "lora_r", "max_length", "eval_steps"):
+        for name in (
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "lora_r",
+            "max_length",
+            "eval_steps",
+            "max_eval_rows",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -180,6 +189,9 @@ def prepare_sft_data(df: pd.DataFrame, tokenizer: Any, cfg: GeneratorTrainConfig
     val_videos = _split_videos(kept["video_id"], cfg.val_fraction, cfg.seed)
     train = [e for e in examples.values() if e["video_id"] not in val_videos]
     val = [e for e in examples.values() if e["video_id"] in val_videos]
+    if len(val) > cfg.max_eval_rows:  # a fixed sample: every evaluation scores the same rows
+        keep = np.random.default_rng(cfg.seed).choice(len(val), cfg.max_eval_rows, replace=False)
+        val = [val[i] for i in sorted(keep)]
     train_videos = sorted(set(kept["video_id"].astype(str)) - val_videos)
     return SFTData(train, val, rejected, categories, train_videos, sorted(val_videos))
 
