@@ -51,7 +51,9 @@ class VideoNotFoundError(PushgenError):
 
 def _utc(values) -> pd.Series:
     """Timestamps as tz-aware UTC (naive ones are taken to be UTC already)."""
-    ts = pd.to_datetime(pd.Series(values), errors="coerce")
+    ts = pd.Series(values)
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        ts = pd.to_datetime(ts, errors="coerce", format="mixed")  # mixed: strings, one per row
     return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
 
 
@@ -88,7 +90,8 @@ def push_stats_frame(
     valid, rejected = validate("pushes", pushes, known_video_ids=known_video_ids)
     valid = valid.assign(sent=_utc(valid["sent_at"]).to_numpy())
     no_time = valid["sent"].isna()
-    rejected = pd.concat([rejected, valid[no_time].assign(reject_reason="unparseable sent_at")])
+    unparsed = valid[no_time].drop(columns="sent").assign(reject_reason="unparseable sent_at")
+    rejected = pd.concat([df for df in (rejected, unparsed) if len(df)] or [rejected])
     valid = valid[~no_time].sort_values(["video_id", "sent", "push_id"], kind="stable")
     ctr = pd.to_numeric(valid["ctr"]).astype(float)
     by_video = ctr.groupby(valid["video_id"], sort=False)
@@ -114,8 +117,29 @@ def push_stats_frame(
     frame["event_timestamp"] = _utc(frame["event_timestamp"])
     # several pushes of one video at the same instant: the last row (all of them counted) wins
     frame = frame.drop_duplicates(["video_id", "event_timestamp"], keep="last")
+    frame = pd.concat([_no_history_rows(valid["video_id"].unique()), frame], ignore_index=True)
     frame["created"] = frame["event_timestamp"]
-    return frame.reset_index(drop=True), rejected
+    return frame, rejected
+
+
+def _no_history_rows(video_ids) -> pd.DataFrame:
+    """One 'no pushes yet' row per video at the epoch.
+
+    Feast's file store drops an entity row whose every feature row is newer than it (it filters
+    after the join), so a training row for a video's first push would vanish; this row makes it
+    read push_count 0 instead. For serving, a video without pushes reads 0, not null.
+    """
+    n = len(video_ids)
+    return pd.DataFrame(
+        {
+            "video_id": np.asarray(video_ids, dtype=object),
+            "push_count": np.zeros(n, dtype=np.int64),
+            "mean_ctr": np.full(n, np.nan),
+            "best_ctr": np.full(n, np.nan),
+            "best_category": np.full(n, "", dtype=object),
+            "event_timestamp": pd.Series(pd.Timestamp(0, tz="UTC"), index=range(n)),
+        }
+    )
 
 
 def render_repo(repo_dir: str | Path) -> Path:
@@ -145,6 +169,11 @@ def write_feature_data(
         stats_rows, rejected_pushes = push_stats_frame(pushes, videos["video_id"])
     else:
         stats_rows, rejected_pushes = push_stats_frame_empty(), pd.DataFrame()
+    # captioned videos without any push still read "0 pushes" online
+    quiet = caption_rows.loc[~caption_rows["video_id"].isin(stats_rows["video_id"]), "video_id"]
+    if len(quiet):
+        extra = _no_history_rows(quiet.to_numpy())
+        stats_rows = pd.concat([stats_rows, extra.assign(created=extra["event_timestamp"])])
     rejected = pd.concat(
         [rejected_caps.assign(table="captions"), rejected_pushes.assign(table="pushes")],
         ignore_index=True,
@@ -299,8 +328,9 @@ def training_entities(pushes: pd.DataFrame) -> pd.DataFrame:
 def get_historical_features(store_or_repo, entity_df: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time join of the serving features onto `entity_df` (video_id, event_timestamp).
 
-    Both views have ttl=0, so no entity row is dropped for being old; rows of unknown videos come
-    back with null features (the caller decides). Row order follows `entity_df`.
+    Both views have ttl=0, so no entity row is dropped for being old; rows of unknown videos (or
+    dated before the video existed) come back with null features, the caller decides. Every row
+    of `entity_df` comes back, in order.
     """
     for col in ("video_id", "event_timestamp"):
         if col not in entity_df.columns:
@@ -309,8 +339,13 @@ def get_historical_features(store_or_repo, entity_df: pd.DataFrame) -> pd.DataFr
             )
     store = _store(store_or_repo)
     entity_df = entity_df.assign(event_timestamp=_utc(entity_df["event_timestamp"]).to_numpy())
-    entity_df["_row"] = np.arange(len(entity_df))
-    joined = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(SERVICE)
+    # feast keeps one row per (entity, timestamp) and drops an entity row whose feature rows are
+    # all newer than it (e.g. dated before the video existed): ask for the distinct keys, then
+    # join back, so every row of entity_df returns, in order, null where nothing matched
+    keys = entity_df[["video_id", "event_timestamp"]].drop_duplicates()
+    features = store.get_historical_features(
+        entity_df=keys, features=store.get_feature_service(SERVICE)
     ).to_df()
-    return joined.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    features["event_timestamp"] = _utc(features["event_timestamp"]).to_numpy()
+    full = entity_df.merge(features, on=["video_id", "event_timestamp"], how="left")
+    return full.reset_index(drop=True)
