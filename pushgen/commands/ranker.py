@@ -29,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--ab-tests", required=True, help="ab_tests table, or the Upworthy archive")
     t.add_argument("--out", required=True, help="output model directory")
     t.add_argument("--format", default="auto", choices=("auto", "ab_tests", "upworthy"))
+    t.add_argument(
+        "--captions",
+        help="captions (or videos) table: the caption joins each pair as context (by video_id)",
+    )
     t.add_argument("--backbone", help="HF encoder id or path (default: packaged all-MiniLM-L6-v2)")
     t.add_argument("--epochs", type=float, default=2.0)
     t.add_argument("--batch-size", type=int, default=32)
@@ -56,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--model", required=True, help="model directory from train-ranker")
     e.add_argument("--ab-tests", required=True, help="ab_tests table, or the Upworthy archive")
     e.add_argument("--format", default="auto", choices=("auto", "ab_tests", "upworthy"))
+    e.add_argument("--captions", help="captions (or videos) table, as given to train-ranker")
     e.add_argument("--json", required=True, dest="json_out", help="where to write the report")
     e.add_argument("--world", help="simulator world (truth: Bayes-optimal accuracy, true CTRs)")
     e.add_argument("--significance", type=float, default=0.05, help="p-value for 'significant'")
@@ -77,7 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
     from pushgen.ranker.recipe import RankerRecipeConfig, read_ab_tests, train_from_ab_tests
     from pushgen.ranker.train import RankerTrainConfig
 
-    source = read_ab_tests(args.ab_tests, args.format)
+    source = read_ab_tests(args.ab_tests, args.format, args.captions)
     cfg = RankerRecipeConfig(
         pairs=PairConfig(max_p_value=args.max_p_value, weight=args.weight),
         split=StorySplitConfig(val_fraction=args.val_fraction, seed=args.seed),
@@ -111,7 +116,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from pushgen.ranker.evaluate import EvalConfig, evaluate_model_dir, headline_lines
     from pushgen.ranker.recipe import read_ab_tests
 
-    source = read_ab_tests(args.ab_tests, args.format)
+    source = read_ab_tests(args.ab_tests, args.format, args.captions)
     world = None
     if args.world:
         from pushgen.simulator import World

@@ -100,6 +100,8 @@ def _candidate_groups(arms: pd.DataFrame, match_on: tuple[str, ...]) -> list[pd.
     aggs = {"pv": ("pv", "sum"), "clicks": ("clicks", "sum")}
     if "true_ctr" in arms.columns:
         aggs["true_ctr"] = ("true_ctr", "mean")
+    if "caption" in arms.columns:
+        aggs["caption"] = ("caption", "first")
     frame = arms.astype({c: str for c in match_on})
     pooled = frame.groupby([*keys, "text"], sort=False).agg(**aggs).reset_index()
     pooled["ctr"] = pooled["clicks"] / pooled["pv"].clip(lower=1)
@@ -131,7 +133,7 @@ def selection_report(
     chosen["pointwise"], rand, best, same_pick = [], [], [], []
     for g in tqdm(groups, desc="selection", disable=None, leave=False):
         texts, ctr = g["text"].tolist(), g[col].to_numpy(float)
-        win = ranker.win_matrix(texts)
+        win = ranker.win_matrix(texts, g["caption"].iloc[0] if "caption" in g else None)
         picks = {m: aggregate(win, m).chosen for m in SELECTION_METHODS}
         for m, i in picks.items():
             chosen[m].append(ctr[i])
@@ -195,7 +197,7 @@ def evaluate_model_dir(
     ranker = PairwiseRanker.from_pretrained(model_dir, device=cfg.device)
     eval_arms, train_arms, note = held_out(model_dir, source.arms, cfg.use_split)
     eval_arms = attach_truth(eval_arms, world)
-    flags = tuple(c for c in ("nonrandom_assignment",) if c in eval_arms.columns)
+    flags = tuple(c for c in ("nonrandom_assignment", "caption") if c in eval_arms.columns)
     carry = ("true_ctr",) if "true_ctr" in eval_arms.columns else ()
     pair_cfg = PairConfig(match_on=source.match_on, carry=carry, carry_test=flags)
     built = build_pairs_report(eval_arms, pair_cfg)
@@ -210,7 +212,7 @@ def evaluate_model_dir(
         p_ab, pairs["label"], p_ba=p_ba, p_value=pairs["p_value"], significance=cfg.significance,
         n_bins=cfg.n_bins,
     )  # fmt: skip
-    if flags:
+    if "nonrandom_assignment" in flags:
         report["ranker_random_assignment_only"] = _subset_lines(pairs, p, cfg)
     if train_arms is not None:
         report["feature_baseline"] = _feature_floor(train_arms, pairs, pair_cfg, cfg)

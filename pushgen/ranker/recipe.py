@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pushgen.contracts import check_columns, read_table, write_rejected, write_table
-from pushgen.errors import ConfigError
+from pushgen.errors import ConfigError, DataContractError
 from pushgen.ranker.pairs import (
     PairConfig,
     StorySplitConfig,
@@ -46,8 +46,33 @@ class AbTestsSource:
     story_links: tuple[str, ...]  # tests sharing any of these values are one story
 
 
-def read_ab_tests(path: str | Path, fmt: str = "auto") -> AbTestsSource:
-    """Read A/B tests from `path`: the project's `ab_tests` table, or the Upworthy archive."""
+def attach_captions(arms: pd.DataFrame, captions: pd.DataFrame) -> pd.DataFrame:
+    """Arms with a `caption` per video: from a `captions` table, or title + description of a
+    `videos` table. Arms whose video has no caption get an empty one (counted, not dropped)."""
+    if "caption" in captions.columns:
+        text = captions["caption"].astype(str)
+    elif {"title", "description"} <= set(captions.columns):
+        text = captions["title"].astype(str) + ". " + captions["description"].fillna("").astype(str)
+    else:
+        raise DataContractError("captions: need a `caption` column, or `title` and `description`")
+    if "video_id" not in captions.columns:
+        raise DataContractError("captions: missing column `video_id`")
+    lookup = dict(zip(captions["video_id"].astype(str), text, strict=True))
+    return arms.assign(caption=arms["video_id"].astype(str).map(lookup).fillna(""))
+
+
+def read_ab_tests(
+    path: str | Path, fmt: str = "auto", captions: str | Path | None = None
+) -> AbTestsSource:
+    """Read A/B tests from `path` (the `ab_tests` table or the Upworthy archive), with captions
+    joined by `video_id` when a captions (or videos) table is given."""
+    source = _read_arms(path, fmt)
+    if captions is not None:
+        source.arms = attach_captions(source.arms, read_table(captions))
+    return source
+
+
+def _read_arms(path: str | Path, fmt: str) -> AbTestsSource:
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
     df = read_table(path)
@@ -77,7 +102,7 @@ class RankerRecipeConfig:
 
 def _pair_config(cfg: PairConfig, source: AbTestsSource) -> PairConfig:
     """`cfg` with the source's arm matching, carrying the non-random-assignment flag if present."""
-    flags = tuple(c for c in ("nonrandom_assignment",) if c in source.arms.columns)
+    flags = tuple(c for c in ("nonrandom_assignment", "caption") if c in source.arms.columns)
     return replace(
         cfg, match_on=cfg.match_on or source.match_on, carry_test=cfg.carry_test or flags
     )
@@ -116,7 +141,8 @@ def train_from_ab_tests(
     }
     (out / SPLIT_FILE).write_text(json.dumps(split))
 
-    metrics = train_ranker(train_res.pairs, val_res.pairs, out, cfg.train)
+    train_cfg = replace(cfg.train, use_caption=cfg.train.use_caption or "caption" in source.arms)
+    metrics = train_ranker(train_res.pairs, val_res.pairs, out, train_cfg)
     metrics["pairs"] = {"train": train_res.stats, "val": val_res.stats}
     if cfg.pointwise:
         from pushgen.ranker.pointwise import train_pointwise

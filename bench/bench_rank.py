@@ -1,0 +1,150 @@
+"""Benchmark the ranker: all K(K-1) pairs in one batch vs one pair at a time; training pairs/s.
+
+Scores the same K candidates (simulated pushes for one video) both ways in the same run and
+checks that both give the same win matrix before reporting times. Knockout mode (K-1 matches in
+ceil(log2 K) batches) is timed too. Training speed is measured by a short real training run.
+
+    python -m bench.bench_rank                         # K=8, default backbone (all-MiniLM-L6-v2)
+    python -m bench.bench_rank --model runs/ranker     # a trained ranker
+    python -m bench.bench_rank --k 16 --repeats 50 --train-pairs 512
+
+Targets (issue #5): all-pairs batch >= 4x faster than one pair at a time; p50 latency for K=8
+on 2 CPU cores <= 150 ms with the default backbone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from tqdm.auto import tqdm
+
+
+def candidate_texts(k: int, seed: int = 0) -> list[str]:
+    """K distinct simulated push texts, those of the most-pushed video first."""
+    from pushgen.simulator import SimConfig, simulate
+
+    pushes = simulate(SimConfig(n_videos=max(20, k), seed=seed)).pushes
+    top = pushes["video_id"].value_counts().index[0]
+    ordered = pd.concat([pushes[pushes["video_id"] == top], pushes[pushes["video_id"] != top]])
+    return ordered["text"].drop_duplicates().head(k).tolist()
+
+
+def default_ranker_dir(scratch: Path) -> Path:
+    """The default backbone with a fresh pairwise head: the latency of a trained ranker."""
+    from pushgen.ranker.select import RankerSettings
+    from pushgen.ranker.train import load_encoder
+
+    model, tokenizer = load_encoder(None, num_labels=1)
+    model.save_pretrained(scratch)
+    tokenizer.save_pretrained(scratch)
+    RankerSettings("pairwise", 64, False, "default").save(scratch)
+    return scratch
+
+
+def time_calls(fn, repeats: int, desc: str) -> list[float]:
+    """Wall times (s) of `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in tqdm(range(repeats), desc=desc, disable=None, leave=False):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def one_pair_at_a_time(ranker, texts: list[str]) -> np.ndarray:
+    """The naive baseline: K(K-1) forward passes of one pair each."""
+    k = len(texts)
+    raw = np.full((k, k), 0.5)
+    for i in range(k):
+        for j in range(k):
+            if i != j:
+                raw[i, j] = ranker.score_pairs([texts[i]], [texts[j]])[0]
+    return (raw + 1 - raw.T) / 2
+
+
+def training_speed(n_pairs: int, seed: int = 0) -> dict:
+    """Pairs/s of a short real training run of the default backbone on simulated A/B pairs."""
+    from pushgen.ranker.pairs import build_pairs
+    from pushgen.ranker.train import RankerTrainConfig, train_ranker
+    from pushgen.simulator import SimConfig, simulate
+
+    sim = simulate(SimConfig(n_videos=max(50, n_pairs), seed=seed))
+    pairs = build_pairs(sim.ab_tests).head(n_pairs)
+    with tempfile.TemporaryDirectory() as out:
+        m = train_ranker(pairs, None, out, RankerTrainConfig(epochs=1, batch_size=32, device="cpu"))
+    return {
+        "pairs": len(pairs),
+        "examples_per_s": m["train_examples_per_s"],
+        "runtime_s": m["train_runtime_s"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", help="trained ranker directory (default: default backbone, fresh head)"
+    )
+    parser.add_argument("--k", type=int, default=8, help="candidates per request")
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per mode")
+    parser.add_argument(
+        "--naive-repeats", type=int, default=5, help="timed calls of the naive mode"
+    )
+    parser.add_argument(
+        "--train-pairs", type=int, default=128, help="pairs in the training-speed run (0: skip)"
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from pushgen.ranker.select import PairwiseRanker
+
+    console = Console()
+    texts = candidate_texts(args.k)
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = Path(args.model) if args.model else default_ranker_dir(Path(scratch))
+        ranker = PairwiseRanker.from_pretrained(model_dir, device="cpu")
+
+    batched = ranker.win_matrix(texts)
+    naive = one_pair_at_a_time(ranker, texts)
+    # Same answer both ways (padding differs, so allow float noise), or the timing means nothing.
+    np.testing.assert_allclose(batched, naive, atol=1e-4)
+
+    runs = {
+        f"all {args.k * (args.k - 1)} pairs, one batch": time_calls(
+            lambda: ranker.win_matrix(texts), args.repeats, "batched"
+        ),
+        f"knockout, {args.k - 1} matches": time_calls(
+            lambda: ranker.rank(texts, method="knockout"), args.repeats, "knockout"
+        ),
+        "one pair at a time (naive)": time_calls(
+            lambda: one_pair_at_a_time(ranker, texts), args.naive_repeats, "naive"
+        ),
+    }
+    naive_p50 = statistics.median(runs["one pair at a time (naive)"])
+    table = Table(title=f"ranker latency, K={args.k}, torch threads={torch.get_num_threads()}")
+    for col in ("mode", "p50 ms", "p90 ms", "speed-up vs naive"):
+        table.add_column(col, justify="right" if col != "mode" else "left")
+    for name, times in runs.items():
+        p50, p90 = statistics.median(times), float(np.percentile(times, 90))
+        table.add_row(name, f"{p50 * 1e3:.1f}", f"{p90 * 1e3:.1f}", f"{naive_p50 / p50:.1f}x")
+    console.print(table)
+
+    if args.train_pairs:
+        speed = training_speed(args.train_pairs)
+        console.print(
+            f"training: {speed['pairs']} pairs x 2 orders in {speed['runtime_s']:.1f} s -> "
+            f"{speed['examples_per_s']:.1f} examples/s ({speed['examples_per_s'] / 2:.1f} pairs/s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
