@@ -92,3 +92,34 @@ def test_generate_many_and_bad_requests(generator) -> None:
         generator.generate("  ", ["Humor"], config=cfg)
     with pytest.raises(ConfigError):
         GenerationConfig(prompt_order="sideways")
+
+
+def test_prompt_orders_put_the_caption_where_asked(generator) -> None:
+    for order, first, second in (
+        ("category_first", "Style: Humor", "Video: "),
+        ("caption_first", "Video: ", "Style: Humor"),
+    ):
+        (ids,) = generator.prompt_ids(CAPTION, ["Humor"], GenerationConfig(prompt_order=order))
+        text = generator.tokenizer.decode(ids)
+        assert text.index(first) < text.index(second), order
+        assert CAPTION in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ('"Maria folds dumplings!"\nMore text', "Maria folds dumplings!"),
+        ("Here's a push notification:\nMaria folds dumplings", "Maria folds dumplings"),
+        ("Push: Maria folds dumplings", "Maria folds dumplings"),
+        ("   \n ", ""),
+    ],
+)
+def test_clean_generation(raw: str, clean: str) -> None:
+    from pushgen.generator.prompts import clean_generation
+
+    assert clean_generation(raw) == clean
+
+
+def test_fixed_length_decoding(generator) -> None:
+    cfg = GenerationConfig(max_new_tokens=7, min_new_tokens=7, do_sample=False)
+    assert {c.new_tokens for c in generator.generate(CAPTION, CATEGORIES, config=cfg)} == {7}
