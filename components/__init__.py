@@ -8,8 +8,8 @@ constraints.txt installed at build time), so a cluster run needs no runtime `pip
     @dsl.component(**COMPONENT_DEFAULTS)
     def clean(...): ...
 
-`PUSHGEN_IMAGE` picks the image when the module is imported; `pipelines.training.compile_pipeline`
-also takes `image=` and rewrites every executor, so one compiled spec never mixes images.
+`PUSHGEN_IMAGE` picks the decorators' default image; the training pipeline also has an `image`
+run parameter (`task.set_container_image`), so one compiled spec runs any build of the project.
 Locally the same components run under `kfp.local.SubprocessRunner(use_venv=False)`: the image is
 not pulled, the code runs in the current environment, and `install_kfp_package=False` keeps kfp
 from being pip-installed at run time (no network needed).

@@ -256,13 +256,11 @@ class ArtifactStore(abc.ABC):
         for name in artifacts:
             check_version(name)  # artifact names become directory names too
         base = f"{VERSIONS}/{version}"
-        if self.exists(f"{base}/{MANIFEST}"):
-            raise StoreError(
-                f"version {version!r} already exists in {self.uri}; versions are immutable"
-            )
         missing = [f"{n}={p}" for n, p in artifacts.items() if not Path(p).exists()]
         if missing:
             raise StoreError(f"cannot register {version!r}: missing artifact(s) {missing}")
+        if self.exists(f"{base}/{MANIFEST}"):
+            return self._same_release(version, artifacts, source_data_hash)
         manifest: dict[str, Any] = {
             "version": version,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -275,6 +273,28 @@ class ArtifactStore(abc.ABC):
         self.put_json({"version": version}, LATEST)
         manifest["uri"] = self.child_uri(base)
         return manifest
+
+    def _same_release(
+        self, version: str, artifacts: dict[str, str | Path], source_data_hash: str
+    ) -> dict[str, Any]:
+        """A rerun may register the identical release again (idempotent); anything else is refused."""
+        existing = self.resolve(version)
+        same = existing.get("source_data_hash") == source_data_hash and set(
+            existing["artifacts"]
+        ) == set(artifacts)
+        for name, path in artifacts.items():
+            path = Path(path)
+            files = _walk(path) if path.is_dir() else {path.name: path}
+            recorded = existing["artifacts"].get(name, {}).get("files", {})
+            same = same and {r: sha256_file(p) for r, p in files.items()} == {
+                r: i["sha256"] for r, i in recorded.items()
+            }
+        if not same:
+            raise StoreError(
+                f"version {version!r} already exists in {self.uri} with different content; "
+                "versions are immutable"
+            )
+        return existing
 
     def _publish(self, base: str, artifacts: dict[str, str | Path], manifest: dict) -> None:
         """Upload the artifacts and the manifest under `base`, removing them all on failure."""

@@ -105,8 +105,9 @@ def test_register_round_trip_verifies_every_file(store, release, tmp_path):
     assert store.versions() == ["v1", "v2"]
     assert store.resolve()["version"] == "v2"
     assert store.resolve("v1")["version"] == "v1"
-    with pytest.raises(StoreError, match="immutable"):
-        store.register("v1", release)
+    assert store.register("v1", release, source_data_hash="abc")["version"] == "v1"  # idempotent
+    with pytest.raises(StoreError, match="different content"):
+        store.register("v1", {"ranker": release["ranker"]}, source_data_hash="abc")
     with pytest.raises(StoreError, match="not found"):
         store.resolve("v9")
 

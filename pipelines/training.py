@@ -1,0 +1,290 @@
+"""The PushGen training pipeline (KFP v2): data -> generator + ranker -> evaluation -> release.
+
+    simulate|ingest -> caption -> clean -> label -> SFT (LoRA)  --\\
+                   \\-> A/B tests ------------------> reward model --> evaluate -> register
+
+Every step is a component from `components/` running in the project image (the `image`
+parameter); SFT and reward training request a GPU and memory, the rest CPU; steps that talk to
+storage retry; caching is on, so a rerun resumes after the last step that succeeded.
+
+    python -m pipelines.training                         # compile to pushgen_training.yaml
+    pushgen pipeline compile --out pipeline.yaml
+    pushgen pipeline run --local                         # the whole run here, tiny settings
+    pushgen pipeline submit --host https://kfp.example.com --experiment pushgen
+
+`run_local(params, pipeline_root)` runs it with kfp's local SubprocessRunner (no cluster, no image
+pull: the current environment runs each step) and returns {artifact: local path}.
+"""
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from components import PUSHGEN_IMAGE
+from components.caption import caption
+from components.clean import clean
+from components.evaluate import evaluate
+from components.label import label
+from components.register import register
+from components.reward import reward
+from components.sft import sft
+from components.simulate import simulate_or_ingest
+from pushgen.categories import DEFAULT_CATEGORIES
+from pushgen.errors import ConfigError
+
+PIPELINE_NAME = "pushgen-training"
+DEFAULT_STORE = "s3://pushgen-models/pushgen"
+
+
+@dataclass
+class ClusterConfig:
+    """Where and how the steps run on a cluster; fixed at compile time (not run parameters)."""
+
+    gpu_type: str = "nvidia.com/gpu"  # Kubernetes extended resource for the training steps
+    sft_gpus: int = 1  # GPUs for LoRA SFT
+    reward_gpus: int = 1  # GPUs for reward-model training
+    sft_memory: str = "32G"  # an 8B base model in bf16 plus activations needs this much host RAM
+    reward_memory: str = "16G"  # a BERT-300M-class cross-encoder with batch 64 fits easily
+    train_cpu: str = "4"  # data loading and tokenisation for the training steps
+    cpu: str = "1"  # every other step is light pandas work
+    memory: str = "4G"  # enough for ~1M pushes in pandas
+    storage_retries: int = 3  # S3 hiccups (throttling, 5xx) should not fail a long run
+    retry_backoff: str = "30s"  # first wait before a retry; doubles each time
+    s3_secret: str = ""  # Kubernetes Secret with AWS_ACCESS_KEY_ID/SECRET (needs kfp-kubernetes)
+    s3_endpoint: str = ""  # non-secret S3 endpoint (MinIO) given to the storage steps' env
+
+
+def _cpu_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
+    task.set_cpu_request(cfg.cpu).set_memory_request(cfg.memory)
+    return task.set_caching_options(enable_caching=True)
+
+
+def _gpu_step(
+    task: dsl.PipelineTask, cfg: ClusterConfig, gpus: int, memory: str
+) -> dsl.PipelineTask:
+    task.set_cpu_request(cfg.train_cpu).set_memory_request(memory).set_memory_limit(memory)
+    if gpus > 0:
+        task.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(gpus)
+    return task.set_caching_options(enable_caching=True)
+
+
+def _storage_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
+    """Retries, plus S3 endpoint and credentials from the cluster (never from parameters)."""
+    if cfg.storage_retries > 0:
+        task.set_retry(
+            num_retries=cfg.storage_retries, backoff_duration=cfg.retry_backoff, backoff_factor=2.0
+        )
+    if cfg.s3_endpoint:
+        task.set_env_variable("PUSHGEN_S3_ENDPOINT", cfg.s3_endpoint)
+    if cfg.s3_secret:
+        try:
+            from kfp import kubernetes
+        except ImportError:
+            raise ConfigError(
+                "s3_secret needs the kfp-kubernetes package (pip install kfp-kubernetes); "
+                "or leave it empty and give the pods S3 access another way (IRSA, env)"
+            ) from None
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=cfg.s3_secret,
+            secret_key_to_env={
+                "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+            },
+        )
+    return task
+
+
+def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None = None):
+    """The `@dsl.pipeline` for `cfg` (resources, retries, secrets are compile-time); `image` is
+    the default of the run parameter of the same name."""
+    cfg = cfg or ClusterConfig()
+    default_image = image or PUSHGEN_IMAGE
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="PushGen: category-controlled push generator (LoRA SFT) + pairwise reward "
+        "model from A/B tests, evaluated and registered to the artifact store.",
+    )
+    def training_pipeline(
+        data_location: str = "",
+        n_videos: int = 200,
+        seed: int = 0,
+        base_model: str = "default",
+        backbone: str = "default",
+        categories: list = list(DEFAULT_CATEGORIES),  # noqa: B006 (KFP reads the default)
+        captioner: str = "text",
+        sft_max_steps: int = 60,
+        sft_batch_size: int = 8,
+        reward_epochs: float = 2.0,
+        reward_batch_size: int = 16,
+        store_uri: str = DEFAULT_STORE,
+        version: str = "",
+        image: str = default_image,
+    ):
+        data = simulate_or_ingest(data_location=data_location, n_videos=n_videos, seed=seed)
+        data.set_display_name("simulate or ingest")
+        _storage_step(_cpu_step(data, cfg), cfg)
+
+        cap = caption(videos=data.outputs["videos"], captioner=captioner)
+        _cpu_step(cap, cfg)
+        cleaned = clean(pushes=data.outputs["pushes"], captions=cap.outputs["captions"])
+        _cpu_step(cleaned, cfg)
+        labelled = label(
+            pushes=cleaned.outputs["cleaned"],
+            captions=cap.outputs["captions"],
+            categories=categories,
+            backbone=backbone,
+        )
+        _cpu_step(labelled, cfg)
+
+        gen = sft(
+            labelled=labelled.outputs["labelled"],
+            captions=cap.outputs["captions"],
+            base_model=base_model,
+            categories=categories,
+            max_steps=sft_max_steps,
+            batch_size=sft_batch_size,
+            seed=seed,
+        )
+        gen.set_display_name("SFT (LoRA generator)")
+        _gpu_step(gen, cfg, cfg.sft_gpus, cfg.sft_memory)
+        rank = reward(
+            ab_tests=data.outputs["ab_tests"],
+            backbone=backbone,
+            epochs=reward_epochs,
+            batch_size=reward_batch_size,
+            seed=seed,
+        )
+        rank.set_display_name("reward model (pairwise ranker)")
+        _gpu_step(rank, cfg, cfg.reward_gpus, cfg.reward_memory)
+
+        ev = evaluate(
+            data_metrics=data.outputs["metrics"],
+            clean_metrics=cleaned.outputs["metrics"],
+            label_metrics=labelled.outputs["metrics"],
+            generator_metrics=gen.outputs["metrics"],
+            ranker_metrics=rank.outputs["metrics"],
+        )
+        _cpu_step(ev, cfg)
+        reg = register(
+            generator=gen.outputs["generator"],
+            ranker=rank.outputs["ranker"],
+            videos=data.outputs["videos"],
+            captions=cap.outputs["captions"],
+            summary=ev.outputs["summary"],
+            report=ev.outputs["report"],
+            evaluation=ev.outputs["evaluation"],
+            eval_metrics=ev.outputs["metrics"],
+            store_uri=store_uri,
+            source_data_hash=data.outputs["Output"],
+            version=version,
+        )
+        _storage_step(_cpu_step(reg, cfg), cfg)
+        # The image is a run parameter: the same compiled spec runs any build of the project.
+        for task in (data, cap, cleaned, labelled, gen, rank, ev, reg):
+            task.set_container_image(image)
+
+    return training_pipeline
+
+
+training_pipeline = build_training_pipeline()
+
+# Small settings for a run on one laptop-class machine (the demo and `pipeline run --local`).
+LOCAL_PARAMS: dict = {
+    "n_videos": 60,
+    "sft_max_steps": 8,
+    "sft_batch_size": 4,
+    "reward_epochs": 1.0,
+    "reward_batch_size": 16,
+}
+
+
+def compile_pipeline(
+    out_path: str | Path = "pushgen_training.yaml",
+    cfg: ClusterConfig | None = None,
+    image: str | None = None,
+) -> Path:
+    """Compile the training pipeline to KFP IR YAML at `out_path` (`image`: its default image)."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_training_pipeline(cfg, image), package_path=str(out))
+    return out
+
+
+def run_local(params: dict | None = None, pipeline_root: str | Path = "runs/pipeline") -> dict:
+    """Run the whole pipeline on this machine; returns {"<task>/<output>": local path}.
+
+    Uses kfp's SubprocessRunner in the current environment (no venv, no pip install, no image)
+    with kfp's local cache under `pipeline_root/.kfp_cache`, so a rerun after a failure resumes
+    from the steps that already succeeded. `store_uri` defaults to `pipeline_root/store`.
+    """
+    from kfp import local
+
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    params = {**LOCAL_PARAMS, "store_uri": str(root / "store"), **(params or {})}
+    known = set(training_pipeline.component_spec.inputs or {})
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
+    if not str(params["store_uri"]).startswith("s3://"):
+        params["store_uri"] = str(Path(params["store_uri"]).resolve())
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        enable_caching=True,
+        raise_on_error=True,
+    )
+    # kfp.local honours retry policies; here a failure should surface now, not after backoffs.
+    pipeline = build_training_pipeline(ClusterConfig(storage_retries=0))
+    with warnings.catch_warnings():
+        # The subprocess runner warns when the image name lacks "python"; locally no image runs.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        pipeline(**params)
+    artifacts = collect_artifacts(root)
+    (root / "last_run.json").write_text(json.dumps(artifacts, indent=2))
+    return artifacts
+
+
+def collect_artifacts(root: Path) -> dict[str, str]:
+    """{"<task>/<output>": path} for the outputs of the local runs under `root`.
+
+    Runs are read oldest to newest, so each output resolves to its newest copy; a step served
+    from the cache in the last run writes nothing new and keeps the path of the run that made it.
+    """
+    found: dict[str, str] = {}
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PIPELINE_NAME))
+    for run_dir in runs:  # names end in a timestamp, so they sort by time
+        for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+            for out in sorted(task_dir.iterdir()):
+                if out.name != "executor_output.json":
+                    found[f"{task_dir.name}/{out.name}"] = str(out)
+    return found
+
+
+@dataclass
+class CompileArgs:
+    """`python -m pipelines.training [out.yaml]`: compile with the default cluster settings."""
+
+    out: str = "pushgen_training.yaml"  # where the IR YAML goes
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # resources, secrets
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Compile to the path given (default `pushgen_training.yaml`) and print it."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = CompileArgs(out=argv[0]) if argv else CompileArgs()
+    path = compile_pipeline(args.out, args.cluster)
+    print(f"compiled {PIPELINE_NAME} -> {path} ({json.dumps(asdict(args.cluster))[:60]}...)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

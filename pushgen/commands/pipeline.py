@@ -1,0 +1,213 @@
+"""`pushgen pipeline ...`: compile, run locally, or submit the Kubeflow training pipeline.
+
+    pushgen pipeline compile --out pipeline.yaml [--image IMG] [--s3-secret NAME]
+    pushgen pipeline run --local [--root runs/pipeline] [--param n_videos=30 ...]
+    pushgen pipeline submit --host https://kfp.example.com [--experiment pushgen] [--dry-run]
+
+Parameters are `name=value` pairs checked against the pipeline's own parameter list; values are
+parsed as JSON when they can be (`sft_max_steps=8`, `categories=["Humor","Urgency"]`), else kept
+as strings (`base_model=HuggingFaceTB/SmolLM2-1.7B-Instruct`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pushgen.errors import ConfigError, PushgenError
+
+DEFAULT_EXPERIMENT = "pushgen"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `pipeline compile|run|submit` to the CLI."""
+    p = subparsers.add_parser("pipeline", help="compile, run locally or submit the KFP pipeline")
+    sub = p.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
+
+    c = sub.add_parser("compile", help="compile the training pipeline to KFP IR YAML")
+    c.add_argument("--out", default="pipeline.yaml", help="where the YAML goes")
+    _cluster_args(c)
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run the whole pipeline on this machine (small defaults)")
+    r.add_argument("--local", action="store_true", required=True, help="run here (kfp.local)")
+    r.add_argument("--root", default="runs/pipeline", help="pipeline root: outputs and cache")
+    r.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pipeline parameter (repeatable)",
+    )
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("submit", help="submit a run to a Kubeflow Pipelines server")
+    s.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kfp.example.com")
+    s.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name")
+    s.add_argument("--run-name", default=None, help="run display name (default: timestamped)")
+    s.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user)")
+    s.add_argument(
+        "--package",
+        default=None,
+        help="a compiled YAML to submit (default: compile now with the options below)",
+    )
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pipeline parameter (repeatable)",
+    )
+    s.add_argument("--dry-run", action="store_true", help="print the request, send nothing")
+    _cluster_args(s)
+    s.set_defaults(func=cmd_submit)
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image",
+        default=None,
+        help="default project image for every step (a run can still override it)",
+    )
+    p.add_argument(
+        "--s3-secret",
+        default="",
+        help="Kubernetes Secret holding AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    )
+    p.add_argument("--s3-endpoint", default="", help="S3 endpoint for the storage steps (MinIO)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs for each training step (0: CPU)")
+
+
+def parse_params(pairs: list[str]) -> dict:
+    """`["a=1", "b=x"]` -> `{"a": 1, "b": "x"}` (JSON values where they parse)."""
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"bad --param {pair!r}: expected NAME=VALUE")
+        try:
+            params[name.strip()] = json.loads(value)
+        except ValueError:
+            params[name.strip()] = value
+    return params
+
+
+def _cluster_config(args: argparse.Namespace):
+    from pipelines.training import ClusterConfig
+
+    if args.gpus < 0:
+        raise ConfigError(f"--gpus must be >= 0, got {args.gpus}")
+    return ClusterConfig(
+        sft_gpus=args.gpus,
+        reward_gpus=args.gpus,
+        s3_secret=args.s3_secret,
+        s3_endpoint=args.s3_endpoint,
+    )
+
+
+def _compile(args: argparse.Namespace, out: str | Path) -> Path:
+    from pipelines.training import compile_pipeline
+
+    return compile_pipeline(out, _cluster_config(args), image=args.image)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    path = _compile(args, args.out)
+    print(f"compiled the training pipeline to {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.training import run_local
+
+    artifacts = run_local(parse_params(args.param), args.root)
+    width = max((len(k) for k in artifacts), default=0)
+    print(f"pipeline finished; {len(artifacts)} artifacts:")
+    for name, path in artifacts.items():
+        print(f"  {name:<{width}}  {path}")
+    return 0
+
+
+def build_submit_request(
+    package_path: str | Path, params: dict, experiment: str, run_name: str | None = None
+) -> dict:
+    """The run a `submit` sends, built offline: checked parameters, spec, names.
+
+    Returns {"experiment", "run_name", "run": kfp_server_api.V2beta1Run}; unknown or missing
+    required parameters are a `ConfigError`, before anything is sent.
+    """
+    import time
+
+    import yaml
+    from kfp_server_api import V2beta1Run, V2beta1RuntimeConfig
+
+    path = Path(package_path)
+    if not path.is_file():
+        raise ConfigError(f"no pipeline package at {path}")
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    spec = docs[0]
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(declared)}")
+    missing = sorted(n for n, d in declared.items() if not d.get("isOptional") and n not in params)
+    if missing:
+        raise ConfigError(f"missing required pipeline parameter(s) {missing}")
+    if not experiment.strip():
+        raise ConfigError("--experiment must not be empty")
+    run_name = run_name or f"{spec['pipelineInfo']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Platform config (Kubernetes secrets) is the YAML's second document; the API takes both.
+    pipeline_spec = {"pipeline_spec": spec, "platform_spec": docs[1]} if len(docs) > 1 else spec
+    run = V2beta1Run(
+        display_name=run_name,
+        pipeline_spec=pipeline_spec,
+        runtime_config=V2beta1RuntimeConfig(parameters=params),
+    )
+    return {"experiment": experiment, "run_name": run_name, "run": run}
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import tempfile
+
+    params = parse_params(args.param)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = args.package or _compile(args, Path(tmp) / "pipeline.yaml")
+        request = build_submit_request(package, params, args.experiment, args.run_name)
+        if args.dry_run:
+            body = request["run"].to_dict()
+            print(
+                json.dumps(
+                    {
+                        "host": args.host,
+                        "experiment": request["experiment"],
+                        "run": {k: body[k] for k in ("display_name", "runtime_config")},
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
+            return 0
+        run = submit(args.host, package, params, request, args.namespace)
+    print(f"submitted run {run.run_id} ({request['run_name']}) to {args.host}")
+    return 0
+
+
+def submit(host: str, package: str | Path, params: dict, request: dict, namespace: str | None):
+    """Create (or reuse) the experiment and start the run through `kfp.Client`."""
+    import kfp
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        client = kfp.Client(host=host, namespace=namespace or "kubeflow")
+        experiment = client.create_experiment(request["experiment"], namespace=namespace)
+        return client.run_pipeline(
+            experiment_id=experiment.experiment_id,
+            job_name=request["run_name"],
+            pipeline_package_path=str(package),
+            params=params,
+        )
+    except (OSError, urllib3.exceptions.HTTPError, ApiException) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PushgenError(f"cannot submit to Kubeflow Pipelines at {host}: {first}") from exc

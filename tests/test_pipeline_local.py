@@ -1,0 +1,88 @@
+"""The whole training pipeline, run here by kfp's local runner on tiny models and ~30 videos."""
+
+import time
+
+import pytest
+
+from pipelines.training import run_local
+from pushgen.store import ArtifactStore, sha256_file
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir):
+    root = tmp_path_factory.mktemp("pipeline")
+    params = {
+        "n_videos": 30,
+        "base_model": str(tiny_causal_lm_dir),
+        "backbone": str(tiny_encoder_dir),
+        "sft_max_steps": 2,
+        "sft_batch_size": 4,
+        "reward_epochs": 1.0,
+        "version": "t1",
+    }
+    started = time.perf_counter()
+    artifacts = run_local(params, root)
+    return root, params, artifacts, time.perf_counter() - started
+
+
+def test_every_step_produces_its_artifacts(local_run):
+    root, _, artifacts, _ = local_run
+    for name in (
+        "simulate-or-ingest/videos",
+        "simulate-or-ingest/ab_tests",
+        "simulate-or-ingest/rejected",
+        "caption/captions",
+        "clean/cleaned",
+        "label/labelled",
+        "sft/generator",
+        "reward/ranker",
+        "evaluate/summary",
+        "evaluate/report",
+        "evaluate/evaluation",
+        "register/manifest",
+    ):
+        assert name in artifacts, sorted(artifacts)
+    summary = open(artifacts["evaluate/summary"]).read()
+    assert "## generator" in summary and "## ranker" in summary
+    assert (root / "last_run.json").exists()
+
+
+def test_release_is_registered_and_loads_back(local_run, tmp_path):
+    root, _, artifacts, _ = local_run
+    store = ArtifactStore.from_uri(root / "store")
+    manifest = store.resolve("latest")
+    assert manifest["version"] == "t1"
+    assert set(manifest["artifacts"]) == {"generator", "ranker", "features", "reports"}
+    assert len(manifest["source_data_hash"]) == 64
+    assert any(k.startswith("ranker.") for k in manifest["metrics"])
+    out = store.fetch("latest", tmp_path / "release")
+    for rel, info in manifest["artifacts"]["ranker"]["files"].items():
+        assert sha256_file(out / "ranker" / rel) == info["sha256"]
+
+    from pushgen.ranker.select import PairwiseRanker
+
+    ranker = PairwiseRanker.from_pretrained(out / "ranker")
+    assert len(ranker.rank(["Watch this now", "Can you guess what happens?"]).scores) == 2
+    assert (out / "features" / "captions.parquet").exists()
+    assert (out / "generator" / "adapter_config.json").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="kfp.local drops cache entries whose artifact file is missing, and a Metrics output "
+    "written only with log_metric has no file: caption/clean/label/sft/reward must also write "
+    "their metrics JSON to metrics.path (simulate and evaluate do)",
+)
+def test_rerun_is_served_from_the_cache(local_run):
+    root, params, first, took = local_run
+    started = time.perf_counter()
+    again = run_local(params, root)
+    # Every step is cached: the rerun points at the first run's outputs and retrains nothing.
+    assert again["sft/generator"] == first["sft/generator"]
+    assert time.perf_counter() - started < took / 2
+
+
+def test_bad_data_location_fails_without_registering(tmp_path):
+    with pytest.raises(RuntimeError, match="simulate-or-ingest"):
+        run_local({"data_location": str(tmp_path / "absent")}, tmp_path / "p")
+    assert not (tmp_path / "p" / "store").exists()
