@@ -241,3 +241,18 @@ def test_real_upworthy_pairs_match_the_archive_description():
     train, val = split_by_story(ab, StorySplitConfig(link_columns=UPWORTHY_STORY_LINKS))
     assert not set(train["text"]) & set(val["text"])
     assert not set(train["lede"].dropna()) & set(val["lede"].dropna())
+
+
+def test_captions_join_by_video_from_captions_or_videos_tables(two_tests):
+    from pushgen.ranker.recipe import attach_captions
+
+    captions = pd.DataFrame({"video_id": ["v-t1"], "caption": ["A chef in Rome"]})
+    with_caps = attach_captions(two_tests, captions)
+    assert with_caps.loc[with_caps.test_id == "t1", "caption"].eq("A chef in Rome").all()
+    assert with_caps.loc[with_caps.test_id == "t2", "caption"].eq("").all()  # kept, not dropped
+    videos = pd.DataFrame({"video_id": ["v-t2"], "title": ["Cat"], "description": ["On a boat."]})
+    assert attach_captions(two_tests, videos)["caption"].iloc[-1] == "Cat. On a boat."
+    with pytest.raises(DataContractError, match="caption"):
+        attach_captions(two_tests, pd.DataFrame({"video_id": ["v-t1"]}))
+    pairs = build_pairs(with_caps, PairConfig(carry_test=("caption",)))
+    assert pairs.loc[pairs.test_id == "t1", "caption"].eq("A chef in Rome").all()

@@ -156,3 +156,12 @@ def test_rank_rejects_bad_candidates(tiny_ranker_dir, tmp_path):
         ranker.rank(TEXTS, method="borda")
     with pytest.raises(PushgenError, match="not a pushgen ranker"):
         PairwiseRanker.from_pretrained(tmp_path)
+
+
+def test_caption_is_part_of_the_input_only_when_the_model_was_trained_with_it(tiny_ranker_dir):
+    ranker = PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu")
+    plain = ranker.raw_win_matrix(TEXTS[:3])
+    np.testing.assert_allclose(ranker.raw_win_matrix(TEXTS[:3], caption="A chef in Rome"), plain)
+    ranker.settings.use_caption = True
+    with_caption = ranker.raw_win_matrix(TEXTS[:3], caption="A chef in Rome folds dumplings")
+    assert not np.allclose(with_caption, plain)
