@@ -41,6 +41,7 @@ class ServerConfig:
     http_port: int = 8080  # REST port
     grace_period_s: int = 5  # uvicorn graceful-shutdown timeout; local stacks stop fast
     max_asyncio_workers: int = 4  # threads for blocking inference run off the event loop
+    max_body_bytes: int = 1 << 20  # larger declared bodies get a 413 before they are read
 
 
 def _json_error(status: HTTPStatus):
@@ -63,6 +64,7 @@ class LocalModelServer(ModelServer):
             max_asyncio_workers=config.max_asyncio_workers,
         )
         self.host = config.host
+        self.max_body_bytes = config.max_body_bytes
 
     def start(self, models: list[Model]) -> None:  # type: ignore[override]
         """Register `models`, then serve REST on (host, port) until stopped."""
@@ -80,16 +82,39 @@ class LocalModelServer(ModelServer):
         )
         # the one thing ModelServer does not let us choose: uvicorn reads it at serve() time
         self._rest_server.config.host = self.host
-        _add_pushgen_handlers()
+        _add_pushgen_handlers(self.max_body_bytes)
         self.servers.append(self._rest_server.start())
         self.setup_event_loop()
         self.register_signal_handler()
         asyncio.run(self._serve())
 
 
-def _add_pushgen_handlers() -> None:
+class BodyLimit:
+    """ASGI middleware: a request whose Content-Length exceeds the limit gets a 413 unread."""
+
+    def __init__(self, app, max_bytes: int):  # noqa: ANN001 - ASGI app
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):  # noqa: ANN001 - ASGI signature
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.max_bytes:
+                response = JSONResponse(
+                    status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    content={
+                        "error": f"request body of {int(length)} bytes is over the {self.max_bytes}-byte limit"
+                    },
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _add_pushgen_handlers(max_body_bytes: int) -> None:
     """Register handlers on kserve's app; starlette picks the most specific class first."""
     from kserve.model_server import app
+
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     app.add_exception_handler(NotFoundError, _json_error(HTTPStatus.NOT_FOUND))
     app.add_exception_handler(UpstreamUnavailable, _json_error(HTTPStatus.SERVICE_UNAVAILABLE))

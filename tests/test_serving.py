@@ -275,6 +275,12 @@ def test_bad_input_gets_a_4xx_naming_the_problem(stack, server, protocol, body, 
     assert ok.status_code == 200
 
 
+def test_oversized_body_is_a_413(stack):
+    body = {"texts": ["x" * 400] * 3000}  # ~1.2 MB
+    resp = _post(_v1(stack.ranker_url, "ranker"), body)
+    assert resp.status_code == 413 and "limit" in resp.json()["error"]
+
+
 def test_unknown_model_and_missing_routes_are_4xx(stack):
     assert _post(_v1(stack.ranker_url, "nope"), {"texts": ["a"]}).status_code == 404
     resp = httpx.get(f"{stack.ranker_url}/v1/models/ranker:predict")  # GET on a POST route
