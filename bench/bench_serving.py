@@ -217,6 +217,9 @@ def print_table(rows: list[dict], title: str) -> None:
                       f"{r.get('p95', 0):.0f}", f"{r.get('p99', 0):.0f}", str(r["errors"]),
                       stage_summary(r["stages"], r.get("note", "")), f"{ratio:.2f}x")  # fmt: skip
     Console(width=200).print(table)
+    for r in rows:
+        if r.get("first_error"):
+            print(f"first error of '{r['what']}' at {r['clients']} clients: {r['first_error']}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,7 @@ from serving.protocol import (
     v2_instance,
     v2_response,
 )
+from serving.server import Overloaded
 
 T = TypeVar("T")
 
@@ -40,9 +41,12 @@ class PushgenModel(Model):
 
     signature: V2Signature
 
+    max_pending: int = 64  # requests allowed to wait for the inference thread; more get a 503
+
     def __init__(self, name: str, limits: RequestLimits | None = None):
         super().__init__(name)
         self.limits = limits or RequestLimits()
+        self._pending = 0
         # one worker: torch already uses every core inside a call, and two concurrent forward
         # passes on 2 cores only thrash; the event loop stays free for health checks meanwhile
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-infer")
@@ -62,8 +66,20 @@ class PushgenModel(Model):
 
     # --- kserve handlers ---
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` on this model's inference thread, leaving the event loop free."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Run `fn(*args)` on this model's inference thread, leaving the event loop free.
+
+        A bounded wait: past `max_pending` queued calls the request is refused at once (503), so
+        an overloaded server says so instead of letting every client time out.
+        """
+        if self._pending >= self.max_pending:
+            raise Overloaded(
+                f"{self.name} is busy: {self._pending} requests already waiting; retry later"
+            )
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self._pending -= 1
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:  # type: ignore[override]
         if isinstance(payload, InferRequest):

@@ -54,6 +54,8 @@ class GeneratorModel(PushgenModel):
     """KServe predictor for the category-controlled generator."""
 
     signature = GENERATOR_V2
+    # a CPU generate takes seconds: four waiting is already a minute of queue
+    max_pending = 4
 
     def __init__(
         self,

@@ -33,6 +33,10 @@ class UpstreamUnavailable(PushgenError):
     """A model this one depends on is down or failing (e.g. the ranker): 503."""
 
 
+class Overloaded(UpstreamUnavailable):
+    """Too many requests already wait for this model: 503 now, rather than a timeout later."""
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Where and how a model server listens."""

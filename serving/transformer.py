@@ -47,7 +47,7 @@ class TransformerConfig:
     generator_name: str = "generator"  # model names in their URLs
     ranker_name: str = "ranker"
     feature_repo: Path | None = None  # Feast repo; None: only direct captions are accepted
-    timeout_s: float = 60.0  # per upstream call; generation on CPU takes seconds
+    timeout_s: float = 120.0  # per upstream call; a queued CPU generation can take a minute
     degrade_without_ranker: bool = False  # ranker down: serve the first guarded candidate, flagged
     max_chars: int = 120  # guard length budget
     log: ServingLogConfig = field(default_factory=ServingLogConfig)
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-max-rows", type=int, default=10_000, help="rows per log file")
     p.add_argument("--degrade-without-ranker", action="store_true",
                    help="ranker down: serve the first guarded candidate, flagged, instead of 503")  # fmt: skip
-    p.add_argument("--timeout-s", type=float, default=60.0)
+    p.add_argument("--timeout-s", type=float, default=120.0, help="per upstream call")
     args = p.parse_args(argv)
     config = TransformerConfig(
         generator_url=args.generator_url,

@@ -212,6 +212,20 @@ def test_health_is_not_stalled_by_a_slow_generate(stack):
     assert max(in_flight) < 0.5 * gen_time[0], (in_flight, gen_time)
 
 
+def test_overloaded_generator_says_so_with_a_503(stack):
+    body = {"caption": CAPTION, "n_per_category": 2, "max_new_tokens": 32}
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(
+            pool.map(lambda _: _post(_v1(stack.generator_url, "generator"), body), range(10))
+        )
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) == {200, 503} and codes.count(200) >= 4, (
+        codes
+    )  # 4 may queue, the rest are refused
+    busy = next(r for r in answers if r.status_code == 503)
+    assert "busy" in busy.json()["error"]
+
+
 # --- bad input: every one a 4xx with a message, never a 5xx; the servers keep serving --------
 
 LONG = "x" * 5000
