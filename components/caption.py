@@ -25,6 +25,7 @@ def caption(
     """Write the `captions` table for `videos` with the chosen captioner."""
     from pushgen.caption import VLMCaptionConfig, make_captioner
     from pushgen.contracts import read_table, write_table
+    from pushgen.run_report import log_metrics
 
     table = read_table(videos.path, "videos")
     model = make_captioner(
@@ -34,7 +35,12 @@ def caption(
     write_table(out, captions.path)
     write_table(bad.assign(step="caption"), rejected.path)  # written even when empty: a KFP output
     captions.metadata.update({"rows": len(out), "captioner": model.captioner_id})
-    metrics.log_metric("videos_in", len(table))
-    metrics.log_metric("captioned", len(out))
-    metrics.log_metric("rejected", len(bad))
-    metrics.log_metric("mean_caption_chars", float(out["caption"].str.len().mean() or 0.0))
+    log_metrics(
+        metrics,
+        {
+            "videos_in": len(table),
+            "captioned": len(out),
+            "rejected": len(bad),
+            "mean_caption_chars": float(out["caption"].str.len().mean() or 0.0),
+        },
+    )

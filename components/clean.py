@@ -30,6 +30,7 @@ def clean(
 
     from pushgen.clean import clean_metrics, clean_pushes, config_from_dict
     from pushgen.contracts import read_table, write_table
+    from pushgen.run_report import log_metrics
 
     cfg = config_from_dict({**config, "weighting": weighting})
     caps = read_table(captions.path, "captions")
@@ -40,5 +41,4 @@ def clean(
     write_table(result.removed.assign(step="clean"), removed.path)
     Path(report.path).write_text(json.dumps(result.report, indent=2, default=str))
     cleaned.metadata.update({"rows": len(result.cleaned), "weighting": weighting})
-    for name, value in clean_metrics(result.report).items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, clean_metrics(result.report))

@@ -30,7 +30,7 @@ def evaluate(
     import json
     from pathlib import Path
 
-    from pushgen.run_report import read_metrics, summarise
+    from pushgen.run_report import log_metrics, read_metrics, summarise
 
     sections = {
         "data": read_metrics(data_metrics.metadata, data_metrics.path),
@@ -43,7 +43,4 @@ def evaluate(
     Path(summary.path).write_text(markdown)
     Path(report.path).write_text(html)
     Path(evaluation.path).write_text(json.dumps(sections, indent=2, sort_keys=True, default=str))
-    for name, value in flat.items():
-        metrics.log_metric(name, value)
-    # A file at the Metrics path lets kfp's local cache reuse this step (see simulate.py).
-    Path(metrics.path).write_text(json.dumps(metrics.metadata))
+    log_metrics(metrics, flat)

@@ -27,6 +27,7 @@ def label(
     """Label `pushes` with one of `categories`."""
     from pushgen.contracts import read_table, write_table
     from pushgen.label import label_metrics, label_report, label_with_rejects, make_labeller
+    from pushgen.run_report import log_metrics
 
     model = make_labeller(labeller, list(categories) or None, backbone)  # fails fast on bad names
     table = read_table(pushes.path)
@@ -38,5 +39,4 @@ def label(
     report["pushes_without_caption"] = int((~out["video_id"].isin(caption_ids)).sum())
     report["rejected"] = len(bad)
     labelled.metadata.update({"rows": len(out), "labeller": labeller, "backbone": backbone})
-    for name, value in label_metrics(report).items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, label_metrics(report))

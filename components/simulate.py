@@ -28,12 +28,12 @@ def simulate_or_ingest(
     seed: int = 0,
 ) -> str:
     """Simulate (empty `data_location`) or ingest the three source tables; returns their hash."""
-    import json
     import shutil
     import tempfile
     from pathlib import Path
 
     from pushgen.ingest import load_source
+    from pushgen.run_report import log_metrics
 
     with tempfile.TemporaryDirectory() as tmp:
         report = load_source(data_location, tmp, n_videos=n_videos, seed=seed)
@@ -43,11 +43,9 @@ def simulate_or_ingest(
         shutil.copyfile(Path(tmp) / "world.json", world.path)
         shutil.copyfile(Path(tmp) / "rejected.parquet", rejected.path)
     world.metadata["simulated"] = report["simulated"]
-    metrics.log_metric("simulated", int(report["simulated"]))
+    figures = {"simulated": int(report["simulated"])}
     for name in report["rows"]:
-        metrics.log_metric(f"{name}_rows", report["rows"][name])
-        metrics.log_metric(f"{name}_rejected", report["rejected"][name])
-    # A file at the Metrics path lets kfp's local cache reuse this step (it drops entries whose
-    # artifact files are missing, and log_metric alone writes none).
-    Path(metrics.path).write_text(json.dumps(metrics.metadata))
+        figures[f"{name}_rows"] = report["rows"][name]
+        figures[f"{name}_rejected"] = report["rejected"][name]
+    log_metrics(metrics, figures)
     return report["source_data_hash"]

@@ -11,15 +11,18 @@ write the Evidently drift report.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
 from pushgen.contracts import read_table, write_table
 from pushgen.simulator import SimConfig, World, simulate, true_ctr, write_simulation
@@ -49,6 +52,33 @@ def _stage(n: int, title: str) -> float:
 
 def _done(start: float) -> None:
     console.print(f"[dim]done in {time.perf_counter() - start:.0f} s[/dim]")
+
+
+class _RunnerLog(io.TextIOBase):
+    """Where the kfp local runner's chatty output goes: all of it to a file, task lines to us."""
+
+    SHOW = re.compile(r"Executing task|finished with status|Traceback|Error|FAILURE")
+    ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("a", encoding="utf-8")
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if self.SHOW.search(line):
+                console.print("  " + self.ANSI.sub("", line).strip(), highlight=False)
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def make_data(cfg: DemoConfig, out: Path) -> tuple[Path, World, list[str]]:
@@ -83,7 +113,14 @@ def run_pipeline(cfg: DemoConfig, out: Path, train: Path) -> Path:
         "reward_epochs": cfg.reward_epochs,
         "reward_batch_size": 16,
     }
-    artifacts = run_local(params, pipeline_root=out / "pipeline")
+    log_path = out / "pipeline" / "runner.log"
+    console.print(f"kfp local runner output: {log_path}")
+    runner_log = _RunnerLog(log_path)
+    try:
+        with contextlib.redirect_stdout(runner_log), contextlib.redirect_stderr(runner_log):
+            artifacts = run_local(params, pipeline_root=out / "pipeline")
+    finally:
+        runner_log.close()
     console.print(f"{len(artifacts)} artifacts; index in {out / 'pipeline' / 'last_run.json'}")
     release = ArtifactStore.from_uri(out / "pipeline" / "store").resolve("latest")
     console.print(f"registered release {release['version']} at {release['uri']}")
@@ -135,15 +172,18 @@ def serve_new_videos(
                     "best_candidate_ctr": float(np.max(ctrs)),
                 }
             )
-    table = Table(title="pushes for new videos (true CTR from the simulator's truth)")
-    for col in ("video_id", "category", "push", "score", "true CTR", "mean cand.", "best cand."):
-        table.add_column(col)
+    console.print("[bold]pushes for new videos[/bold] (true CTR from the simulator's truth)")
     for r in rows:
-        table.add_row(r["video_id"], str(r["category"]), str(r["push"]),
-                      f"{r['score']:.2f}" if r["score"] is not None else "-",
-                      f"{r['true_ctr']:.2%}", f"{r['mean_candidate_ctr']:.2%}",
-                      f"{r['best_candidate_ctr']:.2%}")  # fmt: skip
-    console.print(table)
+        score = f"{r['score']:.2f}" if r["score"] is not None else "-"
+        console.print(
+            f"  {r['video_id']}  [{r['category']}]  {r['push']!r}\n"
+            f"      score {score}   true CTR {r['true_ctr']:.2%}   candidates: mean "
+            f"{r['mean_candidate_ctr']:.2%}, best {r['best_candidate_ctr']:.2%}",
+            highlight=False,
+        )
+    chosen = np.nanmean([r["true_ctr"] for r in rows]) if rows else float("nan")
+    mean = np.nanmean([r["mean_candidate_ctr"] for r in rows]) if rows else float("nan")
+    console.print(f"mean true CTR: chosen {chosen:.2%} vs random candidate {mean:.2%}")
     return pd.DataFrame(rows)
 
 
@@ -180,6 +220,9 @@ def monitor(cfg: DemoConfig, out: Path, world: World) -> dict:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage; returns paths and headline figures."""
+    # library deprecation chatter (evidently, litestar, transformers) is not for demo users
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t = _stage(1, "data: simulate a push world, hold out new videos")

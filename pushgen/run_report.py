@@ -66,3 +66,16 @@ def summarise(sections: dict[str, dict]) -> tuple[str, str, dict[str, float]]:
     page = f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head>"
     page += "<body>" + "\n".join(body) + "</body></html>"
     return "\n".join(md), page, flat
+
+
+def log_metrics(metrics, values: dict[str, float]) -> None:
+    """Log `values` on a KFP Metrics output and also write them as JSON at its path.
+
+    kfp's local cache drops an entry whose artifact files are missing, and `log_metric` alone
+    writes none: without the file a step with a Metrics output is never served from the cache.
+    """
+    for name, value in values.items():
+        metrics.log_metric(name, value)
+    os.makedirs(os.path.dirname(metrics.path) or ".", exist_ok=True)
+    with open(metrics.path, "w", encoding="utf-8") as fh:
+        json.dump(metrics.metadata, fh)
