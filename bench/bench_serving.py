@@ -113,29 +113,58 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def bench_ranker(models: Path, work: Path, clients: int, seconds: float) -> list[dict]:
+def bench_ranker(
+    models: Path, work: Path, clients: int, seconds: float, dtypes: list[str]
+) -> list[dict]:
+    """Ranker servers: fp32 without batching is the naive baseline; then batching, then bf16."""
     rows = []
     body = {"instances": [{"texts": TEXTS, "caption": CAPTION}]}
-    for batching in (False, True):
-        extra = [] if batching else ["--no-batching"]
-        proc, url = start_server("serving.ranker", ["--model-dir", str(models / "ranker"), *extra],
-                                 work / f"ranker-{batching}.log")  # fmt: skip
-        try:
-            for _ in range(10):  # warm-up
-                httpx.post(f"{url}/v1/models/ranker:predict", json=body, timeout=60)
-            for c in (1, clients):
-                res = load(f"{url}/v1/models/ranker:predict", body, c, seconds,
-                           f"ranker batching={'on' if batching else 'off'} c={c}")  # fmt: skip
-                rows.append(
-                    {
-                        "what": f"ranker K=8, batching {'on' if batching else 'off'}",
-                        "clients": c,
-                        **res,
-                    }
-                )
-        finally:
-            stop(proc)
+    for dtype in dtypes:
+        for batching in (False, True):
+            extra = ["--dtype", dtype] + ([] if batching else ["--no-batching"])
+            log = work / f"ranker-{dtype}-{batching}.log"
+            proc, url = start_server(
+                "serving.ranker", ["--model-dir", str(models / "ranker"), *extra], log
+            )
+            try:
+                for _ in range(10):  # warm-up
+                    httpx.post(f"{url}/v1/models/ranker:predict", json=body, timeout=60)
+                for c in (1, clients):
+                    what = f"ranker K=8 {dtype}, batching {'on' if batching else 'off'}"
+                    res = load(f"{url}/v1/models/ranker:predict", body, c, seconds, what)
+                    rows.append({"what": what, "group": "server", "clients": c, **res})
+            finally:
+                stop(proc)
     return rows
+
+
+def bf16_agreement(ranker_dir: Path, n_sets: int = 40, k: int = 8) -> str:
+    """How often bf16 picks the same candidate as fp32, over K=8 sets of simulated pushes."""
+    import copy
+
+    import torch
+
+    from pushgen.ranker.select import PairwiseRanker
+    from pushgen.simulator import SimConfig, simulate
+    from serving.ranker import RankRequest, score_requests
+
+    pushes = simulate(SimConfig(n_videos=150, seed=3)).pushes
+    sets = [tuple(g.text.head(k)) for _, g in pushes.groupby("video_id") if len(g) >= k][:n_sets]
+    fp32 = PairwiseRanker.from_pretrained(ranker_dir, device="cpu")
+    model = copy.deepcopy(fp32.model).to(torch.bfloat16)
+    bf16 = PairwiseRanker(model, fp32.tokenizer, fp32.settings, "cpu")
+    reqs = [RankRequest(t) for t in sets]
+    a = score_requests(fp32, reqs, "copeland")
+    b = score_requests(bf16, reqs, "copeland")
+    same = sum(x["chosen"] == y["chosen"] for x, y in zip(a, b, strict=True))
+    diff = max(
+        float(np.abs(np.array(x["win_matrix"]) - np.array(y["win_matrix"])).max())
+        for x, y in zip(a, b, strict=True)
+    )
+    return (
+        f"bf16 vs fp32 ranker ({ranker_dir}) over {len(sets)} sets of K={k} simulated pushes: "
+        f"same choice in {same}/{len(sets)}, max |dW| {diff:.4f}"
+    )
 
 
 def bench_chain(models: Path, work: Path, clients: int, seconds: float, feature_repo: str | None,
@@ -178,7 +207,7 @@ def bench_pairs_in_process(models: Path, reps: int = 5) -> list[dict]:
             times.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
         # CPU ms summed over threads: unlike wall time, it barely moves when other jobs share the cores
-        rows.append({"what": f"ranker in-process: {name}", "clients": 1, "n": reps,
+        rows.append({"what": f"ranker in-process: {name}", "group": "in-process", "clients": 1, "n": reps,
                      "rps": 1000 / statistics.median(times), **percentiles(times), "errors": 0,
                      "stages": [], "note": f"cpu {statistics.median(cpu):.0f} ms"})  # fmt: skip
     return rows
@@ -210,7 +239,7 @@ def print_table(rows: list[dict], title: str) -> None:
         table.add_column(col, justify="left" if col == "what" else "right")
     base = {}
     for r in rows:
-        key = (r["what"].split(",")[0].split(":")[0], r["clients"])
+        key = (r.get("group", r["what"]), r["clients"])
         base.setdefault(key, r)
         ratio = r["rps"] / base[key]["rps"] if base[key]["rps"] else float("nan")
         table.add_row(r["what"], str(r["clients"]), str(r["n"]), f"{r['rps']:.2f}", f"{r.get('p50', 0):.0f}",
@@ -224,18 +253,17 @@ def print_table(rows: list[dict], title: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="load benchmark of the local KServe stack")
-    p.add_argument(
-        "--models", default=None, help="models dir (generator/ + ranker/); default: build"
-    )
-    p.add_argument(
-        "--tiny", action="store_true", help="tiny random models instead of SmolLM2 + MiniLM"
-    )
+    p.add_argument("--models", default=None, help="dir with generator/ + ranker/; default: build")
+    p.add_argument("--tiny", action="store_true", help="tiny random models, not SmolLM2 + MiniLM")
     p.add_argument("--clients", type=int, default=4, help="concurrent clients")
     p.add_argument("--seconds", type=float, default=10.0, help="per ranker measurement")
     p.add_argument("--chain-seconds", type=float, default=30.0, help="per chain measurement")
     p.add_argument("--feature-repo", default=None, help="Feast repo: measure the chain by video_id")
     p.add_argument("--video-id", default=None, help="a video id materialised in --feature-repo")
     p.add_argument("--no-feast", action="store_true", help="send captions, skip the Feast lookup")
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="ranker dtypes")
+    p.add_argument("--agreement-ranker", default=None, help="trained ranker dir for the bf16 check")
+    p.add_argument("--skip-ranker", action="store_true")
     p.add_argument("--skip-chain", action="store_true")
     args = p.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -247,18 +275,20 @@ def main(argv: list[str] | None = None) -> None:
 
         print("building served models ...", flush=True)
         models = (build_tiny_models if args.tiny else build_default_models)(work / "models")
-    print(f"cpu cores: {os.cpu_count()}, models: {models}")
-    rows = bench_pairs_in_process(models)
-    rows += bench_ranker(models, work, args.clients, args.seconds)
-    print_table(rows, "ranker (K=8 candidates = 56 pairs); baseline = first row of each group")
+    print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()}, models: {models}")
+    if not args.skip_ranker:
+        rows = bench_pairs_in_process(models)
+        rows += bench_ranker(models, work, args.clients, args.seconds, args.dtypes)
+        print_table(rows, "ranker (K=8 candidates = 56 pairs); baseline = first row of each group")
+        agreement_dir = Path(args.agreement_ranker) if args.agreement_ranker else models / "ranker"
+        print(bf16_agreement(agreement_dir))
     if not args.skip_chain:
         repo, video_id = args.feature_repo, args.video_id
         if repo is None and not args.no_feast:
             repo, video_id = build_bench_feature_repo(work / "features")
         chain = bench_chain(models, work, args.clients, args.chain_seconds, repo, video_id)
-        print_table(
-            chain, "pushgen chain: transformer -> generator -> ranker (server-side stage medians)"
-        )
+        print_table(chain, "pushgen chain: transformer -> generator -> ranker (stage medians)")
+    print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

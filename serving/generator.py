@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.base import PushgenModel
+from serving.hardware import DTYPES, resolve_dtype
 from serving.protocol import GENERATOR_V2, GenerateRequest, RequestLimits, generate_request
 from serving.server import ServerConfig, serve
 from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
@@ -37,6 +38,8 @@ class GeneratorServeConfig:
     max_chars: int = 120  # guard length budget, also applied again by the transformer
     merge_lora: bool = True  # fold the adapter into the weights (exact for a full-precision base)
     device: str | None = None  # None: cuda when available, else cpu
+    # "auto": bf16 on CUDA or on CPUs with AMX/AVX512-BF16 (about 2x faster generation there), else fp32
+    dtype: str = "auto"
 
 
 def _local_base_model(model_dir: Path) -> Path | None:
@@ -71,6 +74,7 @@ class GeneratorModel(PushgenModel):
         self.storage = storage or StorageConfig(root=Path("/"))
         self.generator: Any = None
         self.version = ""
+        self.dtype = "float32"
 
     def load(self) -> bool:
         from pushgen.generator.generate import CandidateGenerator
@@ -80,8 +84,12 @@ class GeneratorModel(PushgenModel):
         base = _local_base_model(model_dir)
         if base is not None:  # the base named by the manifest obeys the same no-pickle rule
             check_safe_weights(base)
+        from pushgen.models import pick_device
+
+        device = pick_device(self.config.device)
+        self.dtype = resolve_dtype(self.config.dtype, device)
         self.generator = CandidateGenerator.from_pretrained(
-            model_dir, device=self.config.device, merge=self.config.merge_lora
+            model_dir, device=device, dtype=self.dtype, merge=self.config.merge_lora
         )
         self.version = model_version(model_dir)
         self.ready = True
@@ -148,8 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-dir", default="runs/model-cache", help="where s3:// models go")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
     args = p.parse_args(argv)
-    config = GeneratorServeConfig(max_new_tokens=args.max_new_tokens, device=args.device)
+    config = GeneratorServeConfig(
+        max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype
+    )
     storage = StorageConfig(root=Path(args.model_root), cache_dir=Path(args.cache_dir))
     serve(GeneratorModel(args.name, args.model_dir, config, storage=storage),
           ServerConfig(host=args.host, http_port=args.port))  # fmt: skip

@@ -181,3 +181,12 @@ def test_generator_refuses_a_pickled_base_model(tmp_path):
     with pytest.raises(ConfigError, match="pickle checkpoint"):
         model.load()
     assert not model.ready
+
+
+def test_dtype_resolution():
+    from serving.hardware import cpu_has_bf16_units, resolve_dtype
+
+    assert resolve_dtype("float32", "cpu") == "float32"
+    assert resolve_dtype("auto", "cpu") == ("bfloat16" if cpu_has_bf16_units() else "float32")
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        resolve_dtype("fp8", "cpu")

@@ -1,0 +1,36 @@
+"""Which numeric type a served model runs in, from what the hardware offers.
+
+bf16 halves memory traffic and, on hardware with bf16 matrix units (CUDA GPUs from Ampere on,
+Intel CPUs with AMX or AVX512-BF16), runs matmuls 2-3x faster than fp32; without such units a CPU
+emulates it slowly, so "auto" only picks it where the units exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pushgen.errors import ConfigError
+
+DTYPES = ("auto", "bfloat16", "float32")
+
+
+def cpu_has_bf16_units() -> bool:
+    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """'bfloat16' or 'float32' for `dtype` in {'auto', 'bfloat16', 'float32'} on `device`."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if cpu_has_bf16_units() else "float32"
