@@ -139,21 +139,26 @@ def bench_ranker(
 
 
 def bf16_agreement(ranker_dir: Path, n_sets: int = 40, k: int = 8) -> str:
-    """How often bf16 picks the same candidate as fp32, over K=8 sets of simulated pushes."""
+    """bf16 vs fp32 on K=8 sets of simulated pushes: same choice, and the true CTR of each choice.
+
+    The simulator knows every text's click probability, so a flipped choice can be judged: if the
+    picks' mean true CTR is the same, the flips are between candidates the ranker cannot tell apart.
+    """
     import copy
 
     import torch
 
     from pushgen.ranker.select import PairwiseRanker
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.simulator import SimConfig, simulate, true_ctr
     from serving.ranker import RankRequest, score_requests
 
-    pushes = simulate(SimConfig(n_videos=150, seed=3)).pushes
-    sets = [tuple(g.text.head(k)) for _, g in pushes.groupby("video_id") if len(g) >= k][:n_sets]
+    sim = simulate(SimConfig(n_videos=150, seed=3))
+    groups = [(v, tuple(g.text.head(k))) for v, g in sim.pushes.groupby("video_id") if len(g) >= k]
+    groups = groups[:n_sets]
     fp32 = PairwiseRanker.from_pretrained(ranker_dir, device="cpu")
     model = copy.deepcopy(fp32.model).to(torch.bfloat16)
     bf16 = PairwiseRanker(model, fp32.tokenizer, fp32.settings, "cpu")
-    reqs = [RankRequest(t) for t in sets]
+    reqs = [RankRequest(t) for _, t in groups]
     a = score_requests(fp32, reqs, "copeland")
     b = score_requests(bf16, reqs, "copeland")
     same = sum(x["chosen"] == y["chosen"] for x, y in zip(a, b, strict=True))
@@ -161,9 +166,24 @@ def bf16_agreement(ranker_dir: Path, n_sets: int = 40, k: int = 8) -> str:
         float(np.abs(np.array(x["win_matrix"]) - np.array(y["win_matrix"])).max())
         for x, y in zip(a, b, strict=True)
     )
+    margin = float(np.median([np.abs(np.array(x["win_matrix"]) - 0.5).mean() for x in a]))
+
+    def ctr(results: list[dict]) -> float:
+        return float(
+            np.mean(
+                [
+                    true_ctr(sim.world, v, t[r["chosen"]])
+                    for (v, t), r in zip(groups, results, strict=True)
+                ]
+            )
+        )
+
+    rand = float(np.mean([np.mean([true_ctr(sim.world, v, x) for x in t]) for v, t in groups]))
+    best = float(np.mean([max(true_ctr(sim.world, v, x) for x in t) for v, t in groups]))
     return (
-        f"bf16 vs fp32 ranker ({ranker_dir}) over {len(sets)} sets of K={k} simulated pushes: "
-        f"same choice in {same}/{len(sets)}, max |dW| {diff:.4f}"
+        f"bf16 vs fp32 ranker ({ranker_dir}) over {len(groups)} sets of K={k} simulated pushes: "
+        f"same choice in {same}/{len(groups)}, max |dW| {diff:.4f}, median mean |W-0.5| {margin:.4f}; "
+        f"true CTR of the pick: fp32 {ctr(a):.4%}, bf16 {ctr(b):.4%}, random {rand:.4%}, best {best:.4%}"
     )
 
 

@@ -59,6 +59,9 @@ class StackConfig:
     )
     ranker_batching: bool = True  # dynamic batching of concurrent ranker requests
     max_new_tokens: int = 24  # generator length budget
+    dtype: str = (
+        "auto"  # both models: bf16 where the hardware has bf16 units (see serving.hardware)
+    )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the servers
 
 
@@ -131,7 +134,7 @@ class LocalStack:
             n: getattr(cfg.ports, n) or free_port(cfg.host)
             for n in ("transformer", "generator", "ranker")
         }
-        common = ["--host", cfg.host, "--model-root", str(local)]
+        common = ["--host", cfg.host, "--model-root", str(local), "--dtype", cfg.dtype]
         gen = _Server("generator", "generator", ports["generator"],
                       ["--model-dir", str(local / "generator"), "--port", str(ports["generator"]),
                        "--max-new-tokens", str(cfg.max_new_tokens), "--cache-dir",

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="if the ranker is down, serve the first guarded candidate (flagged) instead of 503")  # fmt: skip
     p.add_argument("--no-ranker-batching", action="store_true", help="turn dynamic batching off")
     p.add_argument("--max-new-tokens", type=int, default=24, help="generator length budget")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+                   help="auto: bf16 where the hardware has bf16 units (CUDA, CPU AMX), else fp32")  # fmt: skip
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("push", help="ask a running pushgen server for a push, as a user would")
@@ -70,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         degrade_without_ranker=args.degrade_without_ranker,
         ranker_batching=not args.no_ranker_batching,
         max_new_tokens=args.max_new_tokens,
+        dtype=args.dtype,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
