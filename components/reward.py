@@ -40,6 +40,7 @@ def reward(
     from pushgen.ranker.pairs import PairConfig, StorySplitConfig
     from pushgen.ranker.recipe import RankerRecipeConfig, read_ab_tests, train_from_ab_tests
     from pushgen.ranker.train import RankerTrainConfig
+    from pushgen.run_report import log_metrics
 
     if not 0.0 < max_p_value <= 1.0 or not 0.0 < val_fraction < 1.0:
         raise ConfigError("max_p_value must be in (0, 1] and val_fraction in (0, 1)")
@@ -75,8 +76,16 @@ def reward(
         "val_antisymmetry_error": val.get("antisymmetry_error"),
         "arms_rejected": result["pairs"]["train"]["arms_rejected"]
         + result["pairs"]["val"]["arms_rejected"],
+        # 1 when no training pair passed max_p_value and all pairs were used with evidence weights
+        "pairs_fallback_all": float(bool(result.get("pairs_fallback"))),
     }
-    for name, value in figures.items():
-        # KFP metrics must be finite numbers; a figure that cannot be computed is left out.
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            metrics.log_metric(name, float(value))
+    # KFP metrics must be finite numbers; a figure that cannot be computed is left out. Written
+    # as a file too, so kfp's local cache can serve this step again.
+    log_metrics(
+        metrics,
+        {
+            name: float(value)
+            for name, value in figures.items()
+            if value is not None and not (isinstance(value, float) and math.isnan(value))
+        },
+    )

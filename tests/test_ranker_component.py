@@ -4,10 +4,15 @@ import json
 import warnings
 
 import pandas as pd
+import pytest
 from kfp import compiler, dsl, local
 from kfp.dsl import Dataset
 
 from components.reward import reward
+from pushgen.errors import DataContractError
+from pushgen.ranker.pairs import PairConfig
+from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
+from pushgen.ranker.train import RankerTrainConfig
 
 
 def test_component_compiles_with_its_interface(tmp_path):
@@ -33,5 +38,49 @@ def test_component_trains_a_ranker_locally(sim_dir, tiny_encoder_dir, tmp_path):
     executor = json.loads((ranker_dir.parent / "executor_output.json").read_text())
     metrics = executor["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert metrics["train_pairs"] > 0 and 0 <= metrics["val_accuracy"] <= 1
+    # Metrics also lie on disk as a file: kfp's local cache only reuses steps whose files exist.
+    metrics_file = next(p for p in tmp_path.rglob("metrics") if p.is_file())
+    assert json.loads(metrics_file.read_text())["train_pairs"] == metrics["train_pairs"]
     rejected = pd.read_parquet(ranker_dir.parent / "rejected")
     assert "reject_reason" in rejected.columns
+
+
+def _coin_flip_tests(n_tests: int = 24) -> pd.DataFrame:
+    """Two arms per test with 60 exposures each: no pair can reach p <= 0.1."""
+    rows = []
+    for t in range(n_tests):
+        for i, (text, clicks) in enumerate([(f"story {t} told plainly", 3), (f"story {t}?", 4)]):
+            rows.append(
+                {"test_id": f"t{t}", "video_id": f"v{t}", "push_id": f"t{t}-{i}", "text": text,
+                 "pv": 60, "clicks": clicks}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_tiny_data_without_significant_pairs_falls_back_to_weighted_pairs(
+    tiny_encoder_dir, tmp_path
+):
+    source = AbTestsSource(_coin_flip_tests(), "ab_tests", (), ("text", "video_id"))
+    cfg = RankerRecipeConfig(
+        pairs=PairConfig(max_p_value=0.1),
+        train=RankerTrainConfig(
+            backbone=str(tiny_encoder_dir), epochs=1, batch_size=8, max_length=16, device="cpu"
+        ),
+    )
+    metrics = train_from_ab_tests(source, tmp_path, cfg)
+    assert "p <= 0.1" in metrics["pairs_fallback"]
+    assert metrics["train_pairs"] == metrics["pairs"]["train"]["pairs"] > 0
+    assert metrics["val"]["pairs"] > 0  # validation scores all held-out pairs
+    # all pairs were kept: none was set aside for its p-value (they carry 1 - p weights instead)
+    assert "p_value" not in str(metrics["pairs"]["train"])
+
+
+def test_no_fallback_when_switched_off(tiny_encoder_dir, tmp_path):
+    source = AbTestsSource(_coin_flip_tests(), "ab_tests", (), ("text", "video_id"))
+    cfg = RankerRecipeConfig(
+        pairs=PairConfig(max_p_value=0.1),
+        train=RankerTrainConfig(backbone=str(tiny_encoder_dir), device="cpu"),
+        fallback_all_pairs=False,
+    )
+    with pytest.raises(DataContractError, match="no pairs"):
+        train_from_ab_tests(source, tmp_path, cfg)

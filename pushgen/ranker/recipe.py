@@ -98,6 +98,9 @@ class RankerRecipeConfig:
     train: RankerTrainConfig = field(default_factory=RankerTrainConfig)  # the cross-encoder fit
     pointwise: bool = False  # also train the pointwise CTR regressor (the ablation)
     exclude_nonrandom: bool = False  # drop tests flagged for non-random assignment from training
+    # when no training pair passes pairs.max_p_value (tiny data), train on all pairs weighted by
+    # their evidence (1 - p) instead of failing; metrics say so (`pairs_fallback`)
+    fallback_all_pairs: bool = True
 
 
 def _pair_config(cfg: PairConfig, source: AbTestsSource) -> PairConfig:
@@ -121,7 +124,19 @@ def train_from_ab_tests(
         train_arms = train_arms[~train_arms["nonrandom_assignment"].astype(bool)]
     pair_cfg = _pair_config(cfg.pairs, source)
     train_res = build_pairs_report(train_arms, pair_cfg)
-    val_res = build_pairs_report(val_arms, pair_cfg)
+    fallback = None
+    if train_res.pairs.empty and cfg.fallback_all_pairs and pair_cfg.max_p_value < 1.0:
+        # Too little data for any significant pair: weak evidence beats no model, but weighted
+        # so that near-coin-flip pairs count for little.
+        fallback = (
+            f"no training pair with p <= {pair_cfg.max_p_value}: all pairs, confidence weights"
+        )
+        train_res = build_pairs_report(
+            train_arms, replace(pair_cfg, max_p_value=1.0, weight="confidence")
+        )
+    # Validation scores every held-out pair (ties aside), as `eval-ranker` does; the figures on
+    # significant pairs are reported next to them.
+    val_res = build_pairs_report(val_arms, replace(pair_cfg, max_p_value=1.0))
 
     # What did not become a training pair is kept with its reason, never dropped silently.
     write_rejected(
@@ -144,6 +159,8 @@ def train_from_ab_tests(
     train_cfg = replace(cfg.train, use_caption=cfg.train.use_caption or "caption" in source.arms)
     metrics = train_ranker(train_res.pairs, val_res.pairs, out, train_cfg)
     metrics["pairs"] = {"train": train_res.stats, "val": val_res.stats}
+    if fallback:
+        metrics["pairs_fallback"] = fallback
     if cfg.pointwise:
         from pushgen.ranker.pointwise import train_pointwise
 
