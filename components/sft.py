@@ -35,6 +35,7 @@ def sft(
     """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default"."""
     from pushgen.generator.prompts import PromptTemplate
     from pushgen.generator.sft import GeneratorTrainConfig, train_from_files
+    from pushgen.run_report import log_metrics
 
     cfg = GeneratorTrainConfig(
         base_model=base_model,
@@ -53,5 +54,4 @@ def sft(
     generator.metadata.update(
         {"framework": "peft-lora", "base_model": base_model, "prompt_order": prompt_order}
     )
-    for name, value in figures.items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, figures)
