@@ -8,6 +8,11 @@ ceil(log2 K) batches) is timed too. Training speed is measured by a short real t
     python -m bench.bench_rank --model runs/ranker     # a trained ranker
     python -m bench.bench_rank --k 16 --repeats 50 --train-pairs 512
 
+Numeric modes: the all-pairs batch is timed in fp32, bf16 (where the CPU has bf16 units) and
+int8 dynamic quantisation, and each mode's chosen candidate is compared with fp32's on
+`--agreement-sets` candidate sets (simulated pushes of one video each, with its caption when the
+model uses captions): a faster mode is only worth having if it picks what fp32 picks.
+
 Targets (issue #5): all-pairs batch >= 4x faster than one pair at a time; p50 latency for K=8
 on 2 CPU cores <= 150 ms with the default backbone.
 """
@@ -37,7 +42,7 @@ def candidate_texts(k: int, seed: int = 0) -> list[str]:
     return ordered["text"].drop_duplicates().head(k).tolist()
 
 
-def default_ranker_dir(scratch: Path) -> Path:
+def default_ranker_dir(scratch: Path, use_caption: bool = False) -> Path:
     """The default backbone with a fresh pairwise head: the latency of a trained ranker."""
     from pushgen.ranker.select import RankerSettings
     from pushgen.ranker.train import load_encoder
@@ -45,8 +50,47 @@ def default_ranker_dir(scratch: Path) -> Path:
     model, tokenizer = load_encoder(None, num_labels=1)
     model.save_pretrained(scratch)
     tokenizer.save_pretrained(scratch)
-    RankerSettings("pairwise", 64, False, "default").save(scratch)
+    RankerSettings("pairwise", 64, use_caption, "default").save(scratch)
     return scratch
+
+
+def candidate_sets(n_sets: int, k: int, seed: int = 1) -> list[tuple[list[str], str]]:
+    """(K distinct simulated push texts, caption) for `n_sets` videos with at least K pushes."""
+    from pushgen.caption import TextCaptioner
+    from pushgen.simulator import SimConfig, simulate
+
+    sim = simulate(SimConfig(n_videos=max(40, 4 * n_sets), pushes_per_video=k + 4, seed=seed))
+    captions = TextCaptioner().caption_videos(sim.videos).set_index("video_id")["caption"]
+    sets = []
+    for video_id, group in sim.pushes.groupby("video_id"):
+        texts = group["text"].drop_duplicates().head(k).tolist()
+        if len(texts) == k:
+            sets.append((texts, str(captions[video_id])))
+        if len(sets) == n_sets:
+            break
+    return sets
+
+
+def mode_agreement(rankers: dict, sets: list[tuple[list[str], str]]) -> dict[str, dict]:
+    """Per mode: share of sets where it picks fp32's candidate, and max |W - W_fp32|."""
+    ref = [rankers["float32"].win_matrix(t, c) for t, c in sets]
+    ref_pick = [aggregate_pick(w) for w in ref]
+    out = {}
+    for name, ranker in rankers.items():
+        wins = [ranker.win_matrix(t, c) for t, c in sets]
+        out[name] = {
+            "same_choice": float(
+                np.mean([aggregate_pick(w) == p for w, p in zip(wins, ref_pick, strict=True)])
+            ),
+            "max_abs_diff": float(max(np.abs(w - r).max() for w, r in zip(wins, ref, strict=True))),
+        }
+    return out
+
+
+def aggregate_pick(win: np.ndarray) -> int:
+    from pushgen.ranker.select import aggregate
+
+    return aggregate(win, "copeland").chosen
 
 
 def time_calls(fn, repeats: int, desc: str) -> list[float]:
@@ -60,14 +104,14 @@ def time_calls(fn, repeats: int, desc: str) -> list[float]:
     return times
 
 
-def one_pair_at_a_time(ranker, texts: list[str]) -> np.ndarray:
+def one_pair_at_a_time(ranker, texts: list[str], caption: str | None = None) -> np.ndarray:
     """The naive baseline: K(K-1) forward passes of one pair each."""
     k = len(texts)
     raw = np.full((k, k), 0.5)
     for i in range(k):
         for j in range(k):
             if i != j:
-                raw[i, j] = ranker.score_pairs([texts[i]], [texts[j]])[0]
+                raw[i, j] = ranker.score_pairs([texts[i]], [texts[j]], caption)[0]
     return (raw + 1 - raw.T) / 2
 
 
@@ -101,42 +145,78 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--train-pairs", type=int, default=128, help="pairs in the training-speed run (0: skip)"
     )
+    parser.add_argument(
+        "--agreement-sets", type=int, default=40, help="candidate sets for the dtype agreement"
+    )
+    parser.add_argument(
+        "--caption",
+        action="store_true",
+        help="default backbone: time it as a caption-conditioned ranker (pairs carry a caption)",
+    )
     args = parser.parse_args(argv)
 
     import torch
 
     from pushgen.ranker.select import PairwiseRanker
+    from pushgen.ranker.train import has_bf16_units
 
     console = Console()
     texts = candidate_texts(args.k)
+    modes = ["float32", *(["bfloat16"] if has_bf16_units("cpu") else []), "int8"]
     with tempfile.TemporaryDirectory() as scratch:
-        model_dir = Path(args.model) if args.model else default_ranker_dir(Path(scratch))
-        ranker = PairwiseRanker.from_pretrained(model_dir, device="cpu")
+        model_dir = (
+            Path(args.model) if args.model else default_ranker_dir(Path(scratch), args.caption)
+        )
+        rankers = {m: PairwiseRanker.from_pretrained(model_dir, "cpu", m) for m in modes}
+    ranker = rankers["float32"]
+    # the caption of a simulated video (max_length truncates what does not fit)
+    caption = candidate_sets(1, args.k)[0][1] if ranker.settings.use_caption else None
 
-    batched = ranker.win_matrix(texts)
-    naive = one_pair_at_a_time(ranker, texts)
+    batched = ranker.win_matrix(texts, caption)
+    naive = one_pair_at_a_time(ranker, texts, caption)
     # Same answer both ways (padding differs, so allow float noise), or the timing means nothing.
     np.testing.assert_allclose(batched, naive, atol=1e-4)
 
     runs = {
-        f"all {args.k * (args.k - 1)} pairs, one batch": time_calls(
-            lambda: ranker.win_matrix(texts), args.repeats, "batched"
+        f"all {args.k * (args.k - 1)} pairs, one batch, float32": time_calls(
+            lambda: ranker.win_matrix(texts, caption), args.repeats, "batched"
         ),
         f"knockout, {args.k - 1} matches": time_calls(
-            lambda: ranker.rank(texts, method="knockout"), args.repeats, "knockout"
+            lambda: ranker.rank(texts, caption, method="knockout"), args.repeats, "knockout"
         ),
+        **{
+            f"all pairs, one batch, {m}": time_calls(
+                lambda r=r: r.win_matrix(texts, caption), args.repeats, m
+            )
+            for m, r in rankers.items()
+            if m != "float32"
+        },
         "one pair at a time (naive)": time_calls(
-            lambda: one_pair_at_a_time(ranker, texts), args.naive_repeats, "naive"
+            lambda: one_pair_at_a_time(ranker, texts, caption), args.naive_repeats, "naive"
         ),
     }
     naive_p50 = statistics.median(runs["one pair at a time (naive)"])
-    table = Table(title=f"ranker latency, K={args.k}, torch threads={torch.get_num_threads()}")
+    table = Table(
+        title=f"ranker latency, K={args.k}, caption {'on' if caption else 'off'}, "
+        f"torch threads={torch.get_num_threads()}"
+    )
     for col in ("mode", "p50 ms", "p90 ms", "speed-up vs naive"):
         table.add_column(col, justify="right" if col != "mode" else "left")
     for name, times in runs.items():
         p50, p90 = statistics.median(times), float(np.percentile(times, 90))
         table.add_row(name, f"{p50 * 1e3:.1f}", f"{p90 * 1e3:.1f}", f"{naive_p50 / p50:.1f}x")
     console.print(table)
+
+    if args.agreement_sets:
+        sets = candidate_sets(args.agreement_sets, args.k)
+        if not ranker.settings.use_caption:
+            sets = [(t, "") for t, _ in sets]
+        agree = Table(title=f"numeric modes vs fp32 on {len(sets)} candidate sets of K={args.k}")
+        for col in ("mode", "same chosen candidate", "max |W - W_fp32|"):
+            agree.add_column(col, justify="right" if col != "mode" else "left")
+        for name, a in mode_agreement(rankers, sets).items():
+            agree.add_row(name, f"{a['same_choice']:.1%}", f"{a['max_abs_diff']:.4f}")
+        console.print(agree)
 
     if args.train_pairs:
         speed = training_speed(args.train_pairs)

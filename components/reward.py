@@ -23,7 +23,7 @@ def reward(
     backbone: str = "default",
     epochs: float = 2.0,
     batch_size: int = 32,
-    learning_rate: float = 5e-5,
+    learning_rate: float = 2e-4,
     max_p_value: float = 0.1,
     val_fraction: float = 0.2,
     pointwise: bool = False,

@@ -165,3 +165,19 @@ def test_caption_is_part_of_the_input_only_when_the_model_was_trained_with_it(ti
     ranker.settings.use_caption = True
     with_caption = ranker.raw_win_matrix(TEXTS[:3], caption="A chef in Rome folds dumplings")
     assert not np.allclose(with_caption, plain)
+
+
+def test_numeric_modes_load_and_stay_close_to_fp32(tiny_ranker_dir):
+    ref = PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu", dtype="float32")
+    assert ref.dtype == "float32"
+    w_ref = ref.win_matrix(TEXTS)
+    for dtype in ("bfloat16", "int8"):
+        ranker = PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu", dtype=dtype)
+        assert ranker.dtype == dtype
+        w = ranker.win_matrix(TEXTS)
+        np.testing.assert_allclose(w + w.T, 1.0, atol=1e-6)  # probabilities computed in fp32
+        assert np.abs(w - w_ref).max() < 0.05  # a random tiny model: only closeness, not choice
+    auto = PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu")
+    assert auto.dtype in ("float32", "bfloat16")
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu", dtype="fp8")

@@ -124,3 +124,5 @@ def test_bad_training_input_is_a_clear_error(tiny_encoder_dir, tmp_path):
         train_ranker(empty, None, tmp_path, cfg)
     with pytest.raises(ConfigError, match="label"):
         train_ranker(build_pairs(planted_ab_tests(4)), None, tmp_path, RankerTrainConfig(label="x"))
+    with pytest.raises(ConfigError, match="bf16"):
+        train_ranker(build_pairs(planted_ab_tests(4)), None, tmp_path, RankerTrainConfig(bf16="x"))

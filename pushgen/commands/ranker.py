@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--backbone", help="HF encoder id or path (default: packaged all-MiniLM-L6-v2)")
     t.add_argument("--epochs", type=float, default=2.0)
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
+    t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
     t.add_argument("--max-length", type=int, default=64, help="tokens per pair")
     t.add_argument("--max-p-value", type=float, default=0.1, help="train on pairs with p <= this")
     t.add_argument("--weight", default="uniform", choices=("uniform", "confidence", "posterior"))

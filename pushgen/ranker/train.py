@@ -34,7 +34,9 @@ class RankerTrainConfig:
     max_length: int = 64  # tokens per (a, b) input; two push lines fit comfortably
     epochs: float = 2.0  # passes over the training pairs (each pair counts twice: both orders)
     batch_size: int = 32  # examples per optimiser step
-    learning_rate: float = 5e-5  # AdamW peak rate; the head is new, the encoder pretrained
+    # AdamW peak rate. At 5e-5 the pair logit sits at 0 (loss log 2, all P near 0.5) for most
+    # of a small run before it moves; 2e-4 leaves that plateau early (measured: bench notes)
+    learning_rate: float = 2e-4
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_ratio: float = 0.1  # share of steps with a linear warm-up
     label: str = "hard"  # "hard": 1 if a's CTR was higher; "posterior": Beta-posterior P(a > b)
@@ -44,6 +46,9 @@ class RankerTrainConfig:
     seed: int = 0  # data order, head initialisation, subsampling
     logging_steps: int = 50  # optimiser steps between loss logs
     device: str | None = None  # "cpu", "cuda", ...; None: cuda when available
+    # bf16 mixed precision: "auto" where the hardware has bf16 units (CUDA, CPU AMX/AVX512-BF16:
+    # ~1.4x faster steps on this CPU), "on", or "off" (fp32)
+    bf16: str = "auto"
 
     def check(self) -> None:
         """Fail early on values that would waste a training run."""
@@ -51,6 +56,8 @@ class RankerTrainConfig:
             raise ConfigError(f"label must be one of {LABEL_MODES}, got {self.label!r}")
         if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("epochs, batch_size and learning_rate must be positive")
+        if self.bf16 not in ("auto", "on", "off"):
+            raise ConfigError(f"bf16 must be auto, on or off, got {self.bf16!r}")
         if self.max_length < 8:
             raise ConfigError(f"max_length {self.max_length} is too short for a pair of texts")
 
@@ -118,12 +125,28 @@ def load_encoder(backbone: str | None, num_labels: int = 1):
     return model, tokenizer
 
 
+def has_bf16_units(device: str) -> bool:
+    """Whether `device` runs bf16 matmuls natively (CUDA with bf16, CPU with AMX/AVX512-BF16);
+    elsewhere bf16 is emulated and slower than fp32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def run_trainer(model, tokenizer, dataset: EncodedDataset, cfg: RankerTrainConfig, loss: str):
     """Fit `model` on `dataset` with the weighted Trainer; returns the Trainer's train output."""
     import torch
     from transformers import DataCollatorWithPadding, TrainingArguments
 
-    use_cpu = (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    use_cpu = device == "cpu"
+    bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and has_bf16_units(device))
     with tempfile.TemporaryDirectory(prefix="pushgen-ranker-") as scratch:
         args = TrainingArguments(
             output_dir=scratch,  # nothing is checkpointed: the final model is saved by the caller
@@ -137,6 +160,7 @@ def run_trainer(model, tokenizer, dataset: EncodedDataset, cfg: RankerTrainConfi
             report_to="none",
             seed=cfg.seed,
             use_cpu=use_cpu,
+            bf16=bf16,  # autocast only: weights and optimiser state stay fp32
             dataloader_num_workers=0,  # tokenised up front; workers would only add fork cost
             disable_tqdm=None,
             remove_unused_columns=False,  # keep `weight`: compute_loss pops it before forward
