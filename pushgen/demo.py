@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,24 +57,38 @@ def _done(start: float) -> None:
 
 
 class _RunnerLog(io.TextIOBase):
-    """Where the kfp local runner's chatty output goes: all of it to a file, task lines to us."""
+    """Where the kfp local runner's chatty output goes: all of it to a file; task lines, errors
+    and (every 20 s at most) a progress-bar line are echoed to the real stdout."""
 
     SHOW = re.compile(r"Executing task|finished with status|Traceback|Error|FAILURE")
+    PROGRESS = re.compile(r"\d+%\|")
     ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, progress_every_s: float = 20.0):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = path.open("a", encoding="utf-8")
+        self.echo = sys.stdout  # the real stdout, captured before the redirect
         self.pending = ""
+        self.progress_every_s = progress_every_s
+        self.last_progress = 0.0
 
     def write(self, text: str) -> int:
         self.file.write(text)
         self.pending += text
-        *lines, self.pending = self.pending.split("\n")
+        *lines, self.pending = re.split(r"[\r\n]", self.pending)
         for line in lines:
+            line = self.ANSI.sub("", line).strip()
+            now = time.monotonic()
             if self.SHOW.search(line):
-                console.print("  " + self.ANSI.sub("", line).strip(), highlight=False)
+                self._echo(line)
+            elif self.PROGRESS.search(line) and now - self.last_progress > self.progress_every_s:
+                self.last_progress = now
+                self._echo("  " + line)
         return len(text)
+
+    def _echo(self, line: str) -> None:
+        self.echo.write(f"  {line}\n")
+        self.echo.flush()
 
     def flush(self) -> None:
         self.file.flush()
@@ -113,6 +129,7 @@ def run_pipeline(cfg: DemoConfig, out: Path, train: Path) -> Path:
         "reward_epochs": cfg.reward_epochs,
         "reward_batch_size": 16,
     }
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")  # step logs stream as they happen
     log_path = out / "pipeline" / "runner.log"
     console.print(f"kfp local runner output: {log_path}")
     runner_log = _RunnerLog(log_path)
