@@ -177,7 +177,8 @@ def test_numeric_modes_load_and_stay_close_to_fp32(tiny_ranker_dir):
         w = ranker.win_matrix(TEXTS)
         np.testing.assert_allclose(w + w.T, 1.0, atol=1e-6)  # probabilities computed in fp32
         assert np.abs(w - w_ref).max() < 0.05  # a random tiny model: only closeness, not choice
-    auto = PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu")
+    assert PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu").dtype == "float32"
+    auto = PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu", dtype="auto")
     assert auto.dtype in ("float32", "bfloat16")
     with pytest.raises(ConfigError, match="dtype must be one of"):
         PairwiseRanker.from_pretrained(tiny_ranker_dir, device="cpu", dtype="fp8")
