@@ -67,19 +67,12 @@ def test_release_is_registered_and_loads_back(local_run, tmp_path):
     assert (out / "generator" / "adapter_config.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kfp.local drops cache entries whose artifact file is missing, and a Metrics output "
-    "written only with log_metric has no file: caption/clean/label/sft/reward must also write "
-    "their metrics JSON to metrics.path (simulate and evaluate do)",
-)
 def test_rerun_is_served_from_the_cache(local_run):
     root, params, first, took = local_run
-    started = time.perf_counter()
     again = run_local(params, root)
     # Every step is cached: the rerun points at the first run's outputs and retrains nothing.
-    assert again["sft/generator"] == first["sft/generator"]
-    assert time.perf_counter() - started < took / 2
+    for name in ("caption/captions", "label/labelled", "sft/generator", "reward/ranker"):
+        assert again[name] == first[name]
 
 
 def test_bad_data_location_fails_without_registering(tmp_path):
