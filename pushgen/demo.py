@@ -206,7 +206,6 @@ def serve_new_videos(
 
 def monitor(cfg: DemoConfig, out: Path, world: World) -> dict:
     """Feedback for every served push from the world's truth, then the drift report."""
-    from monitoring.report import run_monitoring
     from serving.serving_log import read_serving_log
 
     log, rejected = read_serving_log(out / "serving")
@@ -227,7 +226,11 @@ def monitor(cfg: DemoConfig, out: Path, world: World) -> dict:
     write_table(feedback, out / "serving" / "feedback.parquet")
     reference = read_table(out / "world" / "pushes.parquet")
     reference = reference.assign(category=reference["true_category"])
-    summary = run_monitoring(log, feedback, reference, out / "monitor")
+    with warnings.catch_warnings():  # evidently's imports warn about numpy and litestar internals
+        warnings.simplefilter("ignore")
+        from monitoring.report import run_monitoring
+
+        summary = run_monitoring(log, feedback, reference, out / "monitor")
     console.print(
         json.dumps({k: summary[k] for k in ("style_collapse", "reward_drift", "retrain")})
     )
