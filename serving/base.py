@@ -7,6 +7,7 @@ requests (`infer`, async) and turns one result into v2 output tensors (`v2_outpu
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,17 +53,17 @@ class PushgenModel(Model):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-infer")
 
     # --- hooks ---
+    @abc.abstractmethod
     def parse_instance(self, instance: Any) -> Any:
         """Validate one instance dict into a typed request (raise InvalidInput on bad input)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def infer(self, requests: list[Any], headers: dict[str, str] | None) -> list[dict]:
         """Answer validated requests, one result dict each."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def v2_outputs(self, result: dict) -> list[tuple[str, str, list[int], Any]]:
         """One result as v2 `(name, datatype, shape, data)` output tensors."""
-        raise NotImplementedError
 
     # --- kserve handlers ---
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:

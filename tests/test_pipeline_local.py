@@ -68,7 +68,7 @@ def test_release_is_registered_and_loads_back(local_run, tmp_path):
 
 
 def test_rerun_is_served_from_the_cache(local_run):
-    root, params, first, took = local_run
+    root, params, first, _ = local_run
     again = run_local(params, root)
     # Every step is cached: the rerun points at the first run's outputs and retrains nothing.
     for name in ("caption/captions", "label/labelled", "sft/generator", "reward/ranker"):
