@@ -44,8 +44,8 @@ def candidate_texts(k: int, seed: int = 0) -> list[str]:
 
 def default_ranker_dir(scratch: Path, use_caption: bool = False) -> Path:
     """The default backbone with a fresh pairwise head: the latency of a trained ranker."""
+    from pushgen.ranker.model import load_encoder
     from pushgen.ranker.select import RankerSettings
-    from pushgen.ranker.train import load_encoder
 
     model, tokenizer = load_encoder(None, num_labels=1)
     model.save_pretrained(scratch)
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    from pushgen.models import has_bf16_units
     from pushgen.ranker.select import PairwiseRanker
-    from pushgen.ranker.train import has_bf16_units
 
     console = Console()
     texts = candidate_texts(args.k)

@@ -21,6 +21,7 @@ def reward(
     rejected: Output[Dataset],
     metrics: Output[Metrics],
     backbone: str = "default",
+    head: str = "segment_diff",
     epochs: float = 2.0,
     batch_size: int = 32,
     learning_rate: float = 2e-4,
@@ -29,7 +30,8 @@ def reward(
     pointwise: bool = False,
     seed: int = 0,
 ):
-    """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default"."""
+    """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default", `head`
+    "segment_diff" (score(a) - score(b)) or "cls" (the [CLS] classifier)."""
     import math
     from pathlib import Path
 
@@ -49,6 +51,7 @@ def reward(
         split=StorySplitConfig(val_fraction=val_fraction, seed=seed),
         train=RankerTrainConfig(
             backbone=None if backbone in ("", "default") else backbone,
+            head=head,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,

@@ -118,6 +118,33 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cpu_has_bf16_units() -> bool:
+    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def has_bf16_units(device: str) -> bool:
+    """Whether `device` runs bf16 matmuls natively (CUDA with bf16, CPU with AMX/AVX512-BF16);
+    elsewhere bf16 is emulated and slower than fp32."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_bf16_units()
+
+
+def use_bf16_autocast(setting: str, device: str) -> bool:
+    """Training's bf16 mixed precision for `setting` in {'auto', 'on', 'off'}: 'auto' uses it
+    where the hardware has bf16 units (weights and optimiser state stay fp32 either way)."""
+    if setting not in ("auto", "on", "off"):
+        raise PushgenError(f"bf16 must be auto, on or off, got {setting!r}")
+    return setting == "on" or (setting == "auto" and has_bf16_units(device))
+
+
 def pick_dtype(device: str, dtype: str | None = None) -> Any:
     """bf16 on a CUDA device that supports it, fp32 elsewhere (CPU bf16 matmuls are slow)."""
     import torch

@@ -7,20 +7,11 @@ emulates it slowly, so "auto" only picks it where the units exist.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pushgen.errors import ConfigError
+from pushgen.models import cpu_has_bf16_units
 
 DTYPES = ("auto", "bfloat16", "float32")
-
-
-def cpu_has_bf16_units() -> bool:
-    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+__all__ = ["DTYPES", "cpu_has_bf16_units", "resolve_dtype"]
 
 
 def resolve_dtype(dtype: str, device: str) -> str:

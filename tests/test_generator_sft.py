@@ -160,3 +160,33 @@ def test_bad_tables_are_clear_errors(tiny_causal_lm_dir, tmp_path) -> None:
         train_generator(_table().drop(columns=["confidence"]), tmp_path / "a", cfg)
     with pytest.raises(DataContractError, match="every row was rejected"):
         train_generator(_table().assign(text=""), tmp_path / "b", cfg)
+
+
+def test_loss_on_the_kept_logits_equals_the_loss_on_all_logits(tiny_causal_lm_dir):
+    """The trainer asks the model for the final positions only (`logits_needed`): same loss,
+    same gradient as computing every position's logits."""
+    import torch
+
+    from pushgen.generator.sft import logits_needed
+    from pushgen.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_causal_lm_dir, device="cpu")
+    cfg = _cfg(tiny_causal_lm_dir, val_fraction=0.0)
+    table = _table(2).assign(confidence=[1.0, 0.5, 2.0, 0.3, 1.0, 1.0])
+    inputs = collate_sft(prepare_sft_data(table, tokenizer, cfg).train, tokenizer.pad_token_id)
+    keep = logits_needed(inputs["labels"])
+    assert 1 < keep < inputs["labels"].shape[1]  # the prompts' logits are skipped
+
+    def loss_and_grad(**kwargs):
+        model.zero_grad()
+        logits = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs
+        ).logits
+        loss = weighted_push_loss(logits, inputs["labels"], inputs["weight"])
+        loss.backward()
+        return loss.detach(), model.lm_head.weight.grad.clone()
+
+    full_loss, full_grad = loss_and_grad()
+    kept_loss, kept_grad = loss_and_grad(logits_to_keep=keep)
+    torch.testing.assert_close(kept_loss, full_loss)
+    torch.testing.assert_close(kept_grad, full_grad)

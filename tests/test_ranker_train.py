@@ -52,7 +52,7 @@ def planted_run(tiny_encoder_dir, tmp_path_factory):
     train_ab, val_ab = split_by_story(ab)
     train_pairs, val_pairs = build_pairs(train_ab), build_pairs(val_ab)
     out = tmp_path_factory.mktemp("planted")
-    cfg = RankerTrainConfig(backbone=str(tiny_encoder_dir), device="cpu", **TINY)
+    cfg = RankerTrainConfig(backbone=str(tiny_encoder_dir), device="cpu", head="cls", **TINY)
     metrics = train_ranker(train_pairs, val_pairs, out, cfg)
     return out, metrics, train_pairs
 
@@ -126,3 +126,54 @@ def test_bad_training_input_is_a_clear_error(tiny_encoder_dir, tmp_path):
         train_ranker(build_pairs(planted_ab_tests(4)), None, tmp_path, RankerTrainConfig(label="x"))
     with pytest.raises(ConfigError, match="bf16"):
         train_ranker(build_pairs(planted_ab_tests(4)), None, tmp_path, RankerTrainConfig(bf16="x"))
+
+
+@pytest.fixture(scope="module")
+def segment_diff_run(tiny_encoder_dir, tmp_path_factory):
+    ab = planted_ab_tests()
+    train_ab, val_ab = split_by_story(ab)
+    out = tmp_path_factory.mktemp("segment_diff")
+    cfg = RankerTrainConfig(
+        backbone=str(tiny_encoder_dir), device="cpu", head="segment_diff", **TINY
+    )
+    metrics = train_ranker(build_pairs(train_ab), build_pairs(val_ab), out, cfg)
+    return out, metrics
+
+
+def test_segment_diff_head_learns_the_planted_preference_and_reloads(segment_diff_run):
+    out, metrics = segment_diff_run
+    assert metrics["val"]["accuracy"] >= 0.95 and metrics["val"]["auc"] >= 0.95
+    assert metrics["val"]["antisymmetry_error"] < 0.1
+    assert (out / "pair_head.safetensors").exists() and (out / "model.safetensors").exists()
+    assert json.loads((out / "ranker_config.json").read_text())["head"] == "segment_diff"
+    ranker = PairwiseRanker.from_pretrained(out, device="cpu")
+    texts = ["a chef cooks pasta today", "did a chef really cook pasta?"]
+    assert ranker.rank(texts).chosen == 1
+    # the reloaded model scores exactly what the trained one validated
+    again = PairwiseRanker.from_pretrained(out, device="cpu").score_pairs(texts, texts[::-1])
+    assert np.allclose(ranker.score_pairs(texts, texts[::-1]), again)
+
+
+def test_segment_masks_split_a_b_and_a_caption_segment(tiny_encoder_dir):
+    from transformers import AutoTokenizer
+
+    from pushgen.ranker.model import segment_masks
+
+    tok = AutoTokenizer.from_pretrained(tiny_encoder_dir)
+    enc = tok(["a b c", "d"], [f"x y {tok.sep_token} some caption", "z"], padding=True,
+              return_tensors="pt")  # fmt: skip
+    mask_a, mask_b = segment_masks(
+        enc["input_ids"], enc["attention_mask"], tok.sep_token_id, tok.cls_token_id
+    )
+    n_a = [len(tok.tokenize(t)) for t in ("a b c", "d")]
+    n_b = [len(tok.tokenize(t)) for t in ("x y", "z")]
+    # a's and b's tokens are pooled; the caption (a third segment) and special tokens are not
+    assert mask_a.sum(1).tolist() == n_a and mask_b.sum(1).tolist() == n_b
+    assert not (mask_a & mask_b).any()
+
+
+def test_unknown_head_is_a_config_error(tiny_encoder_dir, tmp_path):
+    with pytest.raises(ConfigError, match="head"):
+        train_ranker(
+            build_pairs(planted_ab_tests(4)), None, tmp_path, RankerTrainConfig(head="mlp")
+        )

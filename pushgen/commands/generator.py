@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--max-rows", type=int, help="subsample training rows (CPU budget)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+    t.add_argument(
+        "--bf16",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="bf16 mixed precision (auto: where the hardware has bf16 units)",
+    )
     t.add_argument("--save-merged", action="store_true", help="also save merged weights")
     t.add_argument("--samples", type=int, default=2, help="held-out videos to show candidates for")
     t.set_defaults(func=run_train)
@@ -117,6 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
         max_eval_rows=args.max_eval_rows,
         seed=args.seed,
         device=args.device,
+        bf16=args.bf16,
         save_merged=args.save_merged,
     )
     metrics = train_generator(table, args.out, cfg)

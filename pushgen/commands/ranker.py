@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from pushgen.errors import ConfigError
+from pushgen.ranker.model import HEADS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="captions (or videos) table: the caption joins each pair as context (by video_id)",
     )
     t.add_argument("--backbone", help="HF encoder id or path (default: packaged all-MiniLM-L6-v2)")
+    t.add_argument(
+        "--head",
+        default="segment_diff",
+        choices=HEADS,
+        help="cls: [CLS] classifier; segment_diff: score(a) - score(b) over a's and b's tokens",
+    )
     t.add_argument("--epochs", type=float, default=2.0)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
@@ -88,6 +95,7 @@ def run_train(args: argparse.Namespace) -> int:
         split=StorySplitConfig(val_fraction=args.val_fraction, seed=args.seed),
         train=RankerTrainConfig(
             backbone=args.backbone,
+            head=args.head,
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,

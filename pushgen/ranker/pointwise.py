@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from pushgen.errors import DataContractError, PushgenError
+from pushgen.ranker.model import load_encoder
 from pushgen.ranker.select import RankerSettings
-from pushgen.ranker.train import EncodedDataset, RankerTrainConfig, load_encoder, run_trainer
+from pushgen.ranker.train import EncodedDataset, RankerTrainConfig, run_trainer
 
 
 def logit_ctr(clicks: np.ndarray, pv: np.ndarray) -> np.ndarray:

@@ -162,6 +162,7 @@ class RankerSettings:
     use_caption: bool = False  # the model was trained with the caption appended to the pair
     backbone: str = ""  # where the encoder came from (for the record)
     batch_size: int = 256  # pairs per forward pass at inference (all K(K-1) pairs for K <= 16)
+    head: str = "cls"  # the pairwise head (`pushgen.ranker.model.HEADS`); older models: "cls"
 
     @classmethod
     def load(cls, model_dir: str | Path) -> RankerSettings:
@@ -193,9 +194,10 @@ class PairwiseRanker:
         `python -m bench.bench_rank` measures speed and agreement on every run).
         """
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from pushgen.ranker.train import has_bf16_units
+        from pushgen.models import has_bf16_units
+        from pushgen.ranker.model import load_pair_model
 
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -204,7 +206,7 @@ class PairwiseRanker:
             raise PushgenError(f"{model_dir} holds a {settings.kind} model, not a pairwise ranker")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+        model = load_pair_model(model_dir, settings.head, tokenizer)
         model.to(device).eval()
         if dtype == "auto":
             dtype = "bfloat16" if has_bf16_units(device) else "float32"
