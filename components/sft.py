@@ -25,7 +25,7 @@ def sft(
     categories: list = [],  # noqa: B006 (KFP reads the default; empty = categories in the data)
     max_steps: int = 60,
     batch_size: int = 8,
-    learning_rate: float = 5e-4,
+    learning_rate: float = 1e-3,
     lora_r: int = 16,
     prompt_order: str = "category_first",
     val_fraction: float = 0.15,

@@ -36,7 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--base-model", default="default", help="HF id or path (default: SmolLM2-135M)")
     t.add_argument("--max-steps", type=int, default=60)
     t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="LoRA learning rate (1e-3: val loss 3.37 -> 0.35 in 90 steps on the simulator)",
+    )
     t.add_argument("--lora-r", type=int, default=16)
     t.add_argument("--prompt-order", default="category_first",
                    choices=("category_first", "caption_first"))  # fmt: skip
