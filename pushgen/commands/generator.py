@@ -76,7 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--n-videos", type=int, default=24)
     e.add_argument("--max-new-tokens", type=int, default=32)
     e.add_argument("--temperature", type=float, default=0.8)
-    e.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    decoding = e.add_mutually_exclusive_group()
+    decoding.add_argument(
+        "--greedy", action="store_true", help="greedy decoding, as served (the default)"
+    )
+    decoding.add_argument(
+        "--sample", action="store_true", help="sample at --temperature instead of greedy"
+    )
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", help="cpu / cuda")
     e.add_argument("--json", dest="json_out", help="write the report here")
@@ -204,7 +210,7 @@ def run_eval(args: argparse.Namespace) -> int:
     generation = GenerationConfig(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
-        do_sample=not args.greedy,
+        do_sample=args.sample,
         seed=args.seed,
     )
     cfg = GeneratorEvalConfig(
