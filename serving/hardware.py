@@ -8,10 +8,9 @@ emulates it slowly, so "auto" only picks it where the units exist.
 from __future__ import annotations
 
 from pushgen.errors import ConfigError
-from pushgen.models import cpu_has_bf16_units
+from pushgen.models import has_bf16_units
 
 DTYPES = ("auto", "bfloat16", "float32")
-__all__ = ["DTYPES", "cpu_has_bf16_units", "resolve_dtype"]
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -20,8 +19,4 @@ def resolve_dtype(dtype: str, device: str) -> str:
         raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if dtype != "auto":
         return dtype
-    if device.startswith("cuda"):
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if cpu_has_bf16_units() else "float32"
+    return "bfloat16" if has_bf16_units(device) else "float32"

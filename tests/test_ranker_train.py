@@ -149,7 +149,7 @@ def test_segment_diff_head_learns_the_planted_preference_and_reloads(segment_dif
     ranker = PairwiseRanker.from_pretrained(out, device="cpu")
     texts = ["a chef cooks pasta today", "did a chef really cook pasta?"]
     assert ranker.rank(texts).chosen == 1
-    # the reloaded model scores exactly what the trained one validated
+    # the head is read from its file, not initialised afresh on each load
     again = PairwiseRanker.from_pretrained(out, device="cpu").score_pairs(texts, texts[::-1])
     assert np.allclose(ranker.score_pairs(texts, texts[::-1]), again)
 

@@ -184,7 +184,8 @@ def test_generator_refuses_a_pickled_base_model(tmp_path):
 
 
 def test_dtype_resolution():
-    from serving.hardware import cpu_has_bf16_units, resolve_dtype
+    from pushgen.models import cpu_has_bf16_units
+    from serving.hardware import resolve_dtype
 
     assert resolve_dtype("float32", "cpu") == "float32"
     assert resolve_dtype("auto", "cpu") == ("bfloat16" if cpu_has_bf16_units() else "float32")

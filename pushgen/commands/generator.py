@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from pushgen.errors import ConfigError
+from pushgen.models import BF16_SETTINGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--bf16",
         default="auto",
-        choices=["auto", "on", "off"],
+        choices=BF16_SETTINGS,
         help="bf16 mixed precision (auto: where the hardware has bf16 units)",
     )
     t.add_argument("--save-merged", action="store_true", help="also save merged weights")

@@ -32,7 +32,7 @@ from pushgen.contracts import write_rejected
 from pushgen.errors import ConfigError, DataContractError
 from pushgen.generator.generate import GENERATOR_MANIFEST, MERGED_SUBDIR
 from pushgen.generator.prompts import PromptTemplate, encode_prompt, encode_target
-from pushgen.models import use_bf16_autocast
+from pushgen.models import check_bf16_setting, use_bf16_autocast
 
 SPLIT_FILE = "split.json"  # which videos trained and which were held out (for evaluation)
 SFT_COLUMNS = ("video_id", "caption", "category", "text", "confidence")
@@ -78,8 +78,7 @@ class GeneratorTrainConfig:
             self.template = PromptTemplate.from_dict(self.template)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.bf16 not in ("auto", "on", "off"):
-            raise ConfigError(f"bf16 must be auto, on or off, got {self.bf16!r}")
+        check_bf16_setting(self.bf16)
         for name in (
             "max_steps",
             "batch_size",
@@ -264,8 +263,7 @@ def weighted_push_loss(logits: Any, labels: Any, weight: Any) -> Any:
     token_loss[mask] = F.cross_entropy(
         shift_logits[mask].float(), shift_labels[mask], reduction="none"
     )
-    maskf = mask.float()
-    per_sample = (token_loss * maskf).sum(1) / maskf.sum(1).clamp(min=1.0)
+    per_sample = token_loss.sum(1) / mask.sum(1).clamp(min=1).float()
     weight = weight.to(per_sample.dtype)
     # A batch of only zero-weight samples has nothing to teach: loss 0, gradient 0.
     return (per_sample * weight).sum() / weight.sum().clamp(min=torch.finfo(weight.dtype).tiny)

@@ -28,7 +28,8 @@ HEADS = ("cls", "segment_diff")
 HEAD_FILE = "pair_head.safetensors"
 
 
-def _check_head(head: str) -> None:
+def check_head(head: str) -> None:
+    """Reject a head outside `HEADS` with a clear message."""
     if head not in HEADS:
         raise ConfigError(f"head must be one of {HEADS}, got {head!r}")
 
@@ -70,14 +71,6 @@ def _segment_diff_class():
             # no bias: it would cancel in the difference
             self.score = torch.nn.Linear(encoder.config.hidden_size, 1, bias=False)
             torch.nn.init.normal_(self.score.weight, std=0.02)
-
-        @property
-        def device(self):
-            return self.score.weight.device
-
-        @property
-        def dtype(self):
-            return self.score.weight.dtype
 
         def forward(self, input_ids, attention_mask, token_type_ids=None, **_: Any):
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
@@ -135,7 +128,7 @@ def load_encoder(backbone: str | None, num_labels: int | None = 1) -> tuple[Any,
 def build_pair_model(backbone: str | None, head: str = "cls") -> tuple[Any, Any]:
     """(model, tokenizer): a pretrained encoder with a fresh pairwise head whose output is one
     logit of P(a beats b)."""
-    _check_head(head)
+    check_head(head)
     if head == "cls":
         return load_encoder(backbone, num_labels=1)
     encoder, tokenizer = load_encoder(backbone, num_labels=None)
@@ -146,7 +139,7 @@ def load_pair_model(model_dir: str | Path, head: str, tokenizer: Any) -> Any:
     """A pairwise model saved by `train_ranker` (its `ranker_config.json` names the head)."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    _check_head(head)
+    check_head(head)
     if head == "cls":
         return AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     from safetensors.torch import load_file

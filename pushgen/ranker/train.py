@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from pushgen.errors import ConfigError, DataContractError
-from pushgen.models import use_bf16_autocast
+from pushgen.models import check_bf16_setting, use_bf16_autocast
 from pushgen.ranker.metrics import pairwise_metrics
-from pushgen.ranker.model import HEADS, build_pair_model
+from pushgen.ranker.model import build_pair_model, check_head
 from pushgen.ranker.pairs import both_orders
 from pushgen.ranker.select import PairwiseRanker, RankerSettings
 
@@ -62,10 +62,8 @@ class RankerTrainConfig:
             raise ConfigError(f"label must be one of {LABEL_MODES}, got {self.label!r}")
         if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("epochs, batch_size and learning_rate must be positive")
-        if self.bf16 not in ("auto", "on", "off"):
-            raise ConfigError(f"bf16 must be auto, on or off, got {self.bf16!r}")
-        if self.head not in HEADS:
-            raise ConfigError(f"head must be one of {HEADS}, got {self.head!r}")
+        check_bf16_setting(self.bf16)
+        check_head(self.head)
         if self.max_length < 8:
             raise ConfigError(f"max_length {self.max_length} is too short for a pair of texts")
 
