@@ -108,6 +108,15 @@ def test_ranker_v1_and_v2(stack):
     assert np.allclose(outs["scores"]["data"], pred["scores"], atol=1e-5)
 
 
+def test_several_candidates_per_category_are_sampled_not_copies(stack):
+    # one per category is decoded greedily; asking for more must not return greedy copies
+    body = {"caption": CAPTION, "categories": ["Humor"], "n_per_category": 4, "max_new_tokens": 16}
+    resp = _post(_v1(stack.generator_url, "generator"), body)
+    assert resp.status_code == 200, resp.text
+    texts = [c["text"] for c in resp.json()["predictions"][0]["candidates"]]
+    assert len(texts) == 4 and len(set(texts)) > 1
+
+
 def test_generator_v1_and_v2(stack):
     v1 = _post(_v1(stack.generator_url, "generator"),
                {"instances": [{"caption": CAPTION, "categories": ["Humor", "Practical"], "n_per_category": 2}]})  # fmt: skip
