@@ -22,16 +22,19 @@ def reward(
     metrics: Output[Metrics],
     backbone: str = "default",
     head: str = "segment_diff",
-    epochs: float = 2.0,
+    pool_layers: int = 3,
+    epochs: float = 1.0,
     batch_size: int = 32,
-    learning_rate: float = 2e-4,
+    learning_rate: float = 3e-5,
+    head_learning_rate: float = 1e-3,
     max_p_value: float = 0.1,
     val_fraction: float = 0.2,
     pointwise: bool = False,
     seed: int = 0,
 ):
     """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default", `head`
-    "segment_diff" (score(a) - score(b)) or "cls" (the [CLS] classifier)."""
+    "segment_diff" (score(a) - score(b), pooled over the last `pool_layers` layers) or "cls" (the
+    [CLS] classifier); `head_learning_rate` 0 means the same rate as the encoder."""
     import math
     from pathlib import Path
 
@@ -52,9 +55,11 @@ def reward(
         train=RankerTrainConfig(
             backbone=None if backbone in ("", "default") else backbone,
             head=head,
+            pool_layers=pool_layers,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            head_learning_rate=head_learning_rate or None,
             seed=seed,
         ),
         pointwise=pointwise,

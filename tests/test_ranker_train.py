@@ -133,9 +133,11 @@ def segment_diff_run(tiny_encoder_dir, tmp_path_factory):
     ab = planted_ab_tests()
     train_ab, val_ab = split_by_story(ab)
     out = tmp_path_factory.mktemp("segment_diff")
+    # pooled over both of the tiny encoder's layers, the head at its own rate
     cfg = RankerTrainConfig(
-        backbone=str(tiny_encoder_dir), device="cpu", head="segment_diff", **TINY
-    )
+        backbone=str(tiny_encoder_dir), device="cpu", head="segment_diff", pool_layers=2,
+        head_learning_rate=1e-2, **TINY,
+    )  # fmt: skip
     metrics = train_ranker(build_pairs(train_ab), build_pairs(val_ab), out, cfg)
     return out, metrics
 
@@ -145,8 +147,10 @@ def test_segment_diff_head_learns_the_planted_preference_and_reloads(segment_dif
     assert metrics["val"]["accuracy"] >= 0.95 and metrics["val"]["auc"] >= 0.95
     assert metrics["val"]["antisymmetry_error"] < 0.1
     assert (out / "pair_head.safetensors").exists() and (out / "model.safetensors").exists()
-    assert json.loads((out / "ranker_config.json").read_text())["head"] == "segment_diff"
+    settings = json.loads((out / "ranker_config.json").read_text())
+    assert settings["head"] == "segment_diff" and settings["pool_layers"] == 2
     ranker = PairwiseRanker.from_pretrained(out, device="cpu")
+    assert ranker.model.pool_layers == 2
     texts = ["a chef cooks pasta today", "did a chef really cook pasta?"]
     assert ranker.rank(texts).chosen == 1
     # the head is read from its file, not initialised afresh on each load
@@ -170,6 +174,43 @@ def test_segment_masks_split_a_b_and_a_caption_segment(tiny_encoder_dir):
     # a's and b's tokens are pooled; the caption (a third segment) and special tokens are not
     assert mask_a.sum(1).tolist() == n_a and mask_b.sum(1).tolist() == n_b
     assert not (mask_a & mask_b).any()
+
+
+def test_pooling_more_layers_changes_the_score_and_never_exceeds_the_encoder(tiny_encoder_dir):
+    import torch
+
+    from pushgen.ranker.model import build_pair_model
+
+    torch.manual_seed(0)
+    last, tok = build_pair_model(str(tiny_encoder_dir), "segment_diff", pool_layers=1)
+    both, _ = build_pair_model(str(tiny_encoder_dir), "segment_diff", pool_layers=5)
+    assert both.pool_layers == 2  # the tiny encoder has 2 layers: "up to N" pools them all
+    both.score.load_state_dict(last.score.state_dict())
+    enc = tok(["did the cat cook?"], ["the cat cooks"], return_tensors="pt")
+    with torch.no_grad():
+        assert not torch.allclose(last.eval()(**enc).logits, both.eval()(**enc).logits)
+    with pytest.raises(ConfigError, match="pool_layers"):
+        build_pair_model(str(tiny_encoder_dir), "segment_diff", pool_layers=0)
+
+
+def test_head_learning_rate_applies_to_the_head_only(tiny_encoder_dir):
+    from pushgen.ranker.model import build_pair_model
+    from pushgen.ranker.train import optimizer_with_head_rate
+
+    for head, head_names in (("segment_diff", {"score.weight"}),
+                             ("cls", {"classifier.weight", "classifier.bias"})):  # fmt: skip
+        model, _ = build_pair_model(str(tiny_encoder_dir), head)
+        cfg = RankerTrainConfig(learning_rate=1e-5, head_learning_rate=1e-3, weight_decay=0.1)
+        opt = optimizer_with_head_rate(model, cfg)
+        rate = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+        params = dict(model.named_parameters())
+        assert len(rate) == len(params)
+        for name, p in params.items():
+            lr, decay = rate[id(p)]
+            assert lr == (1e-3 if name in head_names else 1e-5), name
+            assert decay == (0.1 if p.ndim >= 2 else 0.0), name
+    with pytest.raises(ConfigError, match="head_learning_rate"):
+        RankerTrainConfig(head_learning_rate=0.0).check()
 
 
 def test_unknown_head_is_a_config_error(tiny_encoder_dir, tmp_path):

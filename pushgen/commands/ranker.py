@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pushgen.errors import ConfigError
 from pushgen.ranker.model import HEADS
+from pushgen.ranker.train import RankerTrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,10 +42,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=HEADS,
         help="cls: [CLS] classifier; segment_diff: score(a) - score(b) over a's and b's tokens",
     )
-    t.add_argument("--epochs", type=float, default=2.0)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
-    t.add_argument("--max-length", type=int, default=64, help="tokens per pair")
+    t.add_argument(
+        "--pool-layers",
+        type=int,
+        default=RankerTrainConfig.pool_layers,
+        help="segment_diff: average the last N layers' token states before pooling",
+    )
+    t.add_argument("--epochs", type=float, default=RankerTrainConfig.epochs)
+    t.add_argument("--batch-size", type=int, default=RankerTrainConfig.batch_size)
+    t.add_argument(
+        "--lr", type=float, default=RankerTrainConfig.learning_rate, help="encoder's peak rate"
+    )
+    t.add_argument(
+        "--head-lr",
+        type=float,
+        default=RankerTrainConfig.head_learning_rate,
+        help="the fresh head's peak rate (default: --lr)",
+    )
+    t.add_argument(
+        "--max-length", type=int, default=RankerTrainConfig.max_length, help="tokens per pair"
+    )
     t.add_argument("--max-p-value", type=float, default=0.1, help="train on pairs with p <= this")
     t.add_argument("--weight", default="uniform", choices=("uniform", "confidence", "posterior"))
     t.add_argument("--label", default="hard", choices=("hard", "posterior"))
@@ -96,9 +113,11 @@ def run_train(args: argparse.Namespace) -> int:
         train=RankerTrainConfig(
             backbone=args.backbone,
             head=args.head,
+            pool_layers=args.pool_layers,
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,
+            head_learning_rate=args.head_lr,
             max_length=args.max_length,
             label=args.label,
             max_train_pairs=args.max_train_pairs,

@@ -163,6 +163,7 @@ class RankerSettings:
     backbone: str = ""  # where the encoder came from (for the record)
     batch_size: int = 256  # pairs per forward pass at inference (all K(K-1) pairs for K <= 16)
     head: str = "cls"  # the pairwise head (`pushgen.ranker.model.HEADS`); older models: "cls"
+    pool_layers: int = 1  # segment_diff: last N layers averaged before pooling; older models: 1
 
     @classmethod
     def load(cls, model_dir: str | Path) -> RankerSettings:
@@ -206,7 +207,7 @@ class PairwiseRanker:
             raise PushgenError(f"{model_dir} holds a {settings.kind} model, not a pairwise ranker")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model = load_pair_model(model_dir, settings.head, tokenizer)
+        model = load_pair_model(model_dir, settings.head, tokenizer, settings.pool_layers)
         model.to(device).eval()
         if dtype == "auto":
             dtype = "bfloat16" if has_bf16_units(device) else "float32"
