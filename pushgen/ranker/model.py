@@ -8,9 +8,10 @@
   what a sentence encoder was trained for: all-MiniLM-L6-v2 learnt mean-pooled embeddings, and its
   `[CLS]` output was never trained. Saved as the encoder (safetensors, `config.json`) plus the
   scoring layer in `pair_head.safetensors`. `pool_layers` averages the token states of the last
-  N layers (all of them if the encoder has fewer) before pooling: a sentence encoder's last layer is tuned for topic similarity, and the
-  style cues that decide a headline test sit lower (frozen all-MiniLM-L6-v2 on held-out Upworthy
-  stories, linear probe, significant pairs: last layer 66.6%, mean of the last three 70.8%).
+  N layers (all of them if the encoder has fewer) before pooling: a sentence encoder's last layer
+  is tuned for topic similarity, and the style cues that decide a headline test sit lower (frozen
+  all-MiniLM-L6-v2 on held-out Upworthy stories, linear probe, significant pairs: last layer
+  66.6%, mean of the last three 70.8%).
 
 Segments are found from the separator tokens, so a caption appended as `b [SEP] caption` is a
 third segment that both a and b attend to but neither pools; RoBERTa-style double separators
