@@ -62,10 +62,12 @@ class FeatureLookup:
 
     def open(self) -> None:
         """Open the store now, so a bad repo fails at start-up rather than on the first request."""
-        from pushgen.features import open_store
+        from pushgen.features import check_serving_features, open_store
 
         if self._store is None:  # opened once: the registry is cached for cache_ttl_seconds
-            self._store = open_store(self.repo)
+            store = open_store(self.repo)
+            check_serving_features(store)  # an empty registry fails start-up, not every request
+            self._store = store
 
     def video(self, video_id: str) -> dict[str, Any]:
         from pushgen.features import VideoNotFoundError, get_online_video_features
@@ -245,7 +247,7 @@ class PushgenTransformer(PushgenModel):
 def main(argv: list[str] | None = None) -> None:
     """Serve the pushgen transformer on 127.0.0.1."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--name", default="pushgen", help="model name in the URL")
+    p.add_argument("--name", "--model_name", dest="name", default="pushgen", help="model name in the URL")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--generator-url", default="http://127.0.0.1:8081")
