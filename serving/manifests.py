@@ -56,7 +56,6 @@ from kubernetes.client import (
     V1HTTPGetAction,
     V1LabelSelector,
     V1LabelSelectorRequirement,
-    V1LocalObjectReference,
     V1NetworkPolicy,
     V1NetworkPolicyIngressRule,
     V1NetworkPolicyPeer,
@@ -117,7 +116,9 @@ def image_name(variant: str = "cpu", repo: str = IMAGE_REPO, tag: str = IMAGE_TA
 class DeployConfig:
     """One rollout of pushgen on a cluster: which version, which image, how it scales and runs."""
 
-    version_uri: str = f"{EXAMPLE_STORE}/versions/{EXAMPLE_VERSION}"  # immutable version in the store
+    version_uri: str = (
+        f"{EXAMPLE_STORE}/versions/{EXAMPLE_VERSION}"  # immutable version in the store
+    )
     namespace: str = "pushgen"  # Kubernetes namespace of every object
     image: str = field(default_factory=lambda: image_name("cuda"))  # generator's image (GPU)
     cpu_image: str = field(default_factory=lambda: image_name("cpu"))  # ranker + transformer
@@ -136,7 +137,9 @@ class DeployConfig:
     s3_use_https: bool = True
     feast_online_store: str = "sqlite"  # sqlite (on the features volume) | redis | postgres
     feast_registry: str = f"{FEATURES_MOUNT}/registry.db"  # path on the volume, or s3://...
-    feast_secret: str = "pushgen-feast"  # Secret with `connection` for redis / `password` for postgres
+    feast_secret: str = (
+        "pushgen-feast"  # Secret with `connection` for redis / `password` for postgres
+    )
     features_claim: str = "pushgen-features"  # PVC the materialise step writes, transformer reads
     serving_log_claim: str = "pushgen-serving-log"  # PVC the serving log goes to (per pod)
     hf_hub_offline: bool = True  # False where the cluster may reach the Hugging Face hub
@@ -150,7 +153,9 @@ class DeployConfig:
         if self.canary_percent is not None and not 0 <= self.canary_percent <= 100:
             raise ConfigError(f"--canary {self.canary_percent} is outside 0-100")
         if self.feast_online_store not in FEAST_STORES:
-            raise ConfigError(f"feast online store {self.feast_online_store!r}: one of {FEAST_STORES}")
+            raise ConfigError(
+                f"feast online store {self.feast_online_store!r}: one of {FEAST_STORES}"
+            )
         for tol in self.gpu_tolerations:
             _toleration(tol)
 
@@ -171,7 +176,9 @@ def check_version_uri(uri: str) -> str:
 def _toleration(text: str) -> V1Toleration:
     key_value, sep, effect = text.rpartition(":")
     if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-        raise ConfigError(f"toleration {text!r}: use key[=value]:NoSchedule|PreferNoSchedule|NoExecute")
+        raise ConfigError(
+            f"toleration {text!r}: use key[=value]:NoSchedule|PreferNoSchedule|NoExecute"
+        )
     key, eq, value = key_value.partition("=")
     if eq:
         return V1Toleration(key=key, operator="Equal", value=value, effect=effect)
@@ -312,7 +319,10 @@ def _feast_env(cfg: DeployConfig) -> list[V1EnvVar]:
     if cfg.feast_online_store == "redis":
         return [secret("PUSHGEN_FEAST_CONNECTION", "connection")]
     if cfg.feast_online_store == "postgres":
-        return [secret("PUSHGEN_FEAST_PG_HOST", "host"), secret("PUSHGEN_FEAST_PG_PASSWORD", "password")]
+        return [
+            secret("PUSHGEN_FEAST_PG_HOST", "host"),
+            secret("PUSHGEN_FEAST_PG_PASSWORD", "password"),
+        ]
     return []
 
 
@@ -521,7 +531,9 @@ def stale_manifests(out: str | Path = MANIFEST_DIR, cfg: DeployConfig | None = N
     """Names of checked-in manifests that differ from what the code generates now (or are extra)."""
     out = Path(out)
     built = {f"{stem}.yaml": to_yaml(obj) for stem, obj in build_manifests(cfg).items()}
-    stale = [n for n, text in built.items() if not (out / n).exists() or (out / n).read_text() != text]
+    stale = [
+        n for n, text in built.items() if not (out / n).exists() or (out / n).read_text() != text
+    ]
     extra = [p.name for p in sorted(out.glob("*.yaml")) if p.name not in built]
     return stale + extra
 

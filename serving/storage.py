@@ -47,13 +47,19 @@ class StorageConfig:
     )
 
 
-_VERIFIED: dict[Path, str] = {}  # resolved model dir -> version, set by resolve_model_location
+# (model dir, its files' size and mtime) -> version; a file changed since then misses the cache
+_VERIFIED: dict[tuple, str] = {}
+
+
+def _stamp(model_dir: Path) -> tuple:
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+    return (model_dir, *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
 
 
 def _verify(model_dir: Path, config: StorageConfig) -> Path:
     version = verify_artifacts(model_dir, require_manifest=config.require_manifest)
     if version is not None:
-        _VERIFIED[model_dir] = version
+        _VERIFIED[_stamp(model_dir)] = version
     return model_dir
 
 
@@ -139,11 +145,12 @@ def model_version(model_dir: str | os.PathLike) -> str:
     full contents of its weight files.
     """
     path = Path(model_dir).resolve()
-    if path in _VERIFIED:
-        return _VERIFIED[path]
+    stamp = _stamp(path)
+    if stamp in _VERIFIED:  # verified by resolve_model_location and unchanged since
+        return _VERIFIED[stamp]
     version = verify_artifacts(path)
     if version is not None:
-        _VERIFIED[path] = version
+        _VERIFIED[stamp] = version
         return version
     digest = hashlib.sha256()
     for weights in check_safe_weights(path):

@@ -247,7 +247,9 @@ class PushgenTransformer(PushgenModel):
 def main(argv: list[str] | None = None) -> None:
     """Serve the pushgen transformer on 127.0.0.1."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--name", "--model_name", dest="name", default="pushgen", help="model name in the URL")
+    p.add_argument(
+        "--name", "--model_name", dest="name", default="pushgen", help="model name in the URL"
+    )
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--generator-url", default="http://127.0.0.1:8081")

@@ -79,7 +79,9 @@ class Pod:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"pod {self.name} not ready in {timeout_s}s: {self.log.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"pod {self.name} not ready in {timeout_s}s: {self.log.read_text()[-3000:]}"
+        )
 
 
 def _env(container, pod_name: str) -> dict[str, str]:
@@ -122,7 +124,9 @@ def start_pod(
     args = [local(a) for a in container.args]
     args[args.index("--host") + 1] = "127.0.0.1"  # pod IP: its own there, loopback here
     args[args.index("--port") + 1] = str(port)
-    assert container.ports[0].container_port == int(container.args[container.args.index("--port") + 1])
+    assert container.ports[0].container_port == int(
+        container.args[container.args.index("--port") + 1]
+    )
 
     mounts: list[tuple[str, Path, bool]] = [(m.mount_path, volumes[m.name], bool(m.read_only))
                                             for m in container.volume_mounts or []]  # fmt: skip

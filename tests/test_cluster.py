@@ -157,7 +157,9 @@ def pods(deployed, s3, stage, sim):
         vols[stem] = {"tmp": root / "tmp"}
         vols[stem]["tmp"].mkdir(parents=True)
     for stem in ("generator", "ranker"):
-        vols[stem]["models"] = _storage_initializer(deployed[stem], sa, s3, stage / "volumes" / stem / "models")
+        vols[stem]["models"] = _storage_initializer(
+            deployed[stem], sa, s3, stage / "volumes" / stem / "models"
+        )
     logs, feats, repo = (stage / "volumes" / "pushgen" / n for n in ("log", "features", "repo"))
     for d in (logs, feats, repo):
         d.mkdir(parents=True)
@@ -206,14 +208,18 @@ def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, s
 
 def test_graph_steps_reach_models_on_the_urls_kserve_builds(pods, deployed):
     graph = deployed["graph"]
-    by_name = {obj.metadata.name: obj for obj in deployed.values() if obj.kind == "InferenceService"}
+    by_name = {
+        obj.metadata.name: obj for obj in deployed.values() if obj.kind == "InferenceService"
+    }
     steps = graph.spec.nodes["root"].steps
     body: dict = {"instances": [{"caption": "A cat learns to skateboard in a park"}]}
     answer = None
     for i, step in enumerate(steps):
         isvc = by_name[step.service_name]
         url = predict_url(isvc_cfg := _cfg_of(deployed), isvc)
-        assert url.startswith(f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local/")
+        assert url.startswith(
+            f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local/"
+        )
         local = url.replace(f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local",
                             pods["routes"][isvc.metadata.name])  # fmt: skip
         request = body if step.data == "$request" or i == 0 else answer
@@ -254,7 +260,9 @@ def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deplo
     bad[len(bad) // 2] ^= 0x01  # one bit, mid-tensor: a size+head+tail fingerprint misses it
     client.put_object(Bucket=BUCKET, Key=key, Body=bytes(bad))
     try:
-        out = _storage_initializer(deployed["ranker"], deployed["serviceaccount"], s3, stage / "bad")
+        out = _storage_initializer(
+            deployed["ranker"], deployed["serviceaccount"], s3, stage / "bad"
+        )
     finally:
         client.put_object(Bucket=BUCKET, Key=key, Body=good)
     model = RankerModel("ranker", out, storage=StorageConfig(root=out, require_manifest=True))
@@ -289,7 +297,12 @@ def test_deploy_canary_promote_rollback(release, tmp_path):
     assert gen.canary_traffic_percent == 10
     env = {e.name: e.value for e in gen.containers[0].env}
     assert env["STORAGE_URI"] == f"s3://{BUCKET}/store/versions/v1/generator"
-    assert main(["deploy", "--store", release.uri, "--version", "latest", "--out", str(tmp_path / "p")]) == 0
+    assert (
+        main(
+            ["deploy", "--store", release.uri, "--version", "latest", "--out", str(tmp_path / "p")]
+        )
+        == 0
+    )
     promoted = yaml.safe_load((tmp_path / "p" / "ranker.yaml").read_text())["spec"]["predictor"]
     assert "canaryTrafficPercent" not in promoted
     assert promoted["containers"][0]["env"][2]["value"].endswith("/versions/v1/ranker")

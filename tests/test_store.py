@@ -14,9 +14,9 @@ from moto.server import ThreadedMotoServer
 
 from pushgen.errors import PushgenError
 from pushgen.store import (
+    VERSION_FILE,
     ArtifactStore,
     IntegrityError,
-    VERSION_FILE,
     StoreError,
     fetch_model,
     hash_paths,

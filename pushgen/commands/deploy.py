@@ -18,27 +18,38 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `pushgen deploy`."""
     p = sub.add_parser(
-        "deploy", help="write the KServe InferenceServices, graph, ServiceAccount and policies for a version"
+        "deploy",
+        help="write the KServe InferenceServices, graph, ServiceAccount and policies for a version",
     )
-    p.add_argument("--store", required=True, help="artifact store: s3://bucket/prefix or a directory")
-    p.add_argument("--version", required=True, help="registered version to serve ('latest' resolves now)")
+    p.add_argument(
+        "--store", required=True, help="artifact store: s3://bucket/prefix or a directory"
+    )
+    p.add_argument(
+        "--version", required=True, help="registered version to serve ('latest' resolves now)"
+    )
     p.add_argument("--out", required=True, help="directory the YAML files are written to")
     p.add_argument("--namespace", default="pushgen")
     p.add_argument("--image", default=None, help="generator image (default: the CUDA image)")
-    p.add_argument("--cpu-image", default=None, help="ranker/transformer image (default: the CPU image)")
+    p.add_argument(
+        "--cpu-image", default=None, help="ranker/transformer image (default: the CPU image)"
+    )
     p.add_argument("--canary", type=int, default=None, metavar="PERCENT",
                    help="traffic share of the new revision, 0-100 (omit to promote)")  # fmt: skip
     p.add_argument("--gpu-toleration", action="append", default=None, metavar="KEY[=VALUE]:EFFECT",
                    help="generator toleration (repeatable; default nvidia.com/gpu:NoSchedule)")  # fmt: skip
     p.add_argument("--gpu-node-selector", action="append", default=[], metavar="LABEL=VALUE",
                    help="generator nodeSelector (repeatable)")  # fmt: skip
-    p.add_argument("--gpus", type=int, default=1, help="GPUs per generator replica (0: CPU generator)")
+    p.add_argument(
+        "--gpus", type=int, default=1, help="GPUs per generator replica (0: CPU generator)"
+    )
     p.add_argument("--min-replicas", type=int, default=1, help="minReplicas of every predictor")
     p.add_argument("--s3-secret", default="pushgen-s3", help="Secret with the S3 keys")
     p.add_argument("--s3-endpoint", default=None, help="host[:port] of MinIO/Ceph (default: AWS)")
     p.add_argument("--s3-region", default="us-east-1")
     p.add_argument("--s3-no-https", action="store_true", help="plain HTTP to the S3 endpoint")
-    p.add_argument("--feast-online-store", default="sqlite", choices=["sqlite", "redis", "postgres"])
+    p.add_argument(
+        "--feast-online-store", default="sqlite", choices=["sqlite", "redis", "postgres"]
+    )
     p.add_argument("--hub-online", action="store_true", help="let the generator reach the HF hub")
     p.add_argument("--no-prometheus", action="store_true", help="no scrape annotations")
     p.set_defaults(func=run)
