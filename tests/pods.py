@@ -59,9 +59,14 @@ class Pod:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """SIGTERM to the pod's processes (what the kubelet sends first)."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:

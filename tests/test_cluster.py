@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -150,36 +151,50 @@ def pods(deployed, s3, stage, sim):
     why = namespaces_available()
     if why:
         pytest.skip(f"cannot emulate pods here: {why}")
+    from concurrent.futures import ThreadPoolExecutor
+
     sa = deployed["serviceaccount"]
     vols: dict[str, dict[str, Path]] = {}
     for stem in ("generator", "ranker", "pushgen"):
-        root = stage / "volumes" / stem
-        vols[stem] = {"tmp": root / "tmp"}
-        vols[stem]["tmp"].mkdir(parents=True)
-    for stem in ("generator", "ranker"):
-        vols[stem]["models"] = _storage_initializer(
-            deployed[stem], sa, s3, stage / "volumes" / stem / "models"
-        )
-    logs, feats, repo = (stage / "volumes" / "pushgen" / n for n in ("log", "features", "repo"))
-    for d in (logs, feats, repo):
-        d.mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(deployed["feature-store"].data["feature_store.yaml"])
-    _materialise(deployed["feature-store"], feats, sim, stage)
-    vols["pushgen"].update({"serving-log": logs, "features": feats, "feature-repo": repo})
-    for stem in ("generator", "ranker", "pushgen"):  # the writable volumes belong to the pod user
-        for name, path in vols[stem].items():
-            if name in ("tmp", "serving-log", "features"):
-                subprocess.run(["chown", "-R", "1000:1000", str(path)], check=True)
+        vols[stem] = {"tmp": stage / "volumes" / stem / "tmp"}
+    pushgen_vols = ("serving-log", "features", "feature-repo")
+    vols["pushgen"].update({n: stage / "volumes" / "pushgen" / n for n in pushgen_vols})
+    for stem in vols:
+        for path in vols[stem].values():
+            path.mkdir(parents=True)
+    config = deployed["feature-store"].data["feature_store.yaml"]
+    (vols["pushgen"]["feature-repo"] / "feature_store.yaml").write_text(config)
     ports = {stem: free_port() for stem in vols}
     routes = {deployed[s].metadata.name: f"http://127.0.0.1:{ports[s]}" for s in vols}
+
+    def own(stem: str) -> None:  # the writable volumes belong to the pod user
+        for name in ("tmp", "serving-log", "features"):
+            if name in vols[stem]:
+                subprocess.run(["chown", "-R", "1000:1000", str(vols[stem][name])], check=True)
+
     started = {}
     try:
-        for stem in ("generator", "ranker", "pushgen"):
-            started[stem] = start_pod(deployed[stem], vols[stem], ports[stem], routes, stage)
+        with ThreadPoolExecutor(3) as pool:  # initializers and the materialise job side by side
+            feats = vols["pushgen"]["features"]
+            materialised = pool.submit(_materialise, deployed["feature-store"], feats, sim, stage)
+            jobs = {stem: pool.submit(_storage_initializer, deployed[stem], sa, s3,
+                                      stage / "volumes" / stem / "models")
+                    for stem in ("generator", "ranker")}  # fmt: skip
+            for stem, job in jobs.items():  # each pod starts once its initializer is done
+                vols[stem]["models"] = job.result()
+                own(stem)
+                started[stem] = start_pod(deployed[stem], vols[stem], ports[stem], routes, stage)
+            materialised.result()
+        own("pushgen")
+        started["pushgen"] = start_pod(
+            deployed["pushgen"], vols["pushgen"], ports["pushgen"], routes, stage
+        )
         for pod in started.values():
             pod.wait_ready()
         yield {"pods": started, "volumes": vols, "routes": routes}
     finally:
+        for pod in started.values():
+            pod.terminate()
         for pod in started.values():
             pod.stop()
 
@@ -194,7 +209,7 @@ def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, s
     # model_version is each served version's manifest hash: v1-<12 hex>+v1-<12 hex>
     assert re.fullmatch(r"v1-[0-9a-f]{12}\+v1-[0-9a-f]{12}", answer["model_version"])
     # the serving log went to the declared volume, per pod, written by uid 1000
-    logs = list((pods["volumes"]["pushgen"]["serving-log"]).rglob("serving_log-*.jsonl"))
+    logs = list(pods["volumes"]["pushgen"]["serving-log"].rglob("serving_log-*.jsonl"))
     assert logs and all(p.stat().st_uid == 1000 for p in logs)
     assert logs[0].parent.name.startswith("pushgen-predictor-")
     # nothing owned by the pod user anywhere but its declared volumes
@@ -306,3 +321,22 @@ def test_deploy_canary_promote_rollback(release, tmp_path):
     promoted = yaml.safe_load((tmp_path / "p" / "ranker.yaml").read_text())["spec"]["predictor"]
     assert "canaryTrafficPercent" not in promoted
     assert promoted["containers"][0]["env"][2]["value"].endswith("/versions/v1/ranker")
+
+
+def test_deploy_needs_hub_access_for_a_hub_base_model(tmp_path, capsys):
+    """A generator trained on a hub model cannot load with HF_HUB_OFFLINE=1: say so, or allow it."""
+    src = tmp_path / "src"
+    for name in ("generator", "ranker"):
+        (src / name).mkdir(parents=True)
+        (src / name / "model.safetensors").write_bytes(b"0" * 64)
+    base = {"base_model": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
+    (src / "generator" / "pushgen_generator.json").write_text(json.dumps(base))
+    store = ArtifactStore.from_uri(tmp_path / "store")
+    store.register("v1", {"generator": src / "generator", "ranker": src / "ranker"})
+    out = tmp_path / "out"
+    args = ["deploy", "--store", store.uri, "--version", "v1", "--out", str(out)]
+    assert main(args) == 2
+    assert "--hub-online" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--hub-online"]) == 0
+    env = load_manifest(out / "generator.yaml").spec.predictor.containers[0].env
+    assert {e.name: e.value for e in env}["HF_HUB_OFFLINE"] == "0"

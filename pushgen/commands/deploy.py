@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
                 f"version {version!r} has no {name}/{VERSION_FILE} (registered by an older "
                 "pushgen): a pod could not verify it; register it again"
             )
+    base = _generator_base(store, version)
+    if base and not args.hub_online:
+        raise ConfigError(
+            f"version {version!r}'s generator is trained on the hub model {base!r}; the pod must "
+            "download it: pass --hub-online (HF_HUB_OFFLINE=0 for the generator)"
+        )
     replicas = lambda top: (args.min_replicas, max(top, args.min_replicas))  # noqa: E731
     cfg = DeployConfig(
         version_uri=f"{store.uri.rstrip('/')}/versions/{version}",
@@ -112,3 +118,16 @@ def run(args: argparse.Namespace) -> int:
     share = "all traffic" if args.canary is None else f"{args.canary}% of traffic (canary)"
     print(f"version {version} -> {share}; apply with: kubectl apply -f {args.out}")
     return 0
+
+
+def _generator_base(store, version: str) -> str | None:
+    """The Hugging Face hub id the version's generator was trained on, if it names one."""
+    import re
+
+    from pushgen.generator.generate import GENERATOR_MANIFEST
+
+    key = f"versions/{version}/generator/{GENERATOR_MANIFEST}"
+    if not store.exists(key):
+        return None
+    base = str(store.get_json(key).get("base_model") or "")
+    return base if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not base.startswith(".") else None
