@@ -340,3 +340,21 @@ def test_deploy_needs_hub_access_for_a_hub_base_model(tmp_path, capsys):
     assert main([*args, "--hub-online"]) == 0
     env = load_manifest(out / "generator.yaml").spec.predictor.containers[0].env
     assert {e.name: e.value for e in env}["HF_HUB_OFFLINE"] == "0"
+
+
+def test_transformer_with_an_empty_feature_registry_fails_at_start_up(tmp_path):
+    """Not ready-then-every-request-fails: load() names the missing feature service."""
+    from pushgen.errors import PushgenError
+    from serving.manifests import DeployConfig, feature_store_yaml
+    from serving.transformer import PushgenTransformer, TransformerConfig
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    text = feature_store_yaml(DeployConfig(feast_registry=str(tmp_path / "registry.db")))
+    (repo / "feature_store.yaml").write_text(
+        text.replace("/var/lib/pushgen/features", str(tmp_path))
+    )
+    model = PushgenTransformer("pushgen", TransformerConfig(feature_repo=repo))
+    with pytest.raises(PushgenError, match="no feature service 'video_serving'"):
+        model.load()
+    assert not model.ready
