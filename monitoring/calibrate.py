@@ -23,7 +23,15 @@ import pandas as pd
 from scipy import stats
 
 from monitoring.power import required_n
-from monitoring.signals import BY_NAME, PARTS, SIGNALS, Profile, unit_sd, window_values
+from monitoring.signals import (
+    BY_NAME,
+    PARTS,
+    SIGNALS,
+    Profile,
+    per_request,
+    unit_sd,
+    window_values,
+)
 
 LEVELS = ("ok", "warn", "alert")
 
@@ -74,6 +82,7 @@ class CheckResult:
     warn_hi: float | None
     units: int
     needed: int
+    needed_requests: int | None  # requests a window needs for `needed` units (None: unknown)
     unit: str
     detail: str
 
@@ -85,7 +94,9 @@ def _z(alpha: float) -> float:
     return float(stats.norm.isf(alpha))
 
 
-def _band(sig, boot: np.ndarray, inflate: float, a_alert: float, a_warn: float, needed: int) -> Band:
+def _band(
+    sig, boot: np.ndarray, inflate: float, a_alert: float, a_warn: float, needed: int
+) -> Band:
     boot = boot[~np.isnan(boot)]
     if len(boot) < 10:
         return Band(None, None, None, None, None, needed)
@@ -129,7 +140,9 @@ def calibrate(
             boot[name][b] = np.nan if value is None else value
     full = window_values(reference, profile)
     share = {name: units / len(reference) for name, (_, units) in full.items()}
+    share["candidate_distinct_2"] = 1.0  # its units are the window's first requests
     sd = unit_sd(reference)
+    per_unit = per_request(reference)
     m = len(SIGNALS)
     a_alert, a_warn = false_alarm_rate / m, warn_rate / m
     inflate = 1 + n / len(reference)
@@ -137,7 +150,11 @@ def calibrate(
     for sig in SIGNALS:
         needed = sig.min_n
         if sig.kind in ("mean", "ratio") and not math.isnan(sd.get(sig.name, math.nan)):
-            scale = full[sig.name][0] if sig.kind == "ratio" and full[sig.name][0] else 1.0
+            scale = 1.0
+            if sig.kind == "ratio":  # sd and effect relative to the pooled rate of the units
+                num, den = per_unit[sig.name]
+                keep = ~np.isnan(num) & ~np.isnan(den)
+                scale = float(num[keep].sum() / den[keep].sum()) if den[keep].sum() > 0 else 1.0
             alpha = a_alert / 2 if sig.direction == "both" else a_alert
             # ratio signals: sd and effect relative to the reference value
             needed = max(needed, required_n(sd[sig.name] / scale, sig.effect, alpha))
@@ -166,17 +183,18 @@ def judge(window: pd.DataFrame, cal: Calibration) -> list[CheckResult]:
         band = cal.bands[sig.name]
         share = cal.unit_share.get(sig.name) or 0.0
         needed_requests = math.ceil(band.needed / share) if share > 0 else None
-        if band.center is None:
-            level, detail = "not evaluated", "the reference has no data for this signal"
-        elif value is None or units < band.needed:
+        if units < band.needed or (value is None and band.center is not None):
             level = "not evaluated"
             need = f"about {needed_requests} requests" if needed_requests else "more data"
             detail = f"{units} units in this window, needs {band.needed} ({need}); {sig.what}"
+        elif band.center is None or value is None:
+            level = "not evaluated"
+            detail = "the reference has too little data for this signal at this window size"
         else:
             level, detail = _level(value, band), sig.what
         out.append(CheckResult(sig.name, sig.part, level, value, band.center, band.alert_lo,
                                band.alert_hi, band.warn_lo, band.warn_hi, units, band.needed,
-                               sig.unit, detail))  # fmt: skip
+                               needed_requests, sig.unit, detail))  # fmt: skip
     return out
 
 

@@ -174,7 +174,9 @@ def _rank(
     if cfg.fault == "random_ranker":
         strength = rng.normal(0, 1, k)
     else:
-        strength = logits + (cfg.sensational_bias * sensational if cfg.fault == "ranker_invented" else 0)
+        strength = logits + (
+            cfg.sensational_bias * sensational if cfg.fault == "ranker_invented" else 0
+        )
     noise = np.triu(rng.normal(0, cfg.ranker_noise, (k, k)), 1)
     noise = noise - noise.T
     win = 1.0 / (1.0 + np.exp(-(strength[:, None] - strength[None, :] + noise)))
@@ -182,7 +184,9 @@ def _rank(
     return copeland_scores(win)
 
 
-def simulate_log(world: World, cfg: StreamConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def simulate_log(
+    world: World, cfg: StreamConfig | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(serving log rows, feedback rows) of one window; every request has a feedback row."""
     cfg = cfg or StreamConfig()
     cfg.check()
@@ -234,7 +238,9 @@ def simulate_log(world: World, cfg: StreamConfig | None = None) -> tuple[pd.Data
     return pd.DataFrame(rows), pd.DataFrame(feedback)
 
 
-def stream(world: World, cfg: StreamConfig, n_windows: int) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+def stream(
+    world: World, cfg: StreamConfig, n_windows: int
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """`n_windows` consecutive windows (seeds cfg.seed, cfg.seed + 1, ...), later ones later."""
     out = []
     for w in range(n_windows):

@@ -126,8 +126,9 @@ def request_table(
     req["n_bigrams"] = rows.groupby("request_id", sort=False)["text"].agg(
         lambda ts: sum(len(_bigrams(t)) for t in ts)
     )
+    rows["score_pct"] = ok.groupby("request_id")["reward_score"].rank(pct=True)
     chosen = rows[rows["selected"]].set_index("request_id")
-    for col in ("category", "text", "reward_score", "chars", "question", "propensity"):
+    for col in ("category", "text", "reward_score", "chars", "question", "propensity", "score_pct"):
         req[f"chosen_{col}"] = chosen[col]
     derived = np.where(req["n_selected"] == 0, ALL_REJECTED,
                        np.where(req["degraded"], DEGRADED, SERVED))  # fmt: skip
@@ -136,9 +137,11 @@ def request_table(
     req["served_at"] = pd.to_datetime(req["served_at"], errors="coerce", utc=True)
     req, fb_aside = _join_feedback(req, feedback)
     aside += fb_aside
-    rejected = pd.concat([a for a in aside if not a.empty], ignore_index=True) if any(
-        not a.empty for a in aside
-    ) else pd.DataFrame(columns=["source", "reject_reason"])
+    rejected = (
+        pd.concat([a for a in aside if not a.empty], ignore_index=True)
+        if any(not a.empty for a in aside)
+        else pd.DataFrame(columns=["source", "reject_reason"])
+    )
     by_source = rejected["source"].value_counts().to_dict() if not rejected.empty else {}
     counts = {
         "serving_log_rows": len(log),

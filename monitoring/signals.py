@@ -61,15 +61,15 @@ SIGNALS: tuple[Signal, ...] = (
            "share of requests with no candidate passing the guard (nothing served)"),
     Signal("degraded_share", "ranker", "mean", "up", 0.03, 0.05, 40, "share",
            "share of requests answered without the ranker (first guarded candidate)"),
-    Signal("chosen_ctr", "ranker", "ratio", "down", 0.0, 0.15, 40, "ctr",
+    Signal("chosen_ctr", "ranker", "ratio", "down", 0.0, 0.25, 40, "ctr",
            "clicks / exposures of the ranker's own picks (explored requests left out)"),
     Signal("selection_length_lift", "ranker", "mean", "both", 1.0, 4.0, 40, "chars",
            "length of the pick minus the mean length of the guarded candidates"),
-    Signal("selection_question_lift", "ranker", "mean", "both", 0.02, 0.08, 40, "share",
+    Signal("selection_question_lift", "ranker", "mean", "both", 0.02, 0.1, 40, "share",
            "question mark in the pick minus its share among the guarded candidates"),
     Signal("selection_category_js", "ranker", "js", "up", 0.05, 0.1, 60, "distance",
            "Jensen-Shannon distance of the picks' category mix to the reference's picks"),
-    Signal("explore_ctr_lift", "ranker", "ratio", "down", 0.0, 0.2, 30, "ratio",
+    Signal("explore_ctr_lift", "ranker", "ratio", "down", 0.0, 0.25, 30, "ratio",
            "CTR of the ranker's picks / CTR of uniformly drawn (explored) candidates"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SIGNALS}
@@ -113,8 +113,7 @@ def per_request(req: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     cap = req["caption_chars"].to_numpy(dtype=float)
     sha = req["caption_sha"].where(req["caption_sha"].astype(str) != "")
     reused = (
-        sha.map(sha.to_frame().assign(v=req["video_id"]).groupby("caption_sha")["v"].nunique())
-        > 1
+        sha.map(sha.to_frame().assign(v=req["video_id"]).groupby("caption_sha")["v"].nunique()) > 1
     ).to_numpy(dtype=float)
     ncand = req["n_candidates"].to_numpy(dtype=float)
     picked = _picked(req).to_numpy()
@@ -159,7 +158,7 @@ def window_values(req: pd.DataFrame, profile: Profile) -> dict[str, tuple[float 
     """{signal: (value or None, units it was measured on)} for one window of requests."""
     parts = per_request(req)
     out: dict[str, tuple[float | None, int]] = {}
-    for name, (num, den) in parts.items():
+    for name, (num, _den) in parts.items():
         if name in ("chosen_ctr", "explore_ctr_lift"):
             continue
         keep = ~np.isnan(num)

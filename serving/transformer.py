@@ -35,9 +35,9 @@ from kserve.errors import InvalidInput
 
 from pushgen.categories import DEFAULT_CATEGORIES
 from serving.base import PushgenModel
+from serving.explore import DEFAULT_EPSILON, choose, log_rows, request_rng
 from serving.protocol import PUSH_V2, PushRequest, RequestLimits, push_request
 from serving.server import NotFoundError, ServerConfig, UpstreamUnavailable, serve
-from serving.explore import DEFAULT_EPSILON, choose, log_rows, request_rng
 from serving.serving_log import ServingLog, ServingLogConfig
 
 
