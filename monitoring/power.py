@@ -10,6 +10,7 @@ and judges many healthy windows and 20 windows of each fault at 240 and 1,000 re
 
     python -m monitoring.power                     # 20 fault windows, 100 healthy, sizes 240 1000
     python -m monitoring.power --windows 5 --healthy-windows 10 --sizes 240   # quick look
+    python -m monitoring.power --weaker          # also weaker faults, to see where detection ends
 
 It prints the table and writes `detection.json` and `detection.md` under `--out`.
 """
@@ -31,6 +32,15 @@ EXPECTED = {
     "random_ranker": "ranker",
     "topic_shift": "inputs",
     "caption_outage": "inputs",
+}
+
+
+# weaker versions of the faults: where detection starts to fall off (reported, not required)
+WEAKER = {
+    "partial_collapse 5%": ("partial_collapse", {"collapse_share": 0.05}),
+    "ranker_invented +0.5": ("ranker_invented", {"sensational_bias": 0.5}),
+    "topic_shift 3 topics at 40%": ("topic_shift", {"shifted_share": 0.4}),
+    "caption_outage 5%": ("caption_outage", {"outage_share": 0.05}),
 }
 
 
@@ -62,6 +72,7 @@ def detection_table(
     n_videos: int = 300,
     n_boot: int = 200,
     seed: int = 0,
+    weaker: bool = False,
 ) -> list[dict]:
     """One row per (regime, size): alert share, right-part share, blamed counts, windows needed."""
     from collections import Counter
@@ -77,15 +88,19 @@ def detection_table(
     ref_log, ref_fb = simulate_log(world, StreamConfig(n_requests=reference_requests, seed=seed))
     reference, _, _ = request_table(ref_log, ref_fb)
     rows = []
-    jobs = [("healthy", n) for n in sizes] + [(f, n) for f in EXPECTED for n in sizes]
+    regimes = {"healthy": ("healthy", {}), **{f: (f, {}) for f in EXPECTED}}
+    if weaker:
+        regimes.update(WEAKER)
+    jobs = [(name, n) for name in regimes for n in sizes]
     cals = {n: calibrate(reference, n, n_boot=n_boot, seed=seed) for n in sizes}
-    for fault, n in tqdm(jobs, desc="regimes", disable=None):
+    for name, n in tqdm(jobs, desc="regimes", disable=None):
+        fault, overrides = regimes[name]
         count = healthy_windows if fault == "healthy" else windows
         blamed: Counter = Counter()
         alerts = warns = 0
         start = time.perf_counter()
         for w in range(count):
-            cfg = StreamConfig(n_requests=n, fault=fault, seed=10_000 + 1000 * w + n)
+            cfg = StreamConfig(n_requests=n, fault=fault, seed=10_000 + 1000 * w + n, **overrides)
             req, _, _ = request_table(*simulate_log(world, cfg))
             v = verdict(judge(req, cals[n]))
             alerts += v["verdict"] == "alert"
@@ -94,7 +109,7 @@ def detection_table(
         expected = EXPECTED.get(fault)
         share = alerts / count
         rows.append({
-            "fault": fault, "requests": n, "windows": count, "expected": expected or "-",
+            "fault": name, "requests": n, "windows": count, "expected": expected or "-",
             "alert_share": share, "warn_share": warns / count,
             "right_part_share": blamed[expected] / count if expected else None,
             "blamed": dict(blamed), "windows_needed": windows_needed(share) if expected else None,
@@ -127,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=int, default=4000, help="healthy reference requests")
     parser.add_argument("--boot", type=int, default=200, help="bootstrap windows per size")
     parser.add_argument("--out", default="runs/monitor-power", help="where the table is written")
+    parser.add_argument("--weaker", action="store_true", help="also weaker versions of the faults")
     args = parser.parse_args(argv)
     if min(args.windows, args.healthy_windows, args.reference, args.boot, *args.sizes) < 1:
         parser.error("--windows, --healthy-windows, --reference, --boot and --sizes must be >= 1")
     start = time.perf_counter()
     rows = detection_table(args.sizes, args.windows, args.healthy_windows, args.reference,
-                           n_boot=args.boot)  # fmt: skip
+                           n_boot=args.boot, weaker=args.weaker)  # fmt: skip
     table = markdown(rows)
     print(table)
     print(f"({time.perf_counter() - start:.0f} s)")

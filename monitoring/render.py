@@ -30,8 +30,10 @@ def find_chromium() -> str:
     raise ConfigError("no chromium on PATH; install Debian's: apt-get install -y chromium")
 
 
-def screenshot(html: str | Path, png: str | Path, width: int = 1280, height: int = 1600) -> Path:
-    """Render `html` headless and write a PNG of `width` x `height` pixels."""
+def screenshot(
+    html: str | Path, png: str | Path, width: int = 1280, height: int = 1520, palette: bool = True
+) -> Path:
+    """Render `html` headless and write a PNG of `width` x `height` pixels (palette: smaller file)."""
     html, png = Path(html).resolve(), Path(png).resolve()
     if not html.exists():
         raise ConfigError(f"no such report: {html}")
@@ -41,6 +43,14 @@ def screenshot(html: str | Path, png: str | Path, width: int = 1280, height: int
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if done.returncode != 0 or not png.exists():
         raise ConfigError(f"chromium failed ({done.returncode}): {done.stderr[-400:]}")
+    if palette:
+        from PIL import Image
+
+        with Image.open(
+            png
+        ) as img:  # a report has few colours: a 64-colour palette is lossless enough
+            small = img.convert("RGB").quantize(colors=64)
+        small.save(png, optimize=True)
     return png
 
 
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo", metavar="DIR", help="build demo reports and write PNGs into DIR")
     p.add_argument("--reports", default="runs/monitor-demo", help="where demo reports go")
     p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=1600)
+    p.add_argument("--height", type=int, default=1520)
     args = p.parse_args(argv)
     if args.demo:
         for name, html in demo_reports(Path(args.reports)).items():

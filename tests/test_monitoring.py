@@ -335,10 +335,26 @@ def test_report_renders_in_headless_chromium(world, reference, tmp_path):
     summary = run_monitoring(log, feedback, reference[0], tmp_path,
                              MonitorConfig(evidently=False, n_boot=30),
                              reference_feedback=reference[1])  # fmt: skip
-    png = screenshot(summary["report_html"], tmp_path / "r.png", 800, 600)
+    png = screenshot(summary["report_html"], tmp_path / "r.png", 800, 600, palette=False)
     from PIL import Image
 
     img = Image.open(png)
     assert img.size == (800, 600)
     colors = img.convert("RGB").getcolors(1 << 20)
     assert any(c[1] == (0xC0, 0x39, 0x2B) for c in colors)  # the red alert banner is drawn
+
+
+def test_demo_monitor_stage_says_not_evaluated_on_a_handful_of_requests(world, tmp_path, capsys):
+    from pushgen.demo import DemoConfig, monitor
+    from serving.serving_log import ServingLog, ServingLogConfig
+
+    log, _ = _window(world, "healthy", seed=11, n=6)
+    writer = ServingLog(ServingLogConfig(tmp_path / "serving"))
+    writer.write(log.to_dict("records"))
+    writer.close()
+    summary = monitor(DemoConfig(out=str(tmp_path), reference_requests=600), tmp_path, world)
+    assert summary["verdict"] == "not evaluated" and not summary["retrain"]
+    assert not summary["style_collapse"] and not summary["reward_drift"]
+    assert "NOT EVALUATED" in capsys.readouterr().out
+    feedback = pd.read_parquet(tmp_path / "serving" / "feedback.parquet")
+    assert sorted(feedback["request_id"]) == sorted(log["request_id"].unique())
