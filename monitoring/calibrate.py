@@ -116,6 +116,8 @@ def _band(
     da, dw = max(_z(aa) * sd, floor), max(_z(aw) * sd, floor / 2)
     lo = sig.direction in ("down", "both")
     hi = sig.direction in ("up", "both")
+    if sig.unit in ("ctr", "ratio"):  # rates are never negative: a band below 0 reads as 0
+        dw, da = min(dw, center), min(da, center)
     return Band(center, center - dw if lo else None, center + dw if hi else None,
                 center - da if lo else None, center + da if hi else None, needed)  # fmt: skip
 
