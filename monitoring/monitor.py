@@ -57,32 +57,29 @@ def ctr_interval(req: pd.DataFrame, seed: int = 0, n_boot: int = 500) -> dict:
 def exploration_evidence(req: pd.DataFrame) -> dict:
     """Inverse-propensity estimates of 'serve the top' vs 'serve a random guarded candidate'.
 
-    Explored requests serve a uniform guarded candidate, so their CTR is an unbiased estimate of a
-    random pick; `explored_rank_corr` is the Spearman correlation, over explored requests, between
+    Each served request is weighted by (target policy's probability of its pick) / (logged
+    propensity), self-normalised; `explored_rank_corr` is the Spearman correlation, over explored requests, between
     the served candidate's score rank within its request and its CTR (the ranker's online
     ordering accuracy, blurred by differences between videos)."""
     served = req[(req["status"] == SERVED) & (req["pv"].fillna(0) > 0)]
     out: dict = {"explored_requests": int(served["explored"].sum())}
-    if served.empty:
-        return out
     prop = served["chosen_propensity"].astype(float)
-    eps = served["explored"].mean()
+    if served.empty or prop.isna().all():
+        return out
     ctr = served["clicks"] / served["pv"]
-    top = ~served["explored"]
-    if top.any():
-        out["ctr_top_ips"] = float(ctr[top].mean())
+    k = served["n_guarded"].clip(lower=1).astype(float)
+    is_top = served["chosen_score_pct"] >= 1.0  # the ranker's top candidate was served
+    # self-normalised IPS over every served request: target / logging probability of the pick
+    for name, target in (("ctr_top_ips", is_top.astype(float)), ("ctr_random_ips", 1.0 / k)):
+        w = target / prop.clip(lower=1e-9)
+        out[name] = float((w * ctr).sum() / w.sum()) if w.sum() > 0 else None
+    out["explored_share"] = float(served["explored"].mean())
     exp = served[served["explored"]]
-    if len(exp):
-        # IPS for the uniform policy: weight (1/k) / propensity, self-normalised
-        k = exp["n_guarded"].clip(lower=1).astype(float)
-        w = (1.0 / k) / prop[served["explored"]].clip(lower=1e-9)
-        out["ctr_random_ips"] = float((w * ctr[served["explored"]]).sum() / w.sum())
     if len(exp) >= 5 and exp["chosen_score_pct"].nunique() > 1:
         from scipy import stats
 
         rho = stats.spearmanr(exp["chosen_score_pct"], exp["clicks"] / exp["pv"]).statistic
         out["explored_rank_corr"] = None if math.isnan(rho) else float(rho)
-    out["explored_share"] = float(eps)
     return out
 
 
