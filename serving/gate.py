@@ -31,7 +31,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("kserve").getChild(__name__)  # kserve configures its handlers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kserve.errors import InvalidInput
 
-from serving.base import PushgenModel
+from serving.base import Parsed, PushgenModel
 from serving.hardware import resolve_dtype
 from serving.protocol import RANKER_V2, RankRequest, RequestLimits, rank_request
 from serving.server import Overloaded, ServerConfig, serve
@@ -202,6 +203,16 @@ class RankerModel(PushgenModel):
 
     def parse_instance(self, instance: Any) -> RankRequest:
         return rank_request(instance, self.limits)
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:  # type: ignore[override]
+        parsed = super().preprocess(payload, headers)
+        pairs = sum(len(r.texts) * (len(r.texts) - 1) for r in parsed.requests)
+        if pairs > self.limits.max_pairs:
+            raise InvalidInput(
+                f"{pairs} candidate pairs in one request; the limit is {self.limits.max_pairs} "
+                "(one instance of K=16); split it into several requests"
+            )
+        return parsed
 
     async def infer(self, requests: list[RankRequest], headers=None) -> list[dict]:
         if self.config.dynamic_batching:

@@ -24,13 +24,13 @@ from http import HTTPStatus
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve import Model, ModelServer
-from kserve.errors import InvalidInput, ModelNotFound
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.rest.server import RESTServer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pushgen.errors import PushgenError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("kserve").getChild(__name__)  # kserve configures its handlers
 
 API_KEY_ENV = "PUSHGEN_API_KEY"  # set (from a Secret) to require a key on every POST
 
@@ -118,6 +118,9 @@ def install_pushgen_handlers(app, config: ServerConfig) -> None:  # noqa: ANN001
     # registered after kserve's: these replace its traceback-logging handlers for client errors
     app.add_exception_handler(InvalidInput, _json_error(HTTPStatus.BAD_REQUEST))
     app.add_exception_handler(ModelNotFound, _json_error(HTTPStatus.NOT_FOUND))
+    # a readiness probe every few seconds must not write a traceback each time
+    app.add_exception_handler(ModelNotReady, _json_error(HTTPStatus.SERVICE_UNAVAILABLE))
+    app.add_exception_handler(ServerNotReady, _json_error(HTTPStatus.SERVICE_UNAVAILABLE))
     app.add_exception_handler(RequestValidationError, _schema_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(NotFoundError, _json_error(HTTPStatus.NOT_FOUND))

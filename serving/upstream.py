@@ -23,7 +23,7 @@ from kserve.errors import InvalidInput
 
 from serving.server import API_KEY_ENV, Overloaded, RequestConflict, UpstreamUnavailable
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("kserve").getChild(__name__)  # kserve configures its handlers
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
