@@ -25,7 +25,7 @@ from kserve.errors import InvalidInput
 from serving.base import Parsed, PushgenModel
 from serving.hardware import resolve_dtype
 from serving.protocol import RANKER_V2, RankRequest, RequestLimits, rank_request
-from serving.server import Overloaded, ServerConfig, serve
+from serving.server import Overloaded, add_server_args, serve, server_config
 from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
 
 
@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=["auto", "bfloat16", "float32"],
         help="auto: bf16 where the hardware has bf16 units",
     )
+    add_server_args(p)
     args = p.parse_args(argv)
     config = RankerServeConfig(
         method=args.method,
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     storage = StorageConfig(root=Path(args.model_root), cache_dir=Path(args.cache_dir))
     model = RankerModel(args.name, args.model_dir, config, storage=storage)
-    serve(model, ServerConfig(host=args.host, http_port=args.port))
+    serve(model, server_config(args))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,14 @@ from kserve.errors import InvalidInput
 from pushgen.categories import DEFAULT_CATEGORIES
 from serving.base import PushgenModel
 from serving.protocol import PUSH_V2, PushRequest, RequestLimits, push_request
-from serving.server import NotFoundError, ServerConfig, UpstreamUnavailable, serve
+from serving.server import (
+    NotFoundError,
+    ServerConfig,
+    UpstreamUnavailable,
+    add_server_args,
+    serve,
+    server_config,
+)
 from serving.serving_log import ServingLog, ServingLogConfig
 from serving.upstream import CircuitBreaker, RequestIds, Upstream
 
@@ -284,8 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--deadline-s", type=float, default=30.0, help="whole request")
     p.add_argument("--generator-timeout-s", type=float, default=25.0, help="one generator call")
     p.add_argument("--ranker-timeout-s", type=float, default=5.0, help="one ranker call")
-    p.add_argument("--max-inflight", type=int, default=4,
-                   help="requests admitted at once; more get a 503 busy at once")  # fmt: skip
+    add_server_args(p, max_inflight=4)  # about what the generator can queue: refuse early
     args = p.parse_args(argv)
     config = TransformerConfig(
         generator_url=args.generator_url,
@@ -297,8 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         degrade_without_ranker=args.degrade_without_ranker,
         log=ServingLogConfig(Path(args.log_dir), args.log_max_rows),
     )
-    server = ServerConfig(host=args.host, http_port=args.port, max_inflight=args.max_inflight)
-    serve(PushgenTransformer(args.name, config), server)
+    serve(PushgenTransformer(args.name, config), server_config(args))
 
 
 if __name__ == "__main__":
