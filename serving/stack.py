@@ -238,8 +238,12 @@ def push_for_video(
     """Ask a running pushgen transformer for a push, as a user would; raises with the server's message."""
     url = f"{base_url.rstrip('/')}/v1/models/{model}:predict"
     try:
+        key = os.environ.get("PUSHGEN_API_KEY")  # see serving/README.md, Auth
         resp = httpx.post(
-            url, json={"instances": [{"video_id": video_id, **fields}]}, timeout=timeout_s
+            url,
+            json={"instances": [{"video_id": video_id, **fields}]},
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {key}"} if key else None,
         )
     except httpx.HTTPError as exc:
         raise PushgenError(f"cannot reach the pushgen server at {base_url}: {exc!r}") from None
