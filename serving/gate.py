@@ -22,6 +22,7 @@ Every answer is `{"error": message}`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import logging
 import re
@@ -41,6 +42,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INFERENCE_ROUTE = re.compile(r"^/v1/models/[^/]+:(predict|explain)$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")  # fmt: skip
 JSON_TYPES = {"application/json", "application/cloudevents+json", "application/ld+json"}
+
+
+# True while the current task serves an inference route: kserve asks a model `healthy()` before
+# every predict as well as on readiness probes, and only the probes should reach upstreams
+IN_INFERENCE: contextvars.ContextVar[bool] = contextvars.ContextVar("in_inference", default=False)
 
 
 class _Disconnected(Exception):
@@ -88,6 +94,7 @@ class RequestGate:
             )  # fmt: skip
             return
         self.inflight += inference
+        IN_INFERENCE.set(inference)
         try:
             await self._read_then_call(scope, receive, send)
         finally:

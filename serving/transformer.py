@@ -36,6 +36,7 @@ from kserve.errors import InvalidInput
 
 from pushgen.categories import DEFAULT_CATEGORIES
 from serving.base import PushgenModel
+from serving.gate import IN_INFERENCE
 from serving.protocol import PUSH_V2, PushRequest, RequestLimits, push_request
 from serving.server import (
     NotFoundError,
@@ -58,8 +59,8 @@ class TransformerConfig:
     generator_name: str = "generator"  # model names in their URLs
     ranker_name: str = "ranker"
     feature_repo: Path | None = None  # Feast repo; None: only direct captions are accepted
-    deadline_s: float = 30.0  # a whole request, every step included; past it: 503
-    generator_timeout_s: float = 25.0  # one generator call (a CPU generation takes seconds)
+    deadline_s: float = 45.0  # a whole request, every step included; past it: 503
+    generator_timeout_s: float = 40.0  # one generator call (a queued CPU generation: seconds)
     ranker_timeout_s: float = 5.0  # one ranker call (one forward pass, tens of ms)
     connect_timeout_s: float = 1.0  # TCP connect to an upstream on the cluster network
     breaker_failures: int = 3  # consecutive upstream failures that open its circuit
@@ -135,7 +136,13 @@ class PushgenTransformer(PushgenModel):
         return push_request(instance, self.limits)
 
     async def healthy(self) -> bool:
-        """Ready only while the upstreams it needs answer ready (the ranker not, when degrading)."""
+        """Ready only while the upstreams it needs answer ready (the ranker not, when degrading).
+
+        kserve asks this before every predict too; there the upstreams' own answers (and their
+        circuit breakers) decide, so only readiness probes pay for the upstream checks.
+        """
+        if IN_INFERENCE.get():
+            return self.ready
         if not self.ready or not await self.generator.ready():
             return False
         return self.config.degrade_without_ranker or await self.ranker.ready()
@@ -288,8 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-max-rows", type=int, default=10_000, help="rows per log file")
     p.add_argument("--degrade-without-ranker", action="store_true",
                    help="ranker down: serve the first guarded candidate, flagged, instead of 503")  # fmt: skip
-    p.add_argument("--deadline-s", type=float, default=30.0, help="whole request")
-    p.add_argument("--generator-timeout-s", type=float, default=25.0, help="one generator call")
+    p.add_argument("--deadline-s", type=float, default=45.0, help="whole request")
+    p.add_argument("--generator-timeout-s", type=float, default=40.0, help="one generator call")
     p.add_argument("--ranker-timeout-s", type=float, default=5.0, help="one ranker call")
     add_server_args(p, max_inflight=4)  # about what the generator can queue: refuse early
     args = p.parse_args(argv)

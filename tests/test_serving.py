@@ -568,7 +568,7 @@ def test_request_id_is_validated_and_bounded(stack):
     huge = httpx.post(_v1(stack.url, "pushgen"), json={"caption": CAPTION},
                       headers={"x-request-id": "r" * (4 << 20)}, timeout=30)  # fmt: skip
     assert huge.status_code == 431 and "limit" in huge.json()["error"]
-    for bad in ("has space", "x" * 129, "semi;colon", "ü"):
+    for bad in ("has space", "x" * 129, "semi;colon", "ü".encode()):
         resp = _post(_v1(stack.url, "pushgen"), {"caption": CAPTION}, headers={"x-request-id": bad})
         assert resp.status_code == 400 and "x-request-id" in resp.json()["error"], bad
 
