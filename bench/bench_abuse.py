@@ -285,8 +285,7 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
 
         b.measure("200 slow half-sent bodies -> ranker", "ranker", slow)
 
-        heavy_texts = [f"{i} " + "word " * 99 for i in range(16)]  # 16 x ~500 chars
-        heavy = {"texts": heavy_texts, "caption": "caption " * 249}  # ~2000 chars
+        heavy = {"texts": HEAVY_TEXTS, "caption": HEAVY_CAPTION}
         typical = {"texts": TYPICAL, "caption": CAPTION}
 
         def heavy_input(row: Row) -> None:
@@ -371,6 +370,50 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
         return b.rows
 
 
+HEAVY_TEXTS = [f"{i} " + "word " * 99 for i in range(16)]  # 16 x ~500 chars: the most K allows
+HEAVY_CAPTION = "caption " * 249  # ~2,000 chars: the most a caption may have
+
+
+def budget_baseline(models: Path, repeats: int = 3) -> Table:
+    """In-process: the heaviest legal ranker request with and without the token budget cut."""
+    import torch
+
+    from pushgen.ranker.select import PairwiseRanker
+    from serving.protocol import RankRequest
+    from serving.ranker import pair_inputs, score_requests
+
+    torch.set_num_threads(1)
+    ranker = PairwiseRanker.from_pretrained(models / "ranker", device="cpu")
+    heavy = RankRequest(tuple(HEAVY_TEXTS), HEAVY_CAPTION)
+    typical = RankRequest(tuple(TYPICAL), CAPTION)
+
+    def best(fn: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1000
+
+    def naive(req: RankRequest) -> None:  # the old path: every pair of uncut texts tokenised
+        ranker.score_pairs(*pair_inputs(ranker, req))
+
+    typ = best(lambda: score_requests(ranker, [typical], "copeland"))
+    rows = [
+        ("typical: K=8, short texts, caption", best(lambda: naive(typical)), typ),
+        ("heaviest legal: K=16 x 500 ch, 2,000-ch caption", best(lambda: naive(heavy)),
+         best(lambda: score_requests(ranker, [heavy], "copeland"))),
+    ]  # fmt: skip
+    table = Table(
+        title="ranker, one request in-process (1 thread): cost of the heaviest legal input"
+    )
+    for col in ("request", "no budget (naive) ms", "token budget ms", "x typical (budget)"):
+        table.add_column(col)
+    for name, a, b in rows:
+        table.add_row(name, f"{a:.0f}", f"{b:.0f}", f"{b / typ:.1f}")
+    return table
+
+
 def print_table(rows: list[Row]) -> None:
     table = Table(title="abuse and faults (tiny models, loopback)")
     cols = ("attack", "status codes", "worst s", "bound s", "RSS +MiB", "server log +KiB",
@@ -401,6 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         models = build_tiny_models(work / "models")
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()}, models: {models}")
     t0 = time.perf_counter()
+    Console(width=200).print(budget_baseline(models))
     rows = run(models, work, args.goodput_seconds)
     print_table(rows)
     print(f"{sum(not r.ok for r in rows)} targets missed; {time.perf_counter() - t0:.0f} s; "

@@ -651,10 +651,15 @@ def keyed_pair(stack, models_dir, tmp_path_factory):
                 time.sleep(0.3)
         yield {"ranker": ranker_url, "url": url, "procs": procs, "dir": log_dir}
     finally:
-        for p in procs.values():
+        for p in procs.values():  # all at once: each drains for up to its grace period
             p.send_signal(signal.SIGCONT)
             p.terminate()
-            p.wait(10)
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def test_api_key_is_required_when_set(keyed_pair):
