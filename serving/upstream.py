@@ -16,7 +16,6 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from kserve.errors import InvalidInput
@@ -177,7 +176,10 @@ class Upstream:
         self.breaker.succeeded()
         if resp.status_code >= 400:  # our request was bad for it, e.g. a Feast caption too long
             logger.info("%s refused a request: %s", self.which, resp.text[:300])
-            raise InvalidInput(f"the {self.which} refused the request: {_error_of(resp)}")
+            raise InvalidInput(
+                f"the {self.which} refused the request ({resp.status_code}); "
+                "check the caption and categories against the limits in serving/README.md"
+            )
         return resp.json()["predictions"][0]
 
     async def ready(self, cache_s: float = 2.0) -> bool:
@@ -201,17 +203,6 @@ class Upstream:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
-
-
-def _error_of(resp: httpx.Response) -> str:
-    """The `error` message of an upstream 4xx (our own validation text), else its status."""
-    try:
-        body: Any = resp.json()
-    except ValueError:
-        return f"status {resp.status_code}"
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:300]
-    return f"status {resp.status_code}"
 
 
 __all__ = ["API_KEY_ENV", "CircuitBreaker", "RequestIds", "Upstream"]
