@@ -493,7 +493,15 @@ def test_chunked_upload_is_refused_at_the_limit_without_reading_it(stack):
             break
         sent += 1
     s.settimeout(5)
-    answer = s.recv(4096)
+    answer = b""
+    while b"}" not in answer:  # headers and body may come in separate segments
+        try:
+            part = s.recv(4096)
+        except OSError:
+            break
+        if not part:
+            break
+        answer += part
     s.close()
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"1048576-byte limit" in answer
