@@ -215,6 +215,33 @@ def goodput(url: str, clients: int, seconds: float, row: Row | None = None) -> f
     return ok[200] / (time.perf_counter() - t0)
 
 
+def open_loop(url: str, rate: float, seconds: float, row: Row) -> float:
+    """Offer `rate` pushes/s for `seconds` (each its own request, no retry); successes per second."""
+
+    async def run() -> float:
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+            async def one(i: int) -> None:
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(url, json={"caption": f"{CAPTION} ({i})"})
+                    row.add(r.status_code, time.perf_counter() - t0)
+                except httpx.HTTPError as exc:
+                    row.add(type(exc).__name__, time.perf_counter() - t0)
+
+            start, tasks, i = time.perf_counter(), [], 0
+            while (now := time.perf_counter() - start) < seconds:
+                while i < rate * now:
+                    tasks.append(asyncio.create_task(one(i)))
+                    i += 1
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*tasks)
+            return row.codes[200] / (time.perf_counter() - start)
+
+    return asyncio.run(run())
+
+
 BAD = [
     ("ranker", {"instances": [{"texts": []}]}, JSON),
     ("ranker", {"instances": [{"texts": ["a"] * 17}]}, JSON),
@@ -354,19 +381,30 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
 
         b.measure("ranker hung (SIGSTOP) x8 -> pushgen", "pushgen", hung)
 
+        rates = {}
+
         def overload(row: Row) -> None:
-            rates = {c: goodput(push, c, goodput_s) for c in (1, 2, 4)}
-            peak_c = max(rates, key=lambda c: rates[c])
-            over = goodput(push, 2 * peak_c, goodput_s, row)  # codes and latency of this run
-            heavy = goodput(push, 12, goodput_s)
-            ratio = over / rates[peak_c]
-            row.note = (f"goodput/s by clients {', '.join(f'{c}: {r:.1f}' for c, r in rates.items())}; "
-                        f"at 2x = {2 * peak_c}: {over:.1f} = {ratio:.0%} of peak (target >= 90%); "
-                        f"at 12: {heavy:.1f} = {heavy / rates[peak_c]:.0%}")  # fmt: skip
-            row.ok = ratio >= 0.9
+            # peak: the best closed-loop goodput; then twice that rate offered open-loop, the way
+            # independent users arrive (a refused request is lost, not retried)
+            rates.update({c: goodput(push, c, goodput_s) for c in (1, 2, 4)})
+            peak = max(rates.values())
+            over = open_loop(push, 2 * peak, goodput_s, row)
+            row.note = (f"peak goodput {peak:.1f}/s (closed loop, by clients: "
+                        f"{', '.join(f'{c}: {r:.1f}' for c, r in rates.items())}); offered "
+                        f"{2 * peak:.1f}/s: goodput {over:.1f}/s = {over / peak:.0%} of peak (target >= 90%)")  # fmt: skip
+            row.ok = over >= 0.9 * peak
             row.bound_s = 45.0  # the request deadline
 
-        b.measure("overload: 2x saturating clients -> pushgen", "pushgen", overload)
+        b.measure("overload: 2x the saturating rate -> pushgen", "pushgen", overload)
+
+        def no_backoff(row: Row) -> None:
+            peak = max(rates.values())
+            over = goodput(push, 12, goodput_s, row)
+            row.note = (f"12 closed-loop clients retrying at once on 503: goodput {over:.1f}/s = "
+                        f"{over / peak:.0%} of peak (informative: the clients share the 2 cores)")  # fmt: skip
+            row.bound_s = 45.0
+
+        b.measure("overload: 12 clients, no backoff -> pushgen", "pushgen", no_backoff)
         return b.rows
 
 

@@ -544,6 +544,7 @@ def test_ranker_refuses_more_pairs_than_one_k16_instance(stack):
 
 def test_texts_are_cut_to_the_token_budget_before_pairing(models_dir):
     # F3: the heaviest legal request is cut before its 240 pairs are tokenised
+    from pushgen.errors import ConfigError
     from pushgen.ranker.budget import cut_to_token_budget
     from pushgen.ranker.select import PairwiseRanker
     from serving.protocol import RankRequest
@@ -567,7 +568,7 @@ def test_texts_are_cut_to_the_token_budget_before_pairing(models_dir):
         score_requests(ranker, [inside], "copeland")[0]["win_matrix"],
         atol=1e-5,
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         cut_to_token_budget(short, tok, 0)
 
 

@@ -1,38 +1,41 @@
-"""Cut texts to a token budget before they are paired: bounds what a legal request costs the ranker.
+"""Token budgets for ranker inputs: long texts are cut before the tokenizer sees them in full.
 
-A ranker request may carry K=16 texts of 500 characters and a 2,000-character caption; tokenising
-all K(K-1) pairs of them with truncation costs about 20x the forward pass. Each text is cut once,
-here, to the budget the model reads anyway (`max_length`), so the pair tokeniser only ever sees
-short strings:
+A request of K=16 candidates, each a megabyte long, must not cost a megabyte of tokenising per
+candidate. `cut_to_token_budget` first cuts each text to a length in characters that surely holds
+`max_tokens` tokens (a cheap slice), then tokenises that slice without special tokens, keeps the
+first `max_tokens` tokens and decodes them back to text.
 
-    texts = cut_to_token_budget(texts, tokenizer, max_tokens=settings.max_length)
+    texts = cut_to_token_budget(texts, tokenizer, max_tokens=32)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# no tokeniser this project uses makes a token of more than this many characters on average
-# (WordPiece, byte-level BPE); the cheap pre-cut keeps the exact cut's tokenising bounded too
-MAX_CHARS_PER_TOKEN = 16
+from pushgen.errors import ConfigError
+
+# A WordPiece/BPE token of English covers well under this many characters; the pre-cut only has
+# to keep at least max_tokens tokens, so a generous bound is safe and still bounds the work.
+CHARS_PER_TOKEN_BOUND = 16
+
+
+def char_precut(text: str, max_tokens: int) -> str:
+    """`text` cut to the characters that can hold at most `max_tokens` tokens (a cheap slice)."""
+    return text[: max(max_tokens, 1) * CHARS_PER_TOKEN_BOUND]
 
 
 def cut_to_token_budget(texts: list[str], tokenizer: Any, max_tokens: int) -> list[str]:
-    """Each text cut to its first `max_tokens` tokens (no special tokens), decoded back to text.
-
-    Texts already within the budget come back unchanged. A character pre-cut
-    (`max_tokens * MAX_CHARS_PER_TOKEN`) runs first, so a long text costs no more to tokenise
-    than a text of that many characters.
-    """
+    """Each text cut to at most `max_tokens` tokens of `tokenizer` (no special tokens counted):
+    char pre-cut, tokenise, keep the first `max_tokens` tokens, decode. Texts already within the
+    budget come back unchanged."""
     if max_tokens < 1:
-        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-    limit = max_tokens * MAX_CHARS_PER_TOKEN
-    pre = [t[:limit] for t in texts]
-    ids = tokenizer(pre, add_special_tokens=False)["input_ids"]
+        raise ConfigError(f"max_tokens must be at least 1, got {max_tokens}")
+    cut = [char_precut(str(t), max_tokens) for t in texts]
+    ids = tokenizer(cut, add_special_tokens=False)["input_ids"]
     out = []
-    for text, original, tokens in zip(pre, texts, ids, strict=True):
-        if len(tokens) <= max_tokens and text == original:
+    for original, short, tokens in zip(texts, cut, ids, strict=True):
+        if len(tokens) <= max_tokens and short == original:
             out.append(original)
         else:
-            out.append(tokenizer.decode(tokens[:max_tokens], skip_special_tokens=True))
+            out.append(tokenizer.decode(tokens[:max_tokens], skip_special_tokens=True).strip())
     return out
