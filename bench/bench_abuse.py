@@ -381,18 +381,24 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
 
         b.measure("ranker hung (SIGSTOP) x8 -> pushgen", "pushgen", hung)
 
-        rates = {}
+        rates: dict[int, float] = {}
 
         def overload(row: Row) -> None:
             # peak: the best closed-loop goodput; then twice that rate offered open-loop, the way
-            # independent users arrive (a refused request is lost, not retried)
+            # independent users arrive (a refused request is lost, not retried). The two
+            # alternate over 3 rounds, so drifting background load hits both alike.
             rates.update({c: goodput(push, c, goodput_s) for c in (1, 2, 4)})
-            peak = max(rates.values())
-            over = open_loop(push, 2 * peak, goodput_s, row)
-            row.note = (f"peak goodput {peak:.1f}/s (closed loop, by clients: "
-                        f"{', '.join(f'{c}: {r:.1f}' for c, r in rates.items())}); offered "
-                        f"{2 * peak:.1f}/s: goodput {over:.1f}/s = {over / peak:.0%} of peak (target >= 90%)")  # fmt: skip
-            row.ok = over >= 0.9 * peak
+            peak_c = max(rates, key=lambda c: rates[c])
+            peaks, overs = [], []
+            for _ in range(3):
+                peaks.append(goodput(push, peak_c, goodput_s))
+                overs.append(open_loop(push, 2 * peaks[-1], goodput_s, row))
+            ratio = sum(overs) / sum(peaks)
+            rounds = "; ".join(f"{p:.1f} -> {o:.1f}" for p, o in zip(peaks, overs, strict=True))
+            row.note = (f"closed loop by clients: {', '.join(f'{c}: {r:.1f}' for c, r in rates.items())}/s; "
+                        f"rounds peak -> goodput at 2x offered: {rounds}; "
+                        f"sum {ratio:.0%} of peak (target >= 90%)")  # fmt: skip
+            row.ok = ratio >= 0.9
             row.bound_s = 45.0  # the request deadline
 
         b.measure("overload: 2x the saturating rate -> pushgen", "pushgen", overload)
@@ -469,7 +475,7 @@ def print_table(rows: list[Row]) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="abuse and fault soak of the local KServe stack")
     p.add_argument("--models", default=None, help="dir with generator/ + ranker/; default: tiny")
-    p.add_argument("--goodput-seconds", type=float, default=8.0, help="per goodput measurement")
+    p.add_argument("--goodput-seconds", type=float, default=6.0, help="per goodput measurement")
     args = p.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     work = Path(tempfile.mkdtemp(prefix="bench_abuse_"))
