@@ -23,7 +23,7 @@ from typing import Any
 from serving.base import PushgenModel
 from serving.hardware import DTYPES, resolve_dtype
 from serving.protocol import GENERATOR_V2, GenerateRequest, RequestLimits, generate_request
-from serving.server import ServerConfig, serve
+from serving.server import add_server_args, serve, server_config
 from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
 
 
@@ -168,13 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="auto", choices=DTYPES)
+    add_server_args(p)
     args = p.parse_args(argv)
     config = GeneratorServeConfig(
         max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype
     )
     storage = StorageConfig(root=Path(args.model_root), cache_dir=Path(args.cache_dir))
-    serve(GeneratorModel(args.name, args.model_dir, config, storage=storage),
-          ServerConfig(host=args.host, http_port=args.port))  # fmt: skip
+    serve(GeneratorModel(args.name, args.model_dir, config, storage=storage), server_config(args))
 
 
 if __name__ == "__main__":

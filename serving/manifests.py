@@ -186,7 +186,8 @@ def _toleration(text: str) -> V1Toleration:
 
 
 def concurrency_bounds() -> dict[str, int]:
-    """Each server's own bound on requests in flight (its `max_pending`; more get a 503)."""
+    """Each server's own bound on requests in flight (more get a 503): its `max_pending`, or the
+    gate's admission bound where that is tighter (the transformer admits 4)."""
     from serving.generator import GeneratorModel
     from serving.ranker import RankerModel
     from serving.transformer import PushgenTransformer
@@ -194,7 +195,7 @@ def concurrency_bounds() -> dict[str, int]:
     return {
         "generator": GeneratorModel.max_pending,
         "ranker": RankerModel.max_pending,
-        "pushgen": PushgenTransformer.max_pending,
+        "pushgen": min(PushgenTransformer.max_pending, PushgenTransformer.max_inflight),
     }
 
 

@@ -34,6 +34,9 @@ class RequestLimits:
     max_instances: int = 8  # instances per v1 request
     max_id_chars: int = 128  # video ids are short keys
     max_new_tokens: int = 64  # cap on a request's own generation budget (pushes are one line)
+    # ranker pairs per HTTP request, all instances together: one K=16 instance (240 pairs) is the
+    # heaviest legal request, so no request costs more than ~5x a typical K=8 one (56 pairs)
+    max_pairs: int = 240
 
 
 @dataclass(frozen=True)

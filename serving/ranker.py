@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kserve.errors import InvalidInput
 
-from serving.base import PushgenModel
+from serving.base import Parsed, PushgenModel
 from serving.hardware import resolve_dtype
 from serving.protocol import RANKER_V2, RankRequest, RequestLimits, rank_request
-from serving.server import ServerConfig, serve
+from serving.server import Overloaded, add_server_args, serve, server_config
 from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
 
 
@@ -67,8 +68,19 @@ def rank_from_probs(probs: np.ndarray, k: int, method: str) -> dict[str, Any]:
             "method": result.method}  # fmt: skip
 
 
+def within_budget(ranker: Any, req: RankRequest) -> RankRequest:
+    """`req` with every text and the caption cut to the ranker's token budget, before pairing."""
+    from pushgen.ranker.budget import cut_to_token_budget
+
+    budget = ranker.settings.max_length  # a pair never reads more than this from either side
+    texts = list(req.texts) + ([req.caption] if req.caption else [])
+    cut = cut_to_token_budget(texts, ranker.tokenizer, budget)
+    return RankRequest(tuple(cut[: len(req.texts)]), cut[-1] if req.caption else None)
+
+
 def score_requests(ranker: Any, requests: list[RankRequest], method: str) -> list[dict[str, Any]]:
     """Rank several requests with one `score_pairs` call over all their pairs (blocking)."""
+    requests = [within_budget(ranker, req) for req in requests]
     a_all: list[str] = []
     b_all: list[str] = []
     bounds = [0]
@@ -92,8 +104,21 @@ class RankBatcher:
         self._queue: asyncio.Queue[tuple[RankRequest, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # requests per forward pass, for the benchmark
+        self.pending = 0  # requests queued or being scored
 
     async def submit(self, req: RankRequest) -> dict[str, Any]:
+        """Queue `req` for the next batch; past `max_pending` waiting requests, 503 at once."""
+        if self.pending >= self.model.max_pending:
+            raise Overloaded(
+                f"{self.model.name} is busy: {self.pending} requests already waiting; retry later"
+            )
+        self.pending += 1
+        try:
+            return await self._submit(req)
+        finally:
+            self.pending -= 1
+
+    async def _submit(self, req: RankRequest) -> dict[str, Any]:
         if self._queue is None:  # created lazily: the queue must belong to the serving loop
             self._queue = asyncio.Queue()
             self._worker = asyncio.create_task(self._run())
@@ -179,6 +204,16 @@ class RankerModel(PushgenModel):
     def parse_instance(self, instance: Any) -> RankRequest:
         return rank_request(instance, self.limits)
 
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:  # type: ignore[override]
+        parsed = super().preprocess(payload, headers)
+        pairs = sum(len(r.texts) * (len(r.texts) - 1) for r in parsed.requests)
+        if pairs > self.limits.max_pairs:
+            raise InvalidInput(
+                f"{pairs} candidate pairs in one request; the limit is {self.limits.max_pairs} "
+                "(one instance of K=16); split it into several requests"
+            )
+        return parsed
+
     async def infer(self, requests: list[RankRequest], headers=None) -> list[dict]:
         if self.config.dynamic_batching:
             results = await asyncio.gather(*(self.batcher.submit(r) for r in requests))
@@ -218,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=["auto", "bfloat16", "float32"],
         help="auto: bf16 where the hardware has bf16 units",
     )
+    add_server_args(p)
     args = p.parse_args(argv)
     config = RankerServeConfig(
         method=args.method,
@@ -227,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     storage = StorageConfig(root=Path(args.model_root), cache_dir=Path(args.cache_dir))
     model = RankerModel(args.name, args.model_dir, config, storage=storage)
-    serve(model, ServerConfig(host=args.host, http_port=args.port))
+    serve(model, server_config(args))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class StackConfig:
         "auto"  # both models: bf16 where the hardware has bf16 units (see serving.hardware)
     )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the servers
+    explore_epsilon: float | None = None  # transformer's exploration share; None: its default
 
 
 @dataclass
@@ -150,6 +151,8 @@ class LocalStack:
             trans_args += ["--feature-repo", str(self.feature_repo.resolve())]
         if cfg.degrade_without_ranker:
             trans_args.append("--degrade-without-ranker")
+        if cfg.explore_epsilon is not None:
+            trans_args += ["--explore-epsilon", str(cfg.explore_epsilon)]
         self.servers = [
             gen,
             rank,
@@ -238,8 +241,12 @@ def push_for_video(
     """Ask a running pushgen transformer for a push, as a user would; raises with the server's message."""
     url = f"{base_url.rstrip('/')}/v1/models/{model}:predict"
     try:
+        key = os.environ.get("PUSHGEN_API_KEY")  # see serving/README.md, Auth
         resp = httpx.post(
-            url, json={"instances": [{"video_id": video_id, **fields}]}, timeout=timeout_s
+            url,
+            json={"instances": [{"video_id": video_id, **fields}]},
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {key}"} if key else None,
         )
     except httpx.HTTPError as exc:
         raise PushgenError(f"cannot reach the pushgen server at {base_url}: {exc!r}") from None

@@ -13,7 +13,11 @@ the serving log, and answers:
 Faults: an unknown video is a 404; a generator that is down is a 503; a ranker that is down is a
 503 too, unless `degrade_without_ranker` is set, in which case the first guarded candidate is
 served with `degraded: true` (and logged so). No candidate passing the guard is a 200 with
-`text: null` and the reasons: nothing unsafe is ever served.
+`text: null` and the reasons: nothing unsafe is ever served. Upstream calls have short timeouts
+inside an overall request deadline, a circuit breaker per upstream fails fast while one is down
+(before any generation is spent), readiness reports a dead upstream, and 503 messages name the
+upstream, never its URL or body (see `serving.upstream`). `x-request-id` is validated (400) and
+never served twice (409).
 
     python -m serving.transformer --generator-url http://127.0.0.1:8081 \
         --ranker-url http://127.0.0.1:8082 --feature-repo runs/demo/feature_repo --port 8080
@@ -22,23 +26,31 @@ served with `degraded: true` (and logged so). No candidate passing the guard is 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kserve.errors import InvalidInput
 
 from pushgen.categories import DEFAULT_CATEGORIES
 from serving.base import PushgenModel
 from serving.explore import DEFAULT_EPSILON, choose, log_rows, request_rng
+from serving.gate import IN_INFERENCE
 from serving.protocol import PUSH_V2, PushRequest, RequestLimits, push_request
-from serving.server import NotFoundError, ServerConfig, UpstreamUnavailable, serve
+from serving.server import (
+    NotFoundError,
+    ServerConfig,
+    UpstreamUnavailable,
+    add_server_args,
+    serve,
+    server_config,
+)
 from serving.serving_log import ServingLog, ServingLogConfig
+from serving.upstream import CircuitBreaker, RequestIds, Upstream
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,12 @@ class TransformerConfig:
     generator_name: str = "generator"  # model names in their URLs
     ranker_name: str = "ranker"
     feature_repo: Path | None = None  # Feast repo; None: only direct captions are accepted
-    timeout_s: float = 120.0  # per upstream call; a queued CPU generation can take a minute
+    deadline_s: float = 45.0  # a whole request, every step included; past it: 503
+    generator_timeout_s: float = 40.0  # one generator call (a queued CPU generation: seconds)
+    ranker_timeout_s: float = 5.0  # one ranker call (one forward pass, tens of ms)
+    connect_timeout_s: float = 1.0  # TCP connect to an upstream on the cluster network
+    breaker_failures: int = 3  # consecutive upstream failures that open its circuit
+    breaker_cooldown_s: float = 5.0  # fail fast this long, then let one trial call through
     degrade_without_ranker: bool = False  # ranker down: serve the first guarded candidate, flagged
     max_chars: int = 120  # guard length budget
     explore_epsilon: float = DEFAULT_EPSILON  # share of requests serving a random guarded candidate
@@ -89,6 +106,7 @@ class PushgenTransformer(PushgenModel):
     """The end-to-end push model: a KServe transformer chaining generator and ranker."""
 
     signature = PUSH_V2
+    max_inflight = 4  # requests the gate admits at once; more get 503 `busy` (serving/gate.py)
 
     def __init__(
         self,
@@ -102,7 +120,17 @@ class PushgenTransformer(PushgenModel):
             FeatureLookup(self.config.feature_repo) if self.config.feature_repo else None
         )
         self.log: ServingLog | None = None
-        self._client: httpx.AsyncClient | None = None
+        self.request_ids = RequestIds()
+        cfg = self.config
+        key = ServerConfig().resolved_api_key()  # the same Secret guards the upstreams
+
+        def upstream(which: str, url: str, model: str, timeout_s: float) -> Upstream:
+            breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
+            return Upstream(which, url, model, timeout_s, cfg.connect_timeout_s, breaker, key)
+
+        self.generator = upstream("generator", cfg.generator_url, cfg.generator_name,
+                                  cfg.generator_timeout_s)  # fmt: skip
+        self.ranker = upstream("ranker", cfg.ranker_url, cfg.ranker_name, cfg.ranker_timeout_s)
 
     def load(self) -> bool:
         if self.features is not None:
@@ -114,25 +142,20 @@ class PushgenTransformer(PushgenModel):
     def parse_instance(self, instance: Any) -> PushRequest:
         return push_request(instance, self.limits)
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:  # created in the serving loop, on first use
-            self._client = httpx.AsyncClient(timeout=self.config.timeout_s)
-        return self._client
+    async def healthy(self) -> bool:
+        """Ready only while the upstreams it needs answer ready (the ranker not, when degrading).
 
-    async def _call(self, which: str, base: str, model: str, instance: dict) -> dict:
-        url = f"{base.rstrip('/')}/v1/models/{model}:predict"
-        try:
-            resp = await self.client.post(url, json={"instances": [instance]})
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"the {which} at {base} is unavailable: {exc!r}") from None
-        if resp.status_code >= 500 or resp.status_code in (404, 429):
-            raise UpstreamUnavailable(
-                f"the {which} at {base} answered {resp.status_code}: {resp.text[:300]}"
-            )
-        if resp.status_code >= 400:  # our request was bad for it, e.g. a Feast caption too long
-            raise InvalidInput(f"the {which} refused the request: {resp.text[:300]}")
-        return resp.json()["predictions"][0]
+        kserve asks this before every predict too; there the upstreams' own answers (and their
+        circuit breakers) decide, so only readiness probes pay for the upstream checks.
+        """
+        if IN_INFERENCE.get():
+            return self.ready
+        if not self.ready or not await self.generator.ready():
+            return False
+        return self.config.degrade_without_ranker or await self.ranker.ready()
+
+    def _remaining(self, started: float) -> float:
+        return self.config.deadline_s - (time.monotonic() - started)
 
     async def _caption(self, req: PushRequest) -> tuple[str, str, str | None]:
         """(video_id, caption, topic from Feast or None)."""
@@ -150,21 +173,24 @@ class PushgenTransformer(PushgenModel):
         caption = str(row["caption"])[: self.limits.max_caption_chars]
         return req.video_id, caption, row.get("topic")
 
-    async def _push(self, req: PushRequest, headers: dict | None) -> dict[str, Any]:
+    async def _push(self, req: PushRequest, request_id: str, started: float) -> dict[str, Any]:
         from pushgen.generator.guard import check_candidate
 
-        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        # fail fast, before any generation is spent, while an upstream we need is known down
+        self.generator.check_open()
+        if not self.config.degrade_without_ranker:
+            self.ranker.check_open()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         video_id, caption, topic = await self._caption(req)
         timings["feast"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
-        gen = await self._call(
-            "generator", self.config.generator_url, self.config.generator_name,
+        gen = await self.generator.predict(
             {"caption": caption, "video_id": video_id,
              "categories": list(req.categories or DEFAULT_CATEGORIES),
              "n_per_category": req.n_per_category},
+            self._remaining(started),
         )  # fmt: skip
         timings["generate"] = (time.perf_counter() - t0) * 1000
 
@@ -179,9 +205,9 @@ class PushgenTransformer(PushgenModel):
         t0 = time.perf_counter()
         if ok:
             try:
-                ranked = await self._call(
-                    "ranker", self.config.ranker_url, self.config.ranker_name,
+                ranked = await self.ranker.predict(
                     {"texts": [c["text"] for c in ok], "caption": caption},
+                    self._remaining(started),
                 )  # fmt: skip
                 for c, s in zip(ok, ranked["scores"], strict=True):
                     c["score"] = float(s)
@@ -222,7 +248,22 @@ class PushgenTransformer(PushgenModel):
         }
 
     async def infer(self, requests: list[PushRequest], headers=None) -> list[dict]:
-        return [await self._push(r, headers) for r in requests]
+        ids = self.request_ids.claim((headers or {}).get("x-request-id"), len(requests))
+        started = time.monotonic()
+        results: list[dict] = []
+        try:
+            async with asyncio.timeout(self.config.deadline_s):
+                for r, request_id in zip(requests, ids, strict=True):
+                    results.append(await self._push(r, request_id, started))
+        except TimeoutError:
+            self.request_ids.release(ids[len(results) :])
+            raise UpstreamUnavailable(
+                f"the request passed its {self.config.deadline_s:g}s deadline; retry later"
+            ) from None
+        except BaseException:
+            self.request_ids.release(ids[len(results) :])  # nothing served under these ids
+            raise
+        return results
 
     def v2_outputs(self, result: dict) -> list[tuple[str, str, list[int], Any]]:
         alts = result["alternatives"]
@@ -259,20 +300,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-max-rows", type=int, default=10_000, help="rows per log file")
     p.add_argument("--degrade-without-ranker", action="store_true",
                    help="ranker down: serve the first guarded candidate, flagged, instead of 503")  # fmt: skip
-    p.add_argument("--timeout-s", type=float, default=120.0, help="per upstream call")
     p.add_argument("--explore-epsilon", type=float, default=DEFAULT_EPSILON,
                    help="share of requests serving a uniformly drawn guarded candidate")  # fmt: skip
+    p.add_argument("--deadline-s", type=float, default=45.0, help="whole request")
+    p.add_argument("--generator-timeout-s", type=float, default=40.0, help="one generator call")
+    p.add_argument("--ranker-timeout-s", type=float, default=5.0, help="one ranker call")
+    # about what the generator can queue: refuse early (the manifests' containerConcurrency too)
+    add_server_args(p, max_inflight=PushgenTransformer.max_inflight)
     args = p.parse_args(argv)
     config = TransformerConfig(
         generator_url=args.generator_url,
         ranker_url=args.ranker_url,
         feature_repo=Path(args.feature_repo) if args.feature_repo else None,
-        timeout_s=args.timeout_s,
+        deadline_s=args.deadline_s,
+        generator_timeout_s=args.generator_timeout_s,
+        ranker_timeout_s=args.ranker_timeout_s,
         degrade_without_ranker=args.degrade_without_ranker,
         explore_epsilon=args.explore_epsilon,
         log=ServingLogConfig(Path(args.log_dir), args.log_max_rows),
     )
-    serve(PushgenTransformer(args.name, config), ServerConfig(host=args.host, http_port=args.port))
+    serve(PushgenTransformer(args.name, config), server_config(args))
 
 
 if __name__ == "__main__":

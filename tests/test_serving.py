@@ -6,10 +6,16 @@ tests start extra transformers pointing at a ranker that is not there.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import select
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +27,7 @@ import pytest
 from pushgen.cli import main
 from serving.serving_log import read_serving_log
 from serving.stack import LocalStack, StackConfig, free_port, push_for_video
+from serving.tiny import TINY_GUARD_FAILS, TINY_PUSHES
 
 REPO = Path(__file__).resolve().parents[1]
 JSON = {"Content-Type": "application/json"}
@@ -48,7 +55,10 @@ def feature_repo(sim, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stack(models_dir, feature_repo, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("serving_log")
-    config = StackConfig(log_dir=log_dir, env={"OMP_NUM_THREADS": "1"}, max_new_tokens=12)
+    # no exploration: these tests check that the top-scored guarded candidate is served
+    config = StackConfig(
+        log_dir=log_dir, env={"OMP_NUM_THREADS": "1"}, max_new_tokens=12, explore_epsilon=0.0
+    )
     with LocalStack(models_dir, feature_repo, config=config) as s:
         yield s
 
@@ -140,12 +150,19 @@ def test_push_by_caption_v1_v2_and_serving_log(stack):
     push = resp.json()["predictions"][0]
     assert push["request_id"] == "req-log-1" and len(push["alternatives"]) == 8
     assert set(push["timings_ms"]) == {"feast", "generate", "rank"}
+    # the tiny generator writes TINY_PUSHES: two fail the guard, six pass, all differ
+    alts = {a["category"]: a for a in push["alternatives"]}
+    assert {c: a["text"] for c, a in alts.items()} == TINY_PUSHES
+    assert {c for c, a in alts.items() if not a["guard_ok"]} == set(TINY_GUARD_FAILS)
+    assert all(alts[c]["score"] is None and alts[c]["guard_reasons"] for c in TINY_GUARD_FAILS)
     guarded = [a for a in push["alternatives"] if a["guard_ok"]]
-    if guarded:  # tiny random models: the guard may reject everything, which must not be served
-        assert push["text"] in {a["text"] for a in guarded}
-        assert push["score"] == max(a["score"] for a in guarded) or push["score"] is not None
-    else:
-        assert push["text"] is None and "guard" in push["reason"]
+    scores = [a["score"] for a in guarded]
+    assert len(set(scores)) > 1, scores  # the candidates do not all tie: selection is tested
+    assert push["score"] == max(scores) and push["text"] in {a["text"] for a in guarded}
+    ranked = _post(
+        _v1(stack.ranker_url, "ranker"), {"texts": [a["text"] for a in guarded], "caption": CAPTION}
+    ).json()["predictions"][0]
+    assert push["text"] == guarded[ranked["chosen"]]["text"]  # the ranker's own choice
     v2 = _post(
         _v2(stack.url, "pushgen"),
         {"inputs": [{"name": "caption", "datatype": "BYTES", "shape": [1], "data": [CAPTION]}]},
@@ -159,7 +176,9 @@ def test_push_by_caption_v1_v2_and_serving_log(stack):
     }
     valid, rejected = read_serving_log(stack.config.log_dir)
     mine = valid[valid.request_id == "req-log-1"]
-    assert len(mine) == 8 and mine.selected.sum() == (1 if push["text"] else 0)
+    assert len(mine) == 8 and mine.selected.sum() == 1  # guard rejections are logged too
+    assert set(mine[~mine.guard_ok.astype(bool)].category) == set(TINY_GUARD_FAILS)
+    assert mine[mine.selected.astype(bool)].text.tolist() == [push["text"]]
     assert rejected.empty
 
 
@@ -185,15 +204,14 @@ def test_ranker_accepts_generator_output_like_the_inference_graph(stack):
     # the graph's mapPredictionsToInstances turns predictions into instances
     ranked = _post(_v1(stack.ranker_url, "ranker"), {"instances": gen.json()["predictions"]})
     n_ok = sum(c["guard_ok"] for c in gen.json()["predictions"][0]["candidates"])
-    if n_ok:
-        assert ranked.status_code == 200 and len(ranked.json()["predictions"][0]["scores"]) == n_ok
-    else:
-        assert ranked.status_code == 400 and "K=0" in ranked.json()["error"]
+    assert n_ok == 1  # Curiosity passes the guard, Humor does not
+    assert ranked.status_code == 200 and len(ranked.json()["predictions"][0]["scores"]) == n_ok
 
 
 def test_health_is_not_stalled_by_a_slow_generate(stack):
-    # 16 candidates x 64 tokens: the slowest legal request
-    body = {"caption": CAPTION, "n_per_category": 2, "max_new_tokens": 64}
+    # 8 instances x 16 candidates x 64 tokens: the slowest legal request (8 generate calls; the
+    # tiny generator stops early at its end token, so one instance alone is over too soon)
+    body = {"instances": [{"caption": CAPTION, "n_per_category": 2, "max_new_tokens": 64}] * 8}
     done = threading.Event()
     gen_time: list[float] = []
 
@@ -305,9 +323,14 @@ def test_oversized_body_is_a_413(stack):
 
 
 def test_unknown_model_and_missing_routes_are_4xx(stack):
-    assert _post(_v1(stack.ranker_url, "nope"), {"texts": ["a"]}).status_code == 404
-    resp = httpx.get(f"{stack.ranker_url}/v1/models/ranker:predict")  # GET on a POST route
-    assert 400 <= resp.status_code < 500 and "error" in resp.json()
+    missing = _post(_v1(stack.ranker_url, "nope"), {"texts": ["a"]})
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    for url in (_v1(stack.ranker_url, "ranker"), _v2(stack.ranker_url, "ranker")):
+        resp = httpx.get(url)  # GET on a POST route
+        assert resp.status_code == 405 and resp.headers["allow"] == "POST", resp.text
+        assert "use POST" in resp.json()["error"]
+    resp = httpx.get(f"{stack.ranker_url}/no/such/route")
+    assert resp.status_code == 404 and set(resp.json()) == {"error"}
 
 
 # --- load: a short soak against the ranker -------------------------------------------------
@@ -376,14 +399,14 @@ def no_ranker_transformers(stack, tmp_path_factory):
         for mode, url in urls.items():
             deadline = time.monotonic() + 120
             while True:
-                try:
-                    if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                try:  # live, not model-ready: the strict one is unready while its ranker is down
+                    if httpx.get(f"{url}/v2/health/live", timeout=2).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 assert time.monotonic() < deadline, (log_dir / f"{mode}.out").read_text()[-2000:]
                 time.sleep(0.3)
-        yield urls
+        yield {**urls, "log_dir": log_dir}
     finally:
         for p in procs:
             p.terminate()
@@ -394,11 +417,11 @@ def test_ranker_down_is_a_503_with_a_clear_message(no_ranker_transformers):
     resp = _post(
         _v1(no_ranker_transformers["strict"], "pushgen"), {"caption": "a cat sleeps on a sofa"}
     )
-    if resp.status_code == 200:  # every candidate failed the guard: the ranker was never needed
-        assert resp.json()["predictions"][0]["text"] is None
-        return
     assert resp.status_code == 503 and "ranker" in resp.json()["error"]
     assert "unavailable" in resp.json()["error"]
+    assert "127.0.0.1" not in resp.text and "http" not in resp.text  # no internal URL leaks
+    ready = httpx.get(f"{no_ranker_transformers['strict']}/v2/models/pushgen/ready", timeout=10)
+    assert ready.status_code == 503  # readiness reports the dead upstream
 
 
 def test_ranker_down_degrades_when_configured(no_ranker_transformers):
@@ -407,14 +430,17 @@ def test_ranker_down_degrades_when_configured(no_ranker_transformers):
     )
     assert resp.status_code == 200, resp.text
     push = resp.json()["predictions"][0]
-    guarded = [a for a in push["alternatives"] if a["guard_ok"]]
-    if guarded:
-        assert (
-            push["degraded"] is True
-            and push["text"] == guarded[0]["text"]
-            and push["score"] is None
-        )
-        assert "ranker" in push["reason"]
+    # the first category's candidate fails the guard: degraded mode serves the first *guarded*
+    assert push["degraded"] is True and push["score"] is None
+    assert push["text"] == TINY_PUSHES["Emotion"] != push["alternatives"][0]["text"]
+    assert "ranker" in push["reason"] and "127.0.0.1" not in push["reason"]
+    valid, _ = read_serving_log(no_ranker_transformers["log_dir"] / "degrade")
+    mine = valid[valid.request_id == push["request_id"]]
+    assert len(mine) == 8 and mine.degraded.astype(bool).all()
+    assert set(mine[~mine.guard_ok.astype(bool)].category) == set(TINY_GUARD_FAILS)
+    assert mine[mine.selected.astype(bool)].text.tolist() == [push["text"]]
+    ready = httpx.get(f"{no_ranker_transformers['degrade']}/v2/models/pushgen/ready", timeout=10)
+    assert ready.status_code == 200  # degrading, it can serve without the ranker
 
 
 # --- the CLI, as a user calls it -----------------------------------------------------------
@@ -438,3 +464,278 @@ def test_push_for_video_reports_server_errors(stack):
 
     with pytest.raises(PushgenError, match="400"):
         push_for_video(stack.url, "v" * 200)
+
+
+# --- abuse and faults (issue #13): bounded cost, bounded queues, fast failure ---------------
+
+KEY = "test-key-1234"
+
+
+def _send_head(base: str, head: str, key: str | None = None) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    auth = f"x-api-key: {key}\r\n" if key else ""
+    s.sendall(
+        f"POST /v1/models/ranker:predict HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\n{auth}{head}\r\n".encode()
+    )
+    return s
+
+
+def test_chunked_upload_is_refused_at_the_limit_without_reading_it(stack):
+    # F1: the limit counts streamed bytes, so a chunked upload cannot slip past it
+    proc = psutil.Process(stack.pids()["ranker"])
+    rss0 = proc.memory_info().rss
+    s = _send_head(stack.ranker_url, "Transfer-Encoding: chunked\r\n")
+    chunk = b"[" * (1 << 20)
+    sent, t0 = 0, time.perf_counter()
+    while sent < 64 and not select.select([s], [], [], 0)[0]:
+        try:
+            s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            break
+        sent += 1
+    s.settimeout(5)
+    answer = b""
+    while b"}" not in answer:  # headers and body may come in separate segments
+        try:
+            part = s.recv(4096)
+        except OSError:
+            break
+        if not part:
+            break
+        answer += part
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"1048576-byte limit" in answer
+    assert sent < 16 and time.perf_counter() - t0 < 5, sent
+    assert proc.memory_info().rss - rss0 < 50 * 2**20
+
+
+def test_chunked_body_under_the_limit_is_served(stack):
+    body = b'{"texts": ["a chunked", "upload"], "caption": "%s"}' % CAPTION.encode()
+    chunks = iter([body[:7], body[7:20], body[20:]])  # an iterator: httpx sends it chunked
+    resp = httpx.post(_v1(stack.ranker_url, "ranker"), content=chunks, headers=JSON, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["predictions"][0]["scores"]) == 2
+
+
+def _concurrent(url: str, body: dict, n: int) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+            return await asyncio.gather(*(client.post(url, json=body) for _ in range(n)))
+
+    return asyncio.run(run())
+
+
+def test_batching_ranker_answers_503_busy_past_its_bound(stack):
+    # F2: with batching on (the default) the queue is bounded too: 64 wait, the rest are refused
+    texts = [f"candidate push number {i} about dumplings" for i in range(8)]
+    answers = _concurrent(_v1(stack.ranker_url, "ranker"), {"texts": texts}, 150)
+    codes = Counter(r.status_code for r in answers)
+    assert set(codes) == {200, 503} and codes[200] >= 64, codes
+    busy = next(r for r in answers if r.status_code == 503)
+    assert "busy" in busy.json()["error"] and busy.headers["retry-after"] == "1"
+
+
+def test_ranker_refuses_more_pairs_than_one_k16_instance(stack):
+    body = {"instances": [{"texts": ["a", "b", "c"] * 3}] * 4}  # 4 x 72 pairs = 288 > 240
+    resp = _post(_v1(stack.ranker_url, "ranker"), body)
+    assert resp.status_code == 400 and "288 candidate pairs" in resp.json()["error"]
+
+
+def test_texts_are_cut_to_the_token_budget_before_pairing(models_dir):
+    # F3: the heaviest legal request is cut before its 240 pairs are tokenised
+    from pushgen.errors import ConfigError
+    from pushgen.ranker.budget import cut_to_token_budget
+    from pushgen.ranker.select import PairwiseRanker
+    from serving.protocol import RankRequest
+    from serving.ranker import score_requests, within_budget
+
+    ranker = PairwiseRanker.from_pretrained(models_dir / "ranker", device="cpu")
+    tok, budget = ranker.tokenizer, ranker.settings.max_length
+    short = ["a short push", "another one"]
+    assert cut_to_token_budget(short, tok, budget) == short  # within budget: untouched
+    long_texts = [f"{i} " + "dumpling word " * 60 for i in range(16)]  # ~800 chars each
+    cut = cut_to_token_budget(long_texts, tok, budget)
+    lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in cut]
+    assert max(lengths) <= budget and min(lengths) >= budget - 2, lengths
+    assert all(long.startswith(c.split()[0]) for long, c in zip(long_texts, cut, strict=True))
+    heavy = RankRequest(tuple(t[:500] for t in long_texts), "caption word " * 150)
+    inside = within_budget(ranker, heavy)
+    assert all(len(t) < 500 for t in inside.texts) and len(inside.caption) < 1000
+    # what the model reads (the first max_length tokens of each pair) is unchanged by the cut
+    np.testing.assert_allclose(
+        score_requests(ranker, [heavy], "copeland")[0]["win_matrix"],
+        score_requests(ranker, [inside], "copeland")[0]["win_matrix"],
+        atol=1e-5,
+    )
+    with pytest.raises(ConfigError):
+        cut_to_token_budget(short, tok, 0)
+
+
+def test_request_id_is_validated_and_bounded(stack):
+    # F4: a 4 MB header is refused before kserve reads it; odd characters are a 400
+    huge = httpx.post(_v1(stack.url, "pushgen"), json={"caption": CAPTION},
+                      headers={"x-request-id": "r" * (4 << 20)}, timeout=30)  # fmt: skip
+    assert huge.status_code == 431 and "limit" in huge.json()["error"]
+    for bad in ("has space", "x" * 129, "semi;colon", "ü".encode()):
+        resp = _post(_v1(stack.url, "pushgen"), {"caption": CAPTION}, headers={"x-request-id": bad})
+        assert resp.status_code == 400 and "x-request-id" in resp.json()["error"], bad
+
+
+def test_a_reused_request_id_is_a_409_and_logs_one_request(stack):
+    url = _v1(stack.url, "pushgen")
+    codes = [
+        _post(url, {"caption": CAPTION}, headers={"x-request-id": "reuse-me.1"}).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 409, 409]
+    again = _post(url, {"caption": CAPTION}, headers={"x-request-id": "reuse-me.1"})
+    assert "already used" in again.json()["error"]
+    two = _post(url, {"instances": [{"caption": CAPTION}, {"caption": "a cat sleeps"}]},
+                headers={"x-request-id": "multi-7"})  # fmt: skip
+    ids = [p["request_id"] for p in two.json()["predictions"]]
+    assert ids == ["multi-7.0", "multi-7.1"]
+    fresh = {_post(url, {"caption": CAPTION}).json()["predictions"][0]["request_id"] for _ in range(2)}  # fmt: skip
+    assert len(fresh) == 2
+    valid, _ = read_serving_log(stack.config.log_dir)
+    assert (valid.request_id == "reuse-me.1").sum() == 8  # one request's candidates, not 24
+    assert (valid.request_id == "multi-7.0").sum() == 8 and (
+        valid.request_id == "multi-7.1"
+    ).sum() == 8
+
+
+def test_errors_have_one_shape_on_v1_and_v2(stack):
+    # F7: v2 schema errors are 400 {"error"}, not FastAPI's 422 {"detail"}; Content-Type required
+    v2 = _post(_v2(stack.ranker_url, "ranker"), {"inputs": [{"name": "texts", "data": ["a"]}]})
+    assert v2.status_code == 400 and set(v2.json()) == {"error"}, v2.text
+    assert "datatype" in v2.json()["error"] and "shape" in v2.json()["error"]
+    for url in (_v1(stack.ranker_url, "ranker"), _v2(stack.ranker_url, "ranker")):
+        resp = httpx.post(url, content=b'{"texts": ["a"]}', timeout=30)  # no Content-Type
+        assert resp.status_code == 415 and "Content-Type" in resp.json()["error"], resp.text
+
+
+def test_transformer_admits_a_bounded_number_and_refuses_the_rest_at_once(stack):
+    # F8: admission at the front door: 4 in flight, the others a 503 busy before any work
+    answers = _concurrent(_v1(stack.url, "pushgen"), {"caption": CAPTION}, 16)
+    codes = Counter(r.status_code for r in answers)
+    assert set(codes) == {200, 503} and codes[200] >= 4, codes
+    busy = next(r for r in answers if r.status_code == 503)
+    assert "busy" in busy.json()["error"] and busy.headers["retry-after"] == "1"
+
+
+@pytest.fixture(scope="module")
+def keyed_pair(stack, models_dir, tmp_path_factory):
+    """A ranker and a strict transformer of their own, both requiring an API key (from env).
+
+    The ranker reads bodies for at most 2 s; the transformer gives the ranker 1 s a call and a
+    request 6 s in all, and reaches the module's generator.
+    """
+    log_dir = tmp_path_factory.mktemp("keyed")
+    env = {**os.environ, "PUSHGEN_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
+    rport, tport = free_port(), free_port()
+    ranker_url, url = f"http://127.0.0.1:{rport}", f"http://127.0.0.1:{tport}"
+    commands = {
+        "ranker": ["-m", "serving.ranker", "--model-dir", str(models_dir / "ranker"),
+                   "--model-root", str(models_dir), "--port", str(rport), "--body-timeout-s", "2"],
+        "pushgen": ["-m", "serving.transformer", "--port", str(tport),
+                    "--generator-url", stack.generator_url, "--ranker-url", ranker_url,
+                    "--ranker-timeout-s", "1", "--deadline-s", "6",
+                    "--log-dir", str(log_dir / "log")],
+    }  # fmt: skip
+    procs = {}
+    for name, args in commands.items():
+        out = (log_dir / f"{name}.out").open("wb")
+        procs[name] = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        for name, base in (("ranker", ranker_url), ("pushgen", url)):
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{base}/v2/models/{name}/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, (log_dir / f"{name}.out").read_text()[-2000:]
+                time.sleep(0.3)
+        yield {"ranker": ranker_url, "url": url, "procs": procs, "dir": log_dir}
+    finally:
+        for p in procs.values():  # all at once: each drains for up to its grace period
+            p.send_signal(signal.SIGCONT)
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_api_key_is_required_when_set(keyed_pair):
+    url, body = _v1(keyed_pair["ranker"], "ranker"), {"texts": ["a", "b"]}
+    assert _post(url, body).status_code == 401
+    wrong = _post(url, body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "API key" in wrong.json()["error"]
+    assert _post(url, body, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert _post(url, body, headers={"x-api-key": KEY}).status_code == 200
+    assert httpx.get(f"{keyed_pair['ranker']}/v2/health/ready").status_code == 200  # probes open
+    # the transformer passes its key on to the ranker: a 200 with scores proves it
+    push = _post(_v1(keyed_pair["url"], "pushgen"), {"caption": CAPTION},
+                 headers={"x-api-key": KEY})  # fmt: skip
+    assert push.status_code == 200 and push.json()["predictions"][0]["score"] is not None
+
+
+def test_slow_and_aborted_bodies_are_cut_off_without_tracebacks(keyed_pair):
+    # F6: a body not complete in 2 s gets a 408 and its socket back; an abort logs no traceback
+    log = keyed_pair["dir"] / "ranker.out"
+    size0 = log.stat().st_size
+    socks = [_send_head(keyed_pair["ranker"], "Content-Length: 1000\r\n", KEY) for _ in range(20)]
+    for s in socks:
+        s.sendall(b"{" * 500)
+    t0 = time.perf_counter()
+    answers = []
+    for s in socks:
+        s.settimeout(10)
+        answers.append(s.recv(4096)[:12])
+        s.close()
+    assert answers == [b"HTTP/1.1 408"] * 20 and time.perf_counter() - t0 < 6
+    for _ in range(5):  # aborted uploads: half a body, then the client hangs up
+        s = _send_head(keyed_pair["ranker"], "Content-Length: 1000\r\n", KEY)
+        s.sendall(b"{" * 500)
+        s.close()
+    time.sleep(0.5)
+    assert httpx.get(f"{keyed_pair['ranker']}/v2/health/live").status_code == 200
+    grown = log.read_text(errors="replace")[size0:]
+    assert "Traceback" not in grown and len(grown) < 20_000, grown[-2000:]
+
+
+def test_a_hung_ranker_fails_fast_and_readiness_says_so(keyed_pair):
+    # F5: SIGSTOP the ranker: 503s within the deadline, then at once (circuit open, no
+    # generation spent); readiness 503; after SIGCONT the transformer recovers by itself
+    url, auth = _v1(keyed_pair["url"], "pushgen"), {"x-api-key": KEY}
+    ranker = keyed_pair["procs"]["ranker"]
+    ready = f"{keyed_pair['url']}/v2/models/pushgen/ready"
+    ranker.send_signal(signal.SIGSTOP)
+    try:
+        times, answers = [], []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            answers.append(_post(url, {"caption": CAPTION}, headers=auth))
+            times.append(time.perf_counter() - t0)
+        assert [r.status_code for r in answers] == [503] * 5, [r.text for r in answers]
+        assert max(times) < 6 + 1, times  # never past the 6 s deadline
+        assert max(times[3:]) < 0.5, times  # the circuit is open: failing fast
+        for r in answers:
+            assert "ranker" in r.json()["error"] and "127.0.0.1" not in r.text
+        assert "failing fast" in answers[-1].json()["error"]
+        assert httpx.get(ready, timeout=10).status_code == 503
+    finally:
+        ranker.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while httpx.get(ready, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the transformer did not become ready again"
+        time.sleep(0.5)
+    assert _post(url, {"caption": CAPTION}, headers=auth).status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -118,11 +119,13 @@ def _push_caption(url: str, fields: dict) -> dict:
 
     from pushgen.errors import PushgenError
 
+    key = os.environ.get("PUSHGEN_API_KEY")  # see serving/README.md, Auth
     try:
         resp = httpx.post(
             f"{url.rstrip('/')}/v1/models/pushgen:predict",
             json={"instances": [fields]},
             timeout=120,
+            headers={"Authorization": f"Bearer {key}"} if key else None,
         )
     except httpx.HTTPError as exc:
         raise PushgenError(f"cannot reach the pushgen server at {url}: {exc!r}") from None
