@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.listwise:
-        listwise_bench(args, Console())
+        listwise_bench(args, Console(width=160))
         return
 
     import torch

@@ -221,3 +221,48 @@ def test_split_zip_parts_unpack_into_one_model_directory(tmp_path):
 def test_win_from_scores_is_a_sigmoid_of_differences():
     w = win_from_scores(np.array([0.0, 1.0, -2.0]), temperature=2.0)
     assert w[1, 0] == pytest.approx(expit(0.5)) and np.allclose(np.diag(w), 0.5)
+
+
+@pytest.mark.slow  # a KServe server start: ~15 s idle, minutes under contention
+def test_the_ranker_server_scores_a_listwise_model_in_one_pass(listwise_run, tmp_path):
+    """A real KServe ModelServer on 127.0.0.1 serving the listwise model: same API, and the
+    win matrix is the one the model's scores give."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from serving.stack import free_port
+
+    out, _ = listwise_run
+    port = free_port()
+    cmd = [sys.executable, "-m", "serving.ranker", "--model-dir", str(out), "--port", str(port),
+           "--model-root", str(out.parent), "--dtype", "float32"]  # fmt: skip
+    log = (tmp_path / "ranker.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/v2/models/ranker/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "ranker.log"
+            ).read_text()[-2000:]
+            time.sleep(0.3)
+        texts = ["the team wins the game today", "did the team really win the game?", "wow! team!"]
+        r = httpx.post(f"{base}/v1/models/ranker:predict", json={"instances": [{"texts": texts}]},
+                       timeout=60)  # fmt: skip
+        assert r.status_code == 200, r.text
+        pred = r.json()["predictions"][0]
+        local = PairwiseRanker.from_pretrained(out, device="cpu")
+        np.testing.assert_allclose(pred["win_matrix"], local.win_matrix(texts), atol=1e-5)
+        assert pred["chosen"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

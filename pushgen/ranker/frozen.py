@@ -266,9 +266,11 @@ def set_scorer_scores(
     return out
 
 
-def linear_probe(pairs, table: dict[str, np.ndarray], c: float = 1.0) -> Any:
+def linear_probe(
+    pairs, table: dict[str, np.ndarray], c: float = 1.0, use_weights: bool = False
+) -> Any:
     """The floor: logistic regression on e_a - e_b (both orders, no intercept), fitted on
-    `pairs` (text_a, text_b, label); returns the fitted sklearn model."""
+    `pairs` (text_a, text_b, label, and `weight` when `use_weights`); the fitted sklearn model."""
     from sklearn.linear_model import LogisticRegression
 
     decided = pairs[pairs["label"] != 0.5]
@@ -276,8 +278,9 @@ def linear_probe(pairs, table: dict[str, np.ndarray], c: float = 1.0) -> Any:
         [table[a] - table[b] for a, b in zip(decided["text_a"], decided["text_b"], strict=True)]
     )
     y = decided["label"].to_numpy(int)
-    x, y = np.concatenate([diff, -diff]), np.concatenate([y, 1 - y])
-    return LogisticRegression(C=c, fit_intercept=False, max_iter=2000).fit(x, y)
+    w = decided["weight"].to_numpy(float) if use_weights else np.ones(len(y))
+    x, y, w = np.concatenate([diff, -diff]), np.concatenate([y, 1 - y]), np.concatenate([w, w])
+    return LogisticRegression(C=c, fit_intercept=False, max_iter=3000).fit(x, y, sample_weight=w)
 
 
 def fit_temperature(diff: np.ndarray, label: np.ndarray) -> float:
