@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pushgen.errors import ConfigError
 from pushgen.ranker.evaluate import EvalConfig, _subset_lines
 from pushgen.ranker.frozen import (
     EmbeddingCache,
@@ -66,7 +67,13 @@ def _splits(
         "fit_groups": ab_test_groups(fit_arms, weak),
         "dev_pairs": build_pairs_report(dev_arms, all_pairs).pairs,
         "val_pairs": build_pairs_report(val_arms, all_pairs).pairs,
-        "texts": sorted(set(source.arms["text"].astype(str))),
+        "texts": sorted(
+            (
+                set(source.arms["text"].astype(str))
+                | set(source.arms.get("caption", pd.Series(dtype=str)).dropna().astype(str))
+            )
+            - {""}
+        ),
     }
 
 
@@ -113,10 +120,16 @@ def evaluate_frozen(
     losses: tuple[str, ...] = ("pairwise", "plackett_luce"),
     fit_max_p: float = 0.1,
     fit_weight: str = "uniform",
+    use_caption: bool = False,
 ) -> dict:
     """The report: per feature set (each encoder, and all of them concatenated) the probe floor
     and the set transformer per loss, on held-out stories."""
     cfg = cfg or FrozenListwiseConfig()
+    if use_caption and "caption" not in source.arms.columns:
+        # Upworthy has no caption; the lede (the story's opening line) is the context it has
+        if "lede" not in source.arms.columns:
+            raise ConfigError("use_caption: the arms have neither a caption nor a lede")
+        source = replace(source, arms=source.arms.assign(caption=source.arms["lede"].fillna("")))
     s = _splits(source, fit_max_p=fit_max_p, fit_weight=fit_weight)
     tables = {}
     for bb in backbones:
@@ -133,6 +146,7 @@ def evaluate_frozen(
         "fit_tests": len(s["fit_groups"]),
         "val_pairs": len(s["val_pairs"]),
         "layers": layers,
+        "caption": "lede" if use_caption else None,
         "fit_pairs": {"max_p_value": fit_max_p, "weight": fit_weight},
         "config": asdict(cfg),
         "results": {},
@@ -144,10 +158,10 @@ def evaluate_frozen(
         for loss in losses:
             start = time.perf_counter()
             run_cfg = replace(cfg, dim=len(next(iter(table.values()))), loss=loss)
-            model = train_set_scorer(s["fit_groups"], table, run_cfg)
+            model = train_set_scorer(s["fit_groups"], table, run_cfg, captions=use_caption)
 
             def score(sets, model=model, table=table):
-                return set_scorer_scores(model, sets, table)
+                return set_scorer_scores(model, sets, table, captions=use_caption)
 
             raw_dev = pair_probs_by_test(score, dev)
             dev_logit = np.log(raw_dev / (1 - raw_dev))
@@ -186,11 +200,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layers", type=int, default=3, help="mean of the last N layers (1..4)")
     p.add_argument("--emb-dir", default="runs/emb", help="embedding cache")
     p.add_argument("--epochs", type=int, default=FrozenListwiseConfig.epochs)
+    p.add_argument("--seed", type=int, default=0, help="set transformer initialisation and order")
+    p.add_argument(
+        "--fit-max-p", type=float, default=1.0, help="set transformer: learn from pairs p <= this"
+    )
+    p.add_argument(
+        "--fit-weight", default="posterior", choices=("uniform", "confidence", "posterior")
+    )
+    p.add_argument("--caption", action="store_true", help="the lede as the caption vector")
     p.add_argument("--json", required=True, dest="json_out")
     args = p.parse_args(argv)
     source = read_ab_tests(args.ab_tests)
-    cfg = FrozenListwiseConfig(epochs=args.epochs)
-    report = evaluate_frozen(source, args.backbone or ["default"], args.emb_dir, args.layers, cfg)
+    cfg = FrozenListwiseConfig(epochs=args.epochs, seed=args.seed)
+    report = evaluate_frozen(
+        source, args.backbone or ["default"], args.emb_dir, args.layers, cfg,
+        fit_max_p=args.fit_max_p, fit_weight=args.fit_weight, use_caption=args.caption,
+    )  # fmt: skip
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2))
     print("\n".join(table_lines(report)))
