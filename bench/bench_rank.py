@@ -15,6 +15,15 @@ model uses captions): a faster mode is only worth having if it picks what fp32 p
 
 Targets (issue #5): all-pairs batch >= 4x faster than one pair at a time; p50 latency for K=8
 on 2 CPU cores <= 150 ms with the default backbone.
+
+Listwise (issue #17), `--listwise`: the one-pass listwise head against the all-pairs batch and one
+pair at a time, same run, K = 2, 4, 8, 16 (`--ks`), fp32 at `--threads` threads; a K=16 request of
+long texts against a typical K=8 one (the token budget); with a trained `--listwise-model`, how
+often a random permutation of K=8 candidates changes the chosen one. About a minute on 2 idle
+cores:
+
+    python -m bench.bench_rank --listwise                                  # fresh heads
+    python -m bench.bench_rank --listwise --listwise-model runs/lw --model runs/ranker
 """
 
 from __future__ import annotations
@@ -132,6 +141,106 @@ def training_speed(n_pairs: int, seed: int = 0) -> dict:
     }
 
 
+def default_listwise_dir(scratch: Path) -> Path:
+    """The default backbone with a fresh listwise head: the latency of a trained one."""
+    from pushgen.ranker.listwise import ListwiseSettings, build_listwise_model
+    from pushgen.ranker.select import RankerSettings
+
+    model, tokenizer = build_listwise_model(None)
+    model.save_pretrained(scratch)
+    tokenizer.save_pretrained(scratch)
+    RankerSettings("pairwise", 64, False, "default", head="listwise").save(scratch)
+    ListwiseSettings().save(scratch)
+    return scratch
+
+
+def order_flip_rate(ranker, n_sets: int, k: int = 8, seed: int = 0) -> dict:
+    """Share of K-candidate sets whose chosen candidate changes when the order is permuted
+    (one random permutation per set), and the largest score difference seen."""
+    sets = candidate_sets(n_sets, k, seed=seed + 1)
+    rng = np.random.default_rng(seed)
+    flips, worst = 0, 0.0
+    for texts, caption in sets:
+        order = rng.permutation(k)
+        base = ranker.scores(texts, caption)
+        perm = ranker.scores([texts[i] for i in order], caption)
+        flips += int(order[int(np.argmax(perm))] != int(np.argmax(base)))
+        worst = max(worst, float(np.abs(perm - base[order]).max()))
+    return {"sets": len(sets), "flip_rate": flips / max(len(sets), 1), "max_score_diff": worst}
+
+
+def listwise_bench(args: argparse.Namespace, console: Console) -> None:
+    """The listwise table: one pass vs all-pairs batch vs one pair at a time, per K."""
+    import torch
+
+    from pushgen.ranker.select import PairwiseRanker
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as s1, tempfile.TemporaryDirectory() as s2:
+        lw_dir = (
+            Path(args.listwise_model) if args.listwise_model else default_listwise_dir(Path(s1))
+        )
+        pw_dir = Path(args.model) if args.model else default_ranker_dir(Path(s2))
+        listwise = PairwiseRanker.from_pretrained(lw_dir, "cpu", "float32")
+        pairwise = PairwiseRanker.from_pretrained(pw_dir, "cpu", "float32")
+    cap = candidate_sets(1, 8)[0][1] if listwise.settings.use_caption else None
+    table = Table(
+        title=f"listwise one pass vs pairwise, fp32, torch threads={torch.get_num_threads()}, "
+        f"listwise {'trained' if args.listwise_model else 'fresh head'} "
+        f"({listwise.listwise.positions} positions, {listwise.listwise.permutations} order(s))"
+    )
+    cols = ("K", "listwise tokens", "listwise p50 ms", "all-pairs p50 ms", "one-at-a-time p50 ms",
+            "all-pairs / listwise", "one-at-a-time / listwise")  # fmt: skip
+    for col in cols:
+        table.add_column(col, justify="right")
+    p50 = statistics.median
+    typical: dict[int, float] = {}
+    for k in args.ks:
+        texts = candidate_texts(k)
+        enc = encode_sets_for(listwise, texts, cap)
+        lw = time_calls(
+            lambda t=texts: listwise.win_matrix(t, cap), args.repeats, f"listwise K={k}"
+        )
+        few = max(3, args.repeats // (2 if k <= 8 else 4))
+        pw = time_calls(lambda t=texts: pairwise.win_matrix(t, cap), few, f"all pairs K={k}")
+        naive = time_calls(
+            lambda t=texts: one_pair_at_a_time(pairwise, t, cap), args.naive_repeats, f"naive K={k}"
+        )
+        typical[k] = p50(lw)
+        table.add_row(
+            str(k), str(enc), f"{p50(lw) * 1e3:.1f}", f"{p50(pw) * 1e3:.1f}",
+            f"{p50(naive) * 1e3:.1f}", f"{p50(pw) / p50(lw):.1f}x", f"{p50(naive) / p50(lw):.1f}x",
+        )  # fmt: skip
+    console.print(table)
+    # the token budget: K=16 candidates of ~10,000 characters each vs typical requests
+    long_texts = [f"{t} " * 200 for t in candidate_texts(16)]
+    long = p50(time_calls(lambda: listwise.win_matrix(long_texts, cap), args.repeats, "long K=16"))
+    for k in (8, 16):
+        if k not in typical:
+            texts = candidate_texts(k)
+            typical[k] = p50(time_calls(lambda t=texts: listwise.win_matrix(t, cap), 5, f"K={k}"))
+    console.print(
+        f"token budget: K=16 texts of {len(long_texts[0]):,} chars each: p50 {long * 1e3:.1f} ms "
+        f"= {long / typical[16]:.1f}x a typical K=16 request ({typical[16] * 1e3:.1f} ms), "
+        f"{long / typical[8]:.1f}x a typical K=8 one ({typical[8] * 1e3:.1f} ms); target <= 5x"
+    )
+    if args.listwise_model and args.order_sets:
+        flip = order_flip_rate(listwise, args.order_sets)
+        console.print(
+            f"order invariance: chosen candidate changed on {flip['flip_rate']:.1%} of "
+            f"{flip['sets']} K=8 sets under a random permutation (target <= 2%); "
+            f"max |score difference| {flip['max_score_diff']:.2e}"
+        )
+
+
+def encode_sets_for(ranker, texts: list[str], caption: str | None) -> int:
+    """Tokens in the listwise ranker's one sequence for `texts`."""
+    from pushgen.ranker.listwise import encode_sets
+
+    enc = encode_sets(ranker.tokenizer, [(texts, caption)], ranker.listwise)
+    return int(enc["attention_mask"].sum())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -153,7 +262,22 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="default backbone: time it as a caption-conditioned ranker (pairs carry a caption)",
     )
+    parser.add_argument(
+        "--listwise", action="store_true", help="the listwise table only (one pass vs pairwise)"
+    )
+    parser.add_argument("--listwise-model", help="trained listwise ranker (default: fresh head)")
+    parser.add_argument(
+        "--ks", type=lambda v: [int(x) for x in v.split(",")], default=[2, 4, 8, 16],
+        help="listwise: candidate counts to time",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=2, help="listwise: torch threads")
+    parser.add_argument(
+        "--order-sets", type=int, default=200, help="listwise: K=8 sets for the order check"
+    )
     args = parser.parse_args(argv)
+    if args.listwise:
+        listwise_bench(args, Console(width=160))
+        return
 
     import torch
 

@@ -23,6 +23,7 @@ def reward(
     backbone: str = "default",
     head: str = "segment_diff",
     pool_layers: int = 1,
+    listwise_loss: str = "pairwise",
     epochs: float = 2.0,
     batch_size: int = 32,
     learning_rate: float = 2e-4,
@@ -34,7 +35,8 @@ def reward(
 ):
     """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default", `head`
     "segment_diff" (score(a) - score(b), pooled over the last `pool_layers` layers) or "cls" (the
-    [CLS] classifier); `head_learning_rate` 0 means the same rate as the encoder."""
+    [CLS] classifier) or "listwise" (all arms of a test in one pass, trained with `listwise_loss`
+    "pairwise" or "plackett_luce"); `head_learning_rate` 0 means the same rate as the encoder."""
     import math
     from pathlib import Path
 
@@ -56,6 +58,7 @@ def reward(
             backbone=None if backbone in ("", "default") else backbone,
             head=head,
             pool_layers=pool_layers,
+            listwise_loss=listwise_loss,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,

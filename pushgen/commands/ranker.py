@@ -40,7 +40,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--head",
         default="segment_diff",
         choices=HEADS,
-        help="cls: [CLS] classifier; segment_diff: score(a) - score(b) over a's and b's tokens",
+        help="cls: [CLS] classifier; segment_diff: score(a) - score(b) over a's and b's tokens; "
+        "listwise: all candidates of a test in one sequence, one pass, K scores",
+    )
+    t.add_argument(
+        "--listwise-loss",
+        default=RankerTrainConfig.listwise_loss,
+        choices=("pairwise", "plackett_luce"),
+        help="listwise: weighted logistic over all arm pairs, or Plackett-Luce on the CTR order",
+    )
+    t.add_argument(
+        "--positions",
+        default=RankerTrainConfig.positions,
+        choices=("reset", "sequential"),
+        help="listwise: restart position ids per candidate (order-free) or number them in order",
+    )
+    t.add_argument(
+        "--max-set-size",
+        type=int,
+        default=RankerTrainConfig.max_set_size,
+        help="listwise: candidates per training sequence (larger tests become windows)",
     )
     t.add_argument(
         "--pool-layers",
@@ -114,6 +133,9 @@ def run_train(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             head=args.head,
             pool_layers=args.pool_layers,
+            listwise_loss=args.listwise_loss,
+            positions=args.positions,
+            max_set_size=args.max_set_size,
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,

@@ -28,7 +28,7 @@ from typing import Any
 
 from pushgen.errors import ConfigError, PushgenError
 
-HEADS = ("cls", "segment_diff")
+HEADS = ("cls", "segment_diff", "listwise")  # listwise: one pass over all K (listwise.py)
 HEAD_FILE = "pair_head.safetensors"
 
 
@@ -149,6 +149,8 @@ def build_pair_model(
     """(model, tokenizer): a pretrained encoder with a fresh pairwise head whose output is one
     logit of P(a beats b); `pool_layers` applies to `segment_diff` only."""
     check_head(head)
+    if head == "listwise":
+        raise ConfigError("the listwise head is built by pushgen.ranker.listwise")
     if head == "cls":
         return load_encoder(backbone, num_labels=1)
     encoder, tokenizer = load_encoder(backbone, num_labels=None)

@@ -157,7 +157,14 @@ def train_from_ab_tests(
     (out / SPLIT_FILE).write_text(json.dumps(split))
 
     train_cfg = replace(cfg.train, use_caption=cfg.train.use_caption or "caption" in source.arms)
-    metrics = train_ranker(train_res.pairs, val_res.pairs, out, train_cfg)
+    if train_cfg.head == "listwise":  # one sequence per test, with all its arms
+        from pushgen.ranker.listwise_train import ab_test_groups, train_listwise
+
+        used = pair_cfg if not fallback else replace(pair_cfg, max_p_value=1.0, weight="confidence")
+        groups = ab_test_groups(train_arms, used)
+        metrics = train_listwise(groups, val_res.pairs, out, train_cfg)
+    else:
+        metrics = train_ranker(train_res.pairs, val_res.pairs, out, train_cfg)
     metrics["pairs"] = {"train": train_res.stats, "val": val_res.stats}
     if fallback:
         metrics["pairs_fallback"] = fallback

@@ -203,6 +203,10 @@ class PairwiseRanker:
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         settings = RankerSettings.load(model_dir)
+        if settings.head == "listwise":  # one pass per candidate set, same interface
+            from pushgen.ranker.listwise import ListwiseRanker
+
+            return ListwiseRanker.from_pretrained(model_dir, device, dtype)  # type: ignore[return-value]
         if settings.kind != "pairwise":
             raise PushgenError(f"{model_dir} holds a {settings.kind} model, not a pairwise ranker")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -62,6 +62,11 @@ class RankerTrainConfig:
     # bf16 mixed precision: "auto" where the hardware has bf16 units (CUDA, CPU AMX/AVX512-BF16:
     # ~1.4x faster steps on this CPU), "on", or "off" (fp32)
     bf16: str = "auto"
+    # listwise head only (model: pushgen/ranker/listwise.py, training: listwise_train.py)
+    listwise_loss: str = "pairwise"  # "pairwise" over all arm pairs of a test, or "plackett_luce"
+    positions: str = "reset"  # "reset": position ids restart per candidate; "sequential"
+    max_set_size: int = 8  # candidates per training sequence; larger tests become windows
+    candidate_tokens: int = 32  # token budget per candidate in the one sequence
 
     def check(self) -> None:
         """Fail early on values that would waste a training run."""
@@ -77,6 +82,14 @@ class RankerTrainConfig:
         check_head(self.head)
         if self.max_length < 8:
             raise ConfigError(f"max_length {self.max_length} is too short for a pair of texts")
+        if self.listwise_loss not in ("pairwise", "plackett_luce"):
+            raise ConfigError(
+                f"listwise_loss must be pairwise or plackett_luce, got {self.listwise_loss!r}"
+            )
+        if self.positions not in ("reset", "sequential"):
+            raise ConfigError(f"positions must be reset or sequential, got {self.positions!r}")
+        if self.max_set_size < 2 or self.candidate_tokens < 1:
+            raise ConfigError("max_set_size must be >= 2 and candidate_tokens >= 1")
 
 
 class EncodedDataset:
@@ -230,6 +243,10 @@ def train_ranker(
     if cfg.max_train_pairs and len(pairs_train) > cfg.max_train_pairs:
         pairs_train = pairs_train.sample(cfg.max_train_pairs, random_state=cfg.seed)
 
+    if cfg.head == "listwise":  # one sequence per test, not one per pair
+        from pushgen.ranker.listwise_train import groups_from_pairs, train_listwise
+
+        return train_listwise(groups_from_pairs(pairs_train), pairs_val, out_dir, cfg)
     # model: a pretrained encoder with a fresh one-logit head (logit of P(a beats b))
     model, tokenizer = build_pair_model(cfg.backbone, cfg.head, cfg.pool_layers)
     # data: both orders, so the model is taught P(a, b) = 1 - P(b, a) on every pair
@@ -267,7 +284,13 @@ def train_ranker(
 
 def score_both_orders(ranker: PairwiseRanker, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Raw model P(a beats b) and P(b beats a) for every pair (captions used when the model was
-    trained with them and the pairs carry them)."""
+    trained with them and the pairs carry them). A listwise ranker scores each test in one pass
+    over all its texts, and its P(b beats a) is 1 - P(a beats b) exactly."""
+    if hasattr(ranker, "score_sets"):
+        from pushgen.ranker.listwise_train import listwise_pair_probs
+
+        p = listwise_pair_probs(ranker, pairs)
+        return p, 1.0 - p
     a, b = pairs["text_a"].astype(str).tolist(), pairs["text_b"].astype(str).tolist()
     if ranker.settings.use_caption and "caption" in pairs.columns:
         sep = ranker.tokenizer.sep_token
