@@ -6,7 +6,7 @@ models load from:
     versions/<v>/generator/   the SFT adapter dir (CandidateGenerator.from_pretrained)
     versions/<v>/ranker/      the pairwise ranker dir (PairwiseRanker.from_pretrained)
     versions/<v>/features/    videos.parquet + captions.parquet (Feast's offline source)
-    versions/<v>/reports/     evaluation.md, evaluation.html, evaluation.json
+    versions/<v>/reports/     evaluation.md, evaluation.html, evaluation.json, gate.json
     versions/<v>/manifest.json  sha256 + size of every file, metrics, source data hash
 
 The store URI is a local directory or `s3://bucket/prefix`; S3 credentials come from the pod's
@@ -29,12 +29,16 @@ def register(
     report: Input[HTML],
     evaluation: Input[Artifact],
     eval_metrics: Input[Metrics],
+    gate_decision: Input[Artifact],
     manifest: Output[Artifact],
     store_uri: str,
     source_data_hash: str,
     version: str = "",
 ) -> str:
-    """Upload the release under `version` (default: time + data hash); returns its URI."""
+    """Upload the release under `version` (default: time + data hash); returns its URI.
+
+    `gate_decision` (the gate step's JSON) is filed with the release; a rejected candidate is
+    stored with status "rejected" and `LATEST` stays on the production version."""
     import json
     from pathlib import Path
 
@@ -50,10 +54,13 @@ def register(
             "evaluation.md": summary.path,
             "evaluation.html": report.path,
             "evaluation.json": evaluation.path,
+            "gate.json": gate_decision.path,
         },
         metrics=dict(eval_metrics.metadata),
         source_data_hash=source_data_hash,
+        gate=json.loads(Path(gate_decision.path).read_text()),
     )
     Path(manifest.path).write_text(json.dumps(result, indent=2, sort_keys=True))
-    manifest.metadata.update({"version": result["version"], "uri": result["uri"]})
+    status = result.get("status", "promoted")
+    manifest.metadata.update({"version": result["version"], "uri": result["uri"], "status": status})
     return result["uri"]

@@ -76,6 +76,6 @@ def test_rerun_is_served_from_the_cache(local_run):
 
 
 def test_bad_data_location_fails_without_registering(tmp_path):
-    with pytest.raises(RuntimeError, match="simulate-or-ingest"):
+    with pytest.raises(RuntimeError, match="fingerprint|simulate-or-ingest"):
         run_local({"data_location": str(tmp_path / "absent")}, tmp_path / "p")
     assert not (tmp_path / "p" / "store").exists()
