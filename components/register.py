@@ -6,8 +6,9 @@ models load from:
     versions/<v>/generator/   the SFT adapter dir (CandidateGenerator.from_pretrained)
     versions/<v>/ranker/      the pairwise ranker dir (PairwiseRanker.from_pretrained)
     versions/<v>/features/    videos.parquet + captions.parquet (Feast's offline source)
-    versions/<v>/reports/     evaluation.md, evaluation.html, evaluation.json, gate.json
-    versions/<v>/manifest.json  sha256 + size of every file, metrics, source data hash
+    versions/<v>/reports/     evaluation.md, evaluation.html, evaluation.json
+    versions/<v>/manifest.json  sha256 + size of every file, metrics, source data hash, and the
+                              quality gate's decision and status (promoted / rejected)
 
 The store URI is a local directory or `s3://bucket/prefix`; S3 credentials come from the pod's
 environment (a Kubernetes Secret), never from a pipeline parameter.
@@ -37,8 +38,9 @@ def register(
 ) -> str:
     """Upload the release under `version` (default: time + data hash); returns its URI.
 
-    `gate_decision` (the gate step's JSON) is filed with the release; a rejected candidate is
-    stored with status "rejected" and `LATEST` stays on the production version."""
+    `gate_decision` (the gate step's JSON) goes into the manifest; a rejected candidate is
+    stored with status "rejected" and `LATEST` stays on the production version. Registering
+    the same version with the same files again is a no-op (a rerun)."""
     import json
     from pathlib import Path
 
@@ -54,7 +56,6 @@ def register(
             "evaluation.md": summary.path,
             "evaluation.html": report.path,
             "evaluation.json": evaluation.path,
-            "gate.json": gate_decision.path,
         },
         metrics=dict(eval_metrics.metadata),
         source_data_hash=source_data_hash,

@@ -66,3 +66,21 @@ def carry_over(version_uri: str, part: str, out_dir: str | Path) -> dict[str, fl
         if k.startswith(f"{part}.") and isinstance(v, int | float)
     }
     return {**figures, "carried_over": 1.0}
+
+
+def retrain_request(summary: dict) -> dict[str, str]:
+    """{"part", "reason"} for the training run a monitoring summary asks for.
+
+    `retrain_targets` (the parts the alert blames) picks the part: one of them, or "both" when
+    both (or, defensively, none) are named; the reason names the signals that fired.
+    """
+    targets = [t for t in summary.get("retrain_targets", []) if t in PARTS]
+    part = targets[0] if len(set(targets)) == 1 else "both"
+    fired = [s for s in ("style_collapse", "reward_drift", "input_drift") if summary.get(s) is True]
+    why = summary.get("reason") or ""
+    reason = f"monitoring alert: {', '.join(fired) or 'retrain'}; retrain {part}"
+    if summary.get("blamed"):
+        reason += f" (blamed: {summary['blamed']})"
+    if why:
+        reason += f"; {why}"
+    return {"part": part, "reason": reason}

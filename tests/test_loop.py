@@ -1,0 +1,128 @@
+"""The production loop: a monitoring alert runs the training pipeline for the blamed part only,
+through the quality gate, into the store (kfp's local runner, tiny models, real monitor)."""
+
+import json
+
+import pytest
+import yaml
+
+from monitoring.simulate_feedback import ServingSimConfig, reference_pushes, simulate_serving
+from pipelines.monitoring import compile_pipeline
+from pushgen.carry import retrain_request
+from pushgen.simulator import SimConfig, simulate, write_simulation
+from pushgen.store import ArtifactStore, publish_release
+
+
+def test_compiled_monitoring_pipeline_runs_training_under_its_alert(tmp_path):
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "m.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    cond = tasks["condition-1"]
+    assert cond["taskInfo"]["name"] == "retrain-on-alert"
+    trigger = cond["triggerPolicy"]["condition"]
+    assert "pipelinechannel--monitor-retrain" in trigger and trigger.endswith("true")
+    inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
+    (name,) = inner
+    assert inner[name]["componentRef"]["name"] == "comp-pushgen-training"
+    args = inner[name]["inputs"]["parameters"]
+    assert (
+        args["retrain_part"]["componentInputParameter"] == "pipelinechannel--retrain-request-part"
+    )
+    assert args["reason"]["componentInputParameter"] == "pipelinechannel--retrain-request-reason"
+    assert args["data_location"]["componentInputParameter"] == "pipelinechannel--training_data_uri"
+    # the nested training DAG carries its gate and register
+    training = spec["components"]["comp-pushgen-training"]["dag"]["tasks"]
+    assert {"gate", "register", "plan"} <= set(training)
+    for step in ("monitor", "retrain-request"):  # a new window at the same URI is read again
+        assert tasks[step]["cachingOptions"] == {}
+
+
+@pytest.mark.parametrize(
+    ("summary", "part", "says"),
+    [
+        ({"retrain_targets": ["ranker"], "reward_drift": True}, "ranker", "reward_drift"),
+        ({"retrain_targets": ["generator"], "style_collapse": True}, "generator", "style"),
+        ({"retrain_targets": ["generator", "ranker"]}, "both", "retrain both"),
+        ({"retrain_targets": [], "retrain": True}, "both", "retrain"),
+    ],
+)
+def test_retrain_request_names_the_part_and_why(summary, part, says):
+    made = retrain_request(summary)
+    assert made["part"] == part and says in made["reason"]
+
+
+@pytest.fixture(scope="module")
+def production(tiny_causal_lm_dir, tiny_encoder_dir, tmp_path_factory):
+    """A store whose production version v1 holds tiny random models."""
+    import shutil
+
+    from pushgen.ranker.select import RankerSettings
+
+    root = tmp_path_factory.mktemp("loop")
+    ranker = root / "ranker0"
+    shutil.copytree(tiny_encoder_dir, ranker)
+    RankerSettings("pairwise", 32, False, "tiny").save(ranker)
+    (root / "eval.json").write_text("{}")
+    data = root / "lake"
+    write_simulation(simulate(SimConfig(n_videos=30, seed=3)), data)
+    publish_release(
+        str(root / "store"),
+        "v1",
+        str(tiny_causal_lm_dir),
+        str(ranker),
+        {"videos": str(data / "videos.parquet")},
+        {"evaluation.json": str(root / "eval.json")},
+        {"generator.val_loss": 2.0, "ranker.val_accuracy": 0.5},
+        "seed-data",
+    )
+    return root
+
+
+@pytest.mark.slow
+def test_alert_retrains_only_the_blamed_part_through_the_gate(
+    production, sim, tiny_causal_lm_dir, tiny_encoder_dir
+):
+    from pipelines.monitoring import run_local
+
+    root = production
+    # a window whose ranker scores carry no signal: reward drift, the ranker is blamed
+    log, feedback = simulate_serving(
+        sim.world, ServingSimConfig(n_requests=120, mode="shuffled", seed=9)
+    )
+    paths = {}
+    for name, df in (("log", log), ("fb", feedback), ("ref", reference_pushes(sim))):
+        paths[name] = str(root / f"{name}.parquet")
+        df.to_parquet(paths[name])
+    artifacts = run_local(
+        {
+            "serving_log_uri": paths["log"],
+            "feedback_uri": paths["fb"],
+            "reference_uri": paths["ref"],
+            "config_json": '{"min_rows": 20}',
+            "training_data_uri": str(root / "lake"),
+            "store_uri": str(root / "store"),
+            "base_model": str(tiny_causal_lm_dir),
+            "backbone": str(tiny_encoder_dir),
+            "n_videos": 30,
+            "sft_max_steps": 1,
+            "reward_epochs": 1.0,
+            "gate_videos": 4,
+        },
+        root / "runs",
+    )
+    summary = json.loads(open(artifacts["monitor/summary"]).read())
+    assert summary["reward_drift"] and summary["retrain"]
+    store = ArtifactStore.from_uri(root / "store")
+    versions = store.versions()
+    assert len(versions) == 2, versions  # v1 and the retrained candidate
+    new = store.resolve(next(v for v in versions if v != "v1"))
+    old = store.resolve("v1")
+    gate = new["gate"]
+    assert gate["parts"] == ["ranker"] and "reward_drift" in gate["run_reason"]
+    assert gate["production_version"] == "v1"
+    assert {c["part"] for c in gate["checks"]} == {"ranker"}
+    # the generator was carried over byte for byte, the ranker retrained
+    assert new["artifacts"]["generator"]["files"] == old["artifacts"]["generator"]["files"]
+    assert new["artifacts"]["ranker"]["files"] != old["artifacts"]["ranker"]["files"]
+    latest = store.resolve("latest")["version"]
+    assert new["status"] in ("promoted", "rejected")
+    assert latest == (new["version"] if new["status"] == "promoted" else "v1")
