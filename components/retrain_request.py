@@ -26,3 +26,17 @@ def retrain_request(summary: Input[Artifact]) -> NamedTuple(
 
     made = request(json.loads(Path(summary.path).read_text()))
     return namedtuple("RetrainRequest", ["part", "reason"])(made["part"], made["reason"])
+
+
+@dsl.component(**COMPONENT_DEFAULTS)
+def retrain_due(summary: Input[Artifact]) -> bool:
+    """The monitor's `retrain` verdict, read back from its summary as the one output.
+
+    The pipeline branches on this single `Output` (not on the monitor's named `retrain`
+    output) because kfp's local runner resolves a `dsl.If` on a single-output task but not on
+    a named output of a multi-output one; on a cluster both work.
+    """
+    import json
+    from pathlib import Path
+
+    return bool(json.loads(Path(summary.path).read_text()).get("retrain"))

@@ -24,7 +24,7 @@ from kfp.dsl import Dataset
 
 from components import PUSHGEN_IMAGE
 from components.monitor import monitor
-from components.retrain_request import retrain_request
+from components.retrain_request import retrain_due, retrain_request
 from pipelines.training import DEFAULT_STORE, ClusterConfig, build_training_pipeline
 
 PIPELINE_NAME = "pushgen-monitoring"
@@ -74,7 +74,10 @@ def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
         wanted = retrain_request(summary=check.outputs["summary"])
         wanted.set_display_name("retrain request").set_cpu_request("1").set_memory_request("1G")
         wanted.set_caching_options(enable_caching=False).set_container_image(image)
-        with dsl.If(check.outputs["retrain"] == True, name="retrain-on-alert"):  # noqa: E712
+        due = retrain_due(summary=check.outputs["summary"])
+        due.set_display_name("retrain due").set_cpu_request("1").set_memory_request("1G")
+        due.set_caching_options(enable_caching=False).set_container_image(image)
+        with dsl.If(due.output == True, name="retrain-on-alert"):  # noqa: E712
             retrain = training(
                 data_location=training_data_uri,
                 n_videos=n_videos,

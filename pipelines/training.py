@@ -1,7 +1,8 @@
 """The PushGen training pipeline (KFP v2): data -> generator + ranker -> evaluation -> release.
 
-    simulate|ingest -> caption -> clean -> label -> SFT (LoRA)  --\\
-                   \\-> A/B tests ------------------> reward model --> evaluate -> register
+    fingerprint -> simulate|ingest -> caption -> clean -> label -> materialize (Feast) -> SFT --\\
+       plan (parts to retrain)   \\-> A/B tests ----------------------------> reward model
+                                          --> evaluate -> gate (vs production) -> register
 
 Every step is a component from `components/` running in the project image (the `image`
 parameter); SFT and reward training request a GPU and memory, the rest CPU; steps that talk to
@@ -34,6 +35,7 @@ from components.evaluate import evaluate
 from components.fingerprint import fingerprint
 from components.gate import gate
 from components.label import label
+from components.materialize import materialize
 from components.plan import plan
 from components.register import register
 from components.reward import reward
@@ -169,6 +171,7 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
         retrain_part: str = "both",
         reason: str = "",
         gate_videos: int = 12,
+        feature_repo: str = "",
         image: str = default_image,
     ):
         data, fp = ingest_step(cfg, data_location, n_videos, seed)
@@ -188,10 +191,20 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             backbone=backbone,
         )
         _cpu_step(labelled, cfg)
+        # fresh features into Feast; SFT reads its captions back through Feast
+        feats = materialize(
+            videos=data.outputs["videos"],
+            captions=cap.outputs["captions"],
+            pushes=cleaned.outputs["cleaned"],
+            training_pushes=labelled.outputs["labelled"],
+            feature_repo=feature_repo,
+        )
+        feats.set_display_name("materialize (Feast)")
+        _cpu_step(feats, cfg)
 
         gen = sft(
             labelled=labelled.outputs["labelled"],
-            captions=cap.outputs["captions"],
+            captions=feats.outputs["training_captions"],
             base_model=base_model,
             categories=categories,
             max_steps=sft_max_steps,
@@ -239,7 +252,7 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
         )
         _storage_step(_cpu_step(reg, cfg), cfg).set_caching_options(enable_caching=False)
         # The image is a run parameter: the same compiled spec runs any build of the project.
-        for task in (fp, data, parts, cap, cleaned, labelled, gen, rank, ev, check, reg):
+        for task in (fp, data, parts, cap, cleaned, labelled, feats, gen, rank, ev, check, reg):
             task.set_container_image(image)
 
     return training_pipeline

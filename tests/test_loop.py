@@ -19,7 +19,9 @@ def test_compiled_monitoring_pipeline_runs_training_under_its_alert(tmp_path):
     cond = tasks["condition-1"]
     assert cond["taskInfo"]["name"] == "retrain-on-alert"
     trigger = cond["triggerPolicy"]["condition"]
-    assert "pipelinechannel--monitor-retrain" in trigger and trigger.endswith("true")
+    assert "pipelinechannel--retrain-due-Output" in trigger and trigger.endswith("true")
+    due = tasks["retrain-due"]["inputs"]["artifacts"]["summary"]["taskOutputArtifact"]
+    assert due == {"outputArtifactKey": "summary", "producerTask": "monitor"}
     inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
     (name,) = inner
     assert inner[name]["componentRef"]["name"] == "comp-pushgen-training"
@@ -32,7 +34,11 @@ def test_compiled_monitoring_pipeline_runs_training_under_its_alert(tmp_path):
     # the nested training DAG carries its gate and register
     training = spec["components"]["comp-pushgen-training"]["dag"]["tasks"]
     assert {"gate", "register", "plan"} <= set(training)
-    for step in ("monitor", "retrain-request"):  # a new window at the same URI is read again
+    for step in (
+        "monitor",
+        "retrain-due",
+        "retrain-request",
+    ):  # a new window at the same URI is read again
         assert tasks[step]["cachingOptions"] == {}
 
 

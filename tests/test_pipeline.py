@@ -20,6 +20,7 @@ TASKS = {
     "caption",
     "clean",
     "label",
+    "materialize",
     "sft",
     "reward",
     "evaluate",
@@ -42,6 +43,7 @@ PARAMS = {
     "retrain_part",
     "reason",
     "gate_videos",
+    "feature_repo",
     "image",
 }
 
