@@ -8,8 +8,9 @@ The three tables are imported by URI (`s3://...`, `gs://...`, or a path the clus
 rejected rows and one metric per check, and says whether a retrain is due. Schedule it as a
 recurring run on the KFP server (`pushgen pipeline schedule --pipeline monitoring`).
 
-When the monitor says `retrain`, a `dsl.If` runs the whole training pipeline as a nested
-pipeline on `training_data_uri` (where fresh tables land), with the part the alert blamed
+When the monitor says `retrain`, a `dsl.If` turns the window's served pushes and feedback into
+new A/B tests beside the past tables at `training_data_uri` (`ingest-feedback`) and runs the
+whole training pipeline, nested, on that fresh data location, with the part the alert blamed
 (generator, ranker or both; the other is carried over from production) and a reason; its gate
 decides whether the result replaces production.
 
@@ -23,6 +24,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset
 
 from components import PUSHGEN_IMAGE
+from components.ingest_feedback import ingest_feedback
 from components.monitor import monitor
 from components.retrain_request import retrain_due, retrain_request
 from pipelines.training import DEFAULT_STORE, ClusterConfig, build_training_pipeline
@@ -78,8 +80,16 @@ def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
         due.set_display_name("retrain due").set_cpu_request("1").set_memory_request("1G")
         due.set_caching_options(enable_caching=False).set_container_image(image)
         with dsl.If(due.output == True, name="retrain-on-alert"):  # noqa: E712
+            # served pushes + feedback of this window become new A/B tests beside the past ones
+            fresh = ingest_feedback(
+                serving_log=tables["serving_log"],
+                feedback=tables["feedback"],
+                past_data_location=training_data_uri,
+            )
+            fresh.set_display_name("ingest feedback").set_cpu_request("1").set_memory_request("4G")
+            fresh.set_caching_options(enable_caching=False).set_container_image(image)
             retrain = training(
-                data_location=training_data_uri,
+                data_location=fresh.outputs["Output"],
                 n_videos=n_videos,
                 store_uri=store_uri,
                 base_model=base_model,

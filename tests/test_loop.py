@@ -23,23 +23,24 @@ def test_compiled_monitoring_pipeline_runs_training_under_its_alert(tmp_path):
     due = tasks["retrain-due"]["inputs"]["artifacts"]["summary"]["taskOutputArtifact"]
     assert due == {"outputArtifactKey": "summary", "producerTask": "monitor"}
     inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
-    (name,) = inner
-    assert inner[name]["componentRef"]["name"] == "comp-pushgen-training"
-    args = inner[name]["inputs"]["parameters"]
+    assert set(inner) == {"ingest-feedback", "pushgen-training"}
+    assert inner["pushgen-training"]["componentRef"]["name"] == "comp-pushgen-training"
+    args = inner["pushgen-training"]["inputs"]["parameters"]
     assert (
         args["retrain_part"]["componentInputParameter"] == "pipelinechannel--retrain-request-part"
     )
     assert args["reason"]["componentInputParameter"] == "pipelinechannel--retrain-request-reason"
-    assert args["data_location"]["componentInputParameter"] == "pipelinechannel--training_data_uri"
+    # it trains on the window's fresh data: past tables + the served pushes' new A/B tests
+    fresh = args["data_location"]["taskOutputParameter"]
+    assert fresh == {"outputParameterKey": "Output", "producerTask": "ingest-feedback"}
+    past = inner["ingest-feedback"]["inputs"]["parameters"]["past_data_location"]
+    assert past["componentInputParameter"] == "pipelinechannel--training_data_uri"
     # the nested training DAG carries its gate and register
     training = spec["components"]["comp-pushgen-training"]["dag"]["tasks"]
     assert {"gate", "register", "plan"} <= set(training)
-    for step in (
-        "monitor",
-        "retrain-due",
-        "retrain-request",
-    ):  # a new window at the same URI is read again
+    for step in ("monitor", "retrain-due", "retrain-request"):  # a new window, same URI
         assert tasks[step]["cachingOptions"] == {}
+    assert inner["ingest-feedback"]["cachingOptions"] == {}
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,8 @@ def production(tiny_causal_lm_dir, tiny_encoder_dir, tmp_path_factory):
     RankerSettings("pairwise", 32, False, "tiny").save(ranker)
     (root / "eval.json").write_text("{}")
     data = root / "lake"
-    write_simulation(simulate(SimConfig(n_videos=30, seed=3)), data)
+    lake = simulate(SimConfig(n_videos=30, seed=3))
+    write_simulation(lake, data)
     publish_release(
         str(root / "store"),
         "v1",
@@ -80,22 +82,22 @@ def production(tiny_causal_lm_dir, tiny_encoder_dir, tmp_path_factory):
         {"generator.val_loss": 2.0, "ranker.val_accuracy": 0.5},
         "seed-data",
     )
-    return root
+    return root, lake
 
 
 @pytest.mark.slow
 def test_alert_retrains_only_the_blamed_part_through_the_gate(
-    production, sim, tiny_causal_lm_dir, tiny_encoder_dir
+    production, tiny_causal_lm_dir, tiny_encoder_dir
 ):
     from pipelines.monitoring import run_local
 
-    root = production
+    root, lake = production
     # a window whose ranker scores carry no signal: reward drift, the ranker is blamed
     log, feedback = simulate_serving(
-        sim.world, ServingSimConfig(n_requests=120, mode="shuffled", seed=9)
+        lake.world, ServingSimConfig(n_requests=120, mode="shuffled", seed=9)
     )
     paths = {}
-    for name, df in (("log", log), ("fb", feedback), ("ref", reference_pushes(sim))):
+    for name, df in (("log", log), ("fb", feedback), ("ref", reference_pushes(lake))):
         paths[name] = str(root / f"{name}.parquet")
         df.to_parquet(paths[name])
     artifacts = run_local(
@@ -129,6 +131,12 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
     # the generator was carried over byte for byte, the ranker retrained
     assert new["artifacts"]["generator"]["files"] == old["artifacts"]["generator"]["files"]
     assert new["artifacts"]["ranker"]["files"] != old["artifacts"]["ranker"]["files"]
+    # the retrained ranker trained on the window's served pushes as new A/B tests
+    fresh = json.loads(open(artifacts["ingest-feedback/metrics"]).read())
+    assert fresh and artifacts["ingest-feedback/data"]
+    split = json.loads(open(artifacts["reward/ranker"] + "/split.json").read())
+    used = set(split["train_test_ids"]) | set(split["val_test_ids"])
+    assert any(t.startswith("srv-") for t in used)
     latest = store.resolve("latest")["version"]
     assert new["status"] in ("promoted", "rejected")
     assert latest == (new["version"] if new["status"] == "promoted" else "v1")
