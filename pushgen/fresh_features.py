@@ -44,6 +44,8 @@ def materialize_and_read(
         .drop_duplicates("video_id", keep="last")[["video_id", "caption"]]
         .reset_index(drop=True)
     )
+    # the captions table's other columns (captioner, created_at) stay; the text is Feast's
+    read = captions.drop(columns=["caption"]).drop_duplicates("video_id").merge(read, on="video_id")
     rejected = joined.loc[~has, ["push_id", "video_id"]].assign(
         reject_reason="no caption in Feast as of the push's send time"
     )

@@ -61,6 +61,7 @@ class GateInputs:
     world: str  # world.json (`{}` for real data: no true CTR)
     store_uri: str  # the artifact store holding the production version
     parts: tuple[str, ...] = PARTS  # the parts this run trained (others were carried over)
+    production: str = "latest"  # the version to compare with ("latest": what serves now)
 
 
 def parse_parts(text: str) -> tuple[str, ...]:
@@ -73,12 +74,15 @@ def parse_parts(text: str) -> tuple[str, ...]:
     return tuple(p for p in PARTS if p in names)
 
 
-def production_version(store_uri: str) -> dict | None:
-    """The manifest of the store's LATEST version, or None when the store has none yet."""
+def production_version(store_uri: str, version: str = "latest") -> dict | None:
+    """The manifest of `version` (default: the store's LATEST), or None when `latest` is asked
+    of a store with no version yet; a named version that does not exist is a `StoreError`."""
     from pushgen.store import LATEST, ArtifactStore
 
     store = ArtifactStore.from_uri(store_uri)
-    return store.resolve("latest") if store.exists(LATEST) else None
+    if version == "latest" and not store.exists(LATEST):
+        return None
+    return store.resolve(version)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -219,7 +223,7 @@ def run_gate(inputs: GateInputs, cfg: GateConfig | None = None) -> dict:
     from pushgen.store import ArtifactStore
 
     cfg = cfg or GateConfig()
-    prod = production_version(inputs.store_uri)
+    prod = production_version(inputs.store_uri, inputs.production)
     decision: dict[str, Any] = {"config": asdict(cfg), "parts": list(inputs.parts)}
     if prod is None:
         return {

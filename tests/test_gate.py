@@ -148,3 +148,22 @@ def test_plan_and_carry_over(release_parts, tmp_path):
     )
     with pytest.raises(ConfigError, match="not a release URI"):
         carry_over(str(store), "generator", out)
+
+
+def test_cli_gate_first_version_and_bad_input(release_parts, sim_dir, tmp_path, capsys):
+    from pushgen.cli import main as cli
+
+    base = ["pipeline", "gate", "--generator", str(release_parts["generator"])]
+    base += ["--ranker", str(release_parts["ranker"]), "--data", str(sim_dir)]
+    empty = ["--store", str(tmp_path / "empty")]
+    assert cli([*base, *empty, "--captions", release_parts["tables"]["captions"]]) == 0
+    assert "PROMOTED" in capsys.readouterr().out  # documented: the first version passes
+    for argv, says in (
+        ([*base, *empty, "--require-production"], "no production version in"),
+        ([*base, *empty, "--production", "v9"], "version 'v9' not found"),
+        ([*base, *empty, "--parts", "critic"], "generator, ranker or both"),
+        ([*base[:-1], str(tmp_path), *empty], "no pushes.parquet"),
+    ):
+        assert cli(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err

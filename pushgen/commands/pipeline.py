@@ -5,6 +5,7 @@
     pushgen pipeline submit --host https://kfp.example.com [--experiment pushgen] [--dry-run]
     pushgen pipeline schedule --pipeline monitoring|training --cron "0 * * * *" --host URL [--dry-run]
     pushgen pipeline schedules --host URL [--delete ID]
+    pushgen pipeline gate --generator DIR --ranker DIR --data DIR --store URI [--require-production]
 
 Parameters are `name=value` pairs checked against the pipeline's own parameter list; values are
 parsed as JSON when they can be (`sft_max_steps=8`, `categories=["Humor","Urgency"]`), else kept
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _cluster_args(s)
     s.set_defaults(func=cmd_submit)
     _schedule_parsers(sub)
+    _gate_parser(sub)
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
@@ -277,3 +279,79 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['id']}  {r['name']:<28} {r['cron']:<18} {r['mode']:<8} {r['created_at']}")
     return 0
+
+
+# ----------------------------------------------------------------------------- gate
+
+
+def _gate_parser(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("gate", help="the quality gate by hand: a candidate vs a stored version")
+    g.add_argument("--generator", required=True, help="candidate generator dir")
+    g.add_argument("--ranker", required=True, help="candidate ranker dir")
+    g.add_argument("--data", required=True, help="data dir: pushes, ab_tests, world.json, videos")
+    g.add_argument("--captions", default=None, help="captions table (default: text captions)")
+    g.add_argument("--store", required=True, help="artifact store (local dir or s3://...)")
+    g.add_argument("--production", default="latest", help="version to compare with")
+    g.add_argument("--parts", default="both", help="generator, ranker or both")
+    g.add_argument("--n-videos", type=int, default=12, help="held-out videos for the generator")
+    g.add_argument("--encoder", default=None, help="labeller encoder (default: MiniLM)")
+    g.add_argument(
+        "--require-production",
+        action="store_true",
+        help="refuse (exit 2) when the store has no version (the pipeline promotes a first one)",
+    )
+    g.add_argument("--json", default=None, help="write the decision here")
+    g.set_defaults(func=cmd_gate)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pushgen.gate import (
+        GateConfig,
+        GateInputs,
+        decision_markdown,
+        parse_parts,
+        production_version,
+        run_gate,
+    )
+
+    data = Path(args.data)
+    for name in ("pushes.parquet", "ab_tests.parquet"):
+        if not (data / name).is_file():
+            raise ConfigError(f"--data {data}: no {name}")
+    if args.n_videos < 1:
+        raise ConfigError("--n-videos must be at least 1")
+    if args.require_production and production_version(args.store, args.production) is None:
+        raise ConfigError(
+            f"no production version in {args.store} to compare with (in the pipeline the "
+            "first version passes; --require-production refuses it)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        captions = args.captions
+        if captions is None:
+            from pushgen.caption import TextCaptioner
+            from pushgen.contracts import read_table, write_table
+
+            videos = read_table(data / "videos.parquet", "videos")
+            captions = str(write_table(TextCaptioner().caption_videos(videos), Path(tmp) / "c.pq"))
+        world = data / "world.json"
+        if not world.exists():
+            world = Path(tmp) / "world.json"
+            world.write_text("{}")
+        inputs = GateInputs(
+            generator_dir=args.generator,
+            ranker_dir=args.ranker,
+            captions=captions,
+            pushes=str(data / "pushes.parquet"),
+            ab_tests=str(data / "ab_tests.parquet"),
+            world=str(world),
+            store_uri=args.store,
+            parts=parse_parts(args.parts),
+            production=args.production,
+        )
+        decision = run_gate(inputs, GateConfig(n_videos=args.n_videos, encoder=args.encoder))
+    print(decision_markdown(decision))
+    if args.json:
+        Path(args.json).write_text(json.dumps(decision, indent=2, default=str))
+    return 0 if decision["promote"] else 1
