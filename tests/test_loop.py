@@ -140,3 +140,16 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
     latest = store.resolve("latest")["version"]
     assert new["status"] in ("promoted", "rejected")
     assert latest == (new["version"] if new["status"] == "promoted" else "v1")
+
+
+def test_cli_loop_bad_input_is_one_line(tmp_path, capsys):
+    from pushgen.cli import main as cli
+
+    base = ["pipeline", "loop", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "o")]
+    for argv, says in (
+        ([*base, "--data", str(tmp_path), "--requests", "5"], "at least 30"),
+        ([*base, "--data", str(tmp_path)], "world.json"),
+    ):
+        assert cli(argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1

@@ -6,6 +6,7 @@
     pushgen pipeline schedule --pipeline monitoring|training --cron "0 * * * *" --host URL [--dry-run]
     pushgen pipeline schedules --host URL [--delete ID]
     pushgen pipeline gate --generator DIR --ranker DIR --data DIR --store URI [--require-production]
+    pushgen pipeline loop --data runs/demo/world --store runs/demo/pipeline/store   # one loop pass
 
 Parameters are `name=value` pairs checked against the pipeline's own parameter list; values are
 parsed as JSON when they can be (`sft_max_steps=8`, `categories=["Humor","Urgency"]`), else kept
@@ -67,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_submit)
     _schedule_parsers(sub)
     _gate_parser(sub)
+    _loop_parser(sub)
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
@@ -355,3 +357,49 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(decision, indent=2, default=str))
     return 0 if decision["promote"] else 1
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def _loop_parser(sub: argparse._SubParsersAction) -> None:
+    lp = sub.add_parser(
+        "loop", help="one local pass: drifted window -> alert -> retrain the blamed part -> gate"
+    )
+    lp.add_argument("--data", required=True, help="past data dir with world.json (simulated)")
+    lp.add_argument("--store", required=True, help="artifact store with a production version")
+    lp.add_argument("--out", default="runs/loop", help="window tables and pipeline root")
+    lp.add_argument("--requests", type=int, default=160, help="requests in the drifted window")
+    lp.add_argument("--base-model", default="default", help="generator base model")
+    lp.add_argument("--backbone", default="default", help="ranker and labeller encoder")
+    lp.add_argument("--reward-epochs", type=float, default=1.0, help="ranker retrain epochs")
+    lp.set_defaults(func=cmd_loop)
+
+
+def cmd_loop(args: argparse.Namespace) -> int:
+    from pushgen.gate import decision_markdown
+    from pushgen.loop import LoopConfig, run_loop_pass
+
+    if args.requests < 30:
+        raise ConfigError("--requests must be at least 30 (the monitor needs a window)")
+    result = run_loop_pass(
+        LoopConfig(
+            data=args.data,
+            store=args.store,
+            out=args.out,
+            n_requests=args.requests,
+            base_model=args.base_model,
+            backbone=args.backbone,
+            reward_epochs=args.reward_epochs,
+        )
+    )
+    print(f"alert: {json.dumps(result['alert'])}; blamed: {result['retrain_targets'] or 'none'}")
+    if result["new_version"] is None:
+        print(f"no retraining run; LATEST is {result['latest']}")
+        return 0
+    gate = result.get("gate") or {}
+    print(f"retraining run: version {result['new_version']} ({gate.get('run_reason', '')})")
+    if gate:
+        print(decision_markdown(gate))
+    print(f"status: {result.get('status')}; LATEST is now {result['latest']}")
+    return 0
