@@ -135,11 +135,15 @@ def run_local(params: dict, pipeline_root: str | Path = "runs/monitoring") -> di
     return artifacts
 
 
-def compile_pipeline(out_path: str | Path = "pushgen_monitoring.yaml") -> Path:
-    """Compile the monitoring pipeline to KFP IR YAML at `out_path`."""
+def compile_pipeline(
+    out_path: str | Path = "pushgen_monitoring.yaml", cfg: ClusterConfig | None = None
+) -> Path:
+    """Compile the monitoring pipeline to KFP IR YAML at `out_path` (`cfg`: the nested training
+    run's resources, retries and secrets)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(monitoring_pipeline, package_path=str(out))
+    pipeline = monitoring_pipeline if cfg is None else build_monitoring_pipeline(cfg)
+    compiler.Compiler().compile(pipeline, package_path=str(out))
     return out
 
 

@@ -75,16 +75,16 @@ def _check_part(expr: str, part: str, name: str, low: int, high: int, names: tup
         raise ConfigError(f"bad cron {expr!r}: range {span!r} runs backwards ({name})")
 
 
-def compile_named(pipeline: str, out: str | Path, image: str | None = None) -> Path:
-    """Compile the `monitoring` or `training` pipeline to `out`."""
+def compile_named(pipeline: str, out: str | Path, image: str | None = None, cfg=None) -> Path:
+    """Compile the `monitoring` or `training` pipeline to `out` (`cfg`: a `ClusterConfig`)."""
     if pipeline == "training":
         from pipelines.training import compile_pipeline
 
-        return compile_pipeline(out, image=image)
+        return compile_pipeline(out, cfg, image=image)
     if pipeline == "monitoring":
         from pipelines.monitoring import compile_pipeline
 
-        return compile_pipeline(out)
+        return compile_pipeline(out, cfg)
     raise ConfigError(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
 
 
@@ -201,14 +201,16 @@ def delete_schedule(host: str, recurring_run_id: str, namespace: str | None = No
         raise _fail(host, f"delete schedule {recurring_run_id}", exc) from exc
 
 
-def compiled_request(pipeline: str, cron: str, params: dict, name: str, image: str | None = None):
+def compiled_request(
+    pipeline: str, cron: str, params: dict, name: str, image: str | None = None, cfg=None
+):
     """(package path in a temp dir, request): compile `pipeline` and build its recurring run.
 
     The caller owns the returned temp dir (third item) and removes it when done.
     """
     tmp = tempfile.TemporaryDirectory()
     try:
-        package = compile_named(pipeline, Path(tmp.name) / f"{pipeline}.yaml", image=image)
+        package = compile_named(pipeline, Path(tmp.name) / f"{pipeline}.yaml", image, cfg)
         return package, build_recurring_run(package, cron, params, name), tmp
     except BaseException:
         tmp.cleanup()

@@ -232,7 +232,7 @@ def _schedule_parsers(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name")
     sc.add_argument("--name", default=None, help="schedule name (default: pushgen-<pipeline>)")
     sc.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user)")
-    sc.add_argument("--image", default=None, help="default project image for every step")
+    _cluster_args(sc)
     sc.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="run parameter"
     )
@@ -254,7 +254,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     normalise_cron(args.cron)  # a bad cron fails before anything is compiled
     name = args.name or f"pushgen-{args.pipeline}"
     params = parse_params(args.param)
-    package, request, tmp = compiled_request(args.pipeline, args.cron, params, name, args.image)
+    cfg = _cluster_config(args)
+    package, request, tmp = compiled_request(
+        args.pipeline, args.cron, params, name, args.image, cfg
+    )
     with tmp:
         if args.dry_run:
             from kfp_server_api import ApiClient
