@@ -108,4 +108,6 @@ def test_whole_pipeline_twice_over_changed_data(tmp_path, tiny_causal_lm_dir, ti
         assert second[step] != first[step], step  # retrained, not served from the cache
     store = ArtifactStore.from_uri(root / "store")
     assert store.resolve("v1")["source_data_hash"] != store.resolve("v2")["source_data_hash"]
-    assert store.resolve("latest")["version"] == "v2"
+    # tiny random models: the gate may promote or reject v2; either way it is registered
+    v2 = store.resolve("v2")
+    assert store.resolve("latest")["version"] == ("v2" if v2["status"] == "promoted" else "v1")
