@@ -8,8 +8,8 @@ Every step is a component from `components/` running in the project image (the `
 parameter); SFT and reward training request a GPU and memory, the rest CPU; steps that talk to
 storage retry. Caching is on for the data and training steps, so a rerun resumes after the last
 step that succeeded; the ingest step is keyed by the content hash of the source data (the
-uncached `fingerprint` step), so new data at the same URI is read again; `register` is never
-cached (a cached register would publish nothing).
+uncached `fingerprint` step), so new data at the same URI is read again; `plan`, `gate` and
+`register` are never cached (production moves; a cached register would publish nothing).
 
     python -m pipelines.training                         # compile to pushgen_training.yaml
     pushgen pipeline compile --out pipeline.yaml
