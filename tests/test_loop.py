@@ -153,3 +153,37 @@ def test_cli_loop_bad_input_is_one_line(tmp_path, capsys):
         assert cli(argv) == 2
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1
+
+
+def test_healthy_window_runs_no_training(production, sim, tiny_causal_lm_dir, tiny_encoder_dir):
+    """The small local loop (fast tier): a healthy window raises no alert, so the branch that
+    retrains is skipped and production stays as it is."""
+    from pipelines.monitoring import run_local
+
+    root, lake = production
+    before = ArtifactStore.from_uri(root / "store").versions()
+    # the 120-video world of test_monitoring, whose healthy windows raise no alert
+    log, feedback = simulate_serving(
+        sim.world, ServingSimConfig(n_requests=240, mode="healthy", seed=1)
+    )
+    paths = {}
+    for name, df in (("log", log), ("fb", feedback), ("ref", reference_pushes(sim))):
+        paths[name] = str(root / f"healthy_{name}.parquet")
+        df.to_parquet(paths[name])
+    artifacts = run_local(
+        {
+            "serving_log_uri": paths["log"],
+            "feedback_uri": paths["fb"],
+            "reference_uri": paths["ref"],
+            "training_data_uri": str(root / "lake"),
+            "store_uri": str(root / "store"),
+            "base_model": str(tiny_causal_lm_dir),  # never used unless it (wrongly) retrains
+            "backbone": str(tiny_encoder_dir),
+            "sft_max_steps": 1,
+        },
+        root / "healthy_runs",
+    )
+    summary = json.loads(open(artifacts["monitor/summary"]).read())
+    assert not summary["retrain"]
+    assert not any(k.startswith(("ingest-feedback/", "reward/")) for k in artifacts)
+    assert ArtifactStore.from_uri(root / "store").versions() == before
