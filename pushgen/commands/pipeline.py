@@ -290,7 +290,11 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
 
 def _gate_parser(sub: argparse._SubParsersAction) -> None:
-    g = sub.add_parser("gate", help="the quality gate by hand: a candidate vs a stored version")
+    g = sub.add_parser(
+        "gate",
+        help="the quality gate by hand: a candidate vs a stored version "
+        "(exit 0 promoted, 1 rejected, 2 bad input)",
+    )
     g.add_argument("--generator", required=True, help="candidate generator dir")
     g.add_argument("--ranker", required=True, help="candidate ranker dir")
     g.add_argument("--data", required=True, help="data dir: pushes, ab_tests, world.json, videos")
