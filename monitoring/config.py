@@ -1,4 +1,9 @@
-"""Thresholds of the monitoring checks (`MonitorConfig`), validated at construction."""
+"""Settings of the monitor (`MonitorConfig`), validated at construction.
+
+Thresholds are not set here: they are calibrated from a healthy reference (monitoring/calibrate.py)
+for the stated false-alarm rates. What is set here is how windows are cut, how many bootstrap
+windows calibrate the bands, and the false-alarm rates the bands are built for.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +11,37 @@ from dataclasses import asdict, dataclass
 
 from pushgen.errors import ConfigError
 
-CORRELATIONS = ("spearman", "kendall")
-
 
 @dataclass
 class MonitorConfig:
-    """What counts as style collapse and reward drift; every check reads its threshold here."""
+    """How the log is windowed and how strict the calibrated bands are."""
 
-    # --- style collapse: categories of the selected pushes ---
-    # Evidently test for the category mix. Jensen-Shannon is a distance, so it means the same at any
-    # window size (chi-square p-values flag negligible shifts once windows hold thousands of rows).
-    category_drift_method: str = "jensenshannon"
-    category_drift_threshold: float = 0.1  # JS distance above this = the category mix drifted
-    min_category_entropy: float = 0.6  # normalised entropy (0 = one category, 1 = uniform)
-    max_top_category_share: float = 0.5  # share of selected pushes in the top category
-    # --- style collapse: wording of the selected pushes ---
-    text_sample_size: int = 400  # texts per side; both cut to one size (distinct-n falls with n)
-    max_distinct2_drop: float = 0.3  # relative fall of distinct-2 vs reference = convergence
-    max_similarity_rise: float = 0.1  # absolute rise of mean pairwise cosine vs reference
-    max_repeat_rate: float = 0.2  # share of selected pushes whose exact wording repeats
-    similarity_encoder: str | None = None  # sentence-transformers path/id; None = TF-IDF
+    window_requests: int = 240  # requests per window (the latest window is judged)
+    window: str | None = None  # or a pandas offset ("1h", "1D") cutting windows by served_at
+    history_windows: int = 12  # windows shown in the charts
+    min_reference_requests: int = 480  # a smaller healthy reference cannot calibrate the bands
+    n_boot: int = 200  # bootstrap windows drawn from the reference per window size
+    false_alarm_rate: float = 0.02  # P(any alert | healthy window), all checks together
+    warn_rate: float = 0.10  # P(any warn | healthy window)
+    evidently: bool = True  # add Evidently's drift tests on the picks to the evidence section
+    category_drift_method: str = "jensenshannon"  # Evidently test on the picks' category mix
+    category_drift_threshold: float = 0.1
     text_drift_method: str = "wasserstein"  # Evidently test on text length and word count
-    text_drift_threshold: float = 0.1  # normed Wasserstein distance above this = drifted
-    # --- reward drift ---
-    correlation: str = "spearman"  # rank correlation of reward_score vs CTR: spearman | kendall
-    min_rank_correlation: float = 0.1  # below this in the latest window = ranker lost CTR
-    min_pv: int = 100  # feedback with fewer exposures: CTR too noisy to rank, left out
-    min_rows: int = 30  # fewer scored pushes with CTR in a window: not evaluated
-    window: str | None = None  # pandas offset ("1D", "6h") splitting by served_at; None = one
-    score_drift_method: str = "ks"  # Evidently test on reward_score (needs it in the reference)
-    score_drift_threshold: float = 0.05  # K-S p-value below this = score distribution drifted
-    # --- misc ---
-    seed: int = 0  # text subsampling
+    text_drift_threshold: float = 0.1
+    score_drift_method: str = "ks"
+    score_drift_threshold: float = 0.05
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.correlation not in CORRELATIONS:
-            raise ConfigError(
-                f"correlation must be one of {CORRELATIONS}, got {self.correlation!r}"
-            )
-        for name in (
-            "min_category_entropy",
-            "max_top_category_share",
-            "max_repeat_rate",
-            "max_distinct2_drop",
-        ):
+        for name in ("false_alarm_rate", "warn_rate"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {value}")
-        if not -1.0 <= self.min_rank_correlation <= 1.0:
-            raise ConfigError(
-                f"min_rank_correlation must lie in [-1, 1], got {self.min_rank_correlation}"
-            )
-        for name in ("text_sample_size", "min_rows"):
-            if getattr(self, name) < 2:
-                raise ConfigError(f"{name} must be at least 2, got {getattr(self, name)}")
-        if self.min_pv < 1:
-            raise ConfigError(f"min_pv must be at least 1, got {self.min_pv}")
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{name} must lie in (0, 1), got {value}")
+        if self.warn_rate < self.false_alarm_rate:
+            raise ConfigError("warn_rate must be at least false_alarm_rate")
+        for name in ("window_requests", "history_windows", "n_boot", "min_reference_requests"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         """Plain dict (for summary.json and KFP metrics)."""

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "pushgen.commands.ranker",
     "pushgen.commands.pipeline",
     "pushgen.commands.serve",
+    "pushgen.commands.deploy",
     "pushgen.commands.monitor",
     "pushgen.commands.demo",
 )

@@ -230,6 +230,18 @@ def open_store(repo_dir: str | Path):
     return FeatureStore(repo_path=str(repo))
 
 
+def check_serving_features(store) -> None:
+    """Fail now, naming the cause, if the store's registry lacks the serving feature service."""
+    try:
+        store.get_feature_service(SERVICE)
+    except Exception as exc:  # feast raises FeatureServiceNotFoundException or registry errors
+        raise PushgenError(
+            f"feature store {store.repo_path}: no feature service {SERVICE!r} in its registry "
+            f"({type(exc).__name__}); run the materialise step (`pushgen features apply` and "
+            "`materialize`) against this store first"
+        ) from None
+
+
 def apply_repo(repo_dir: str | Path):
     """Register the definitions in the repo's registry (like `feast apply`); returns the store."""
     repo = Path(repo_dir)

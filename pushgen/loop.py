@@ -3,8 +3,9 @@ the retraining run (only the blamed part) -> the gate's decision -> what serves 
 
     result = run_loop_pass(LoopConfig(data="runs/demo/world", store="runs/demo/pipeline/store"))
 
-The window is simulated from the data's world with a broken ranker (its scores shuffled across
-candidates), so the monitor sees reward drift and blames the ranker; the monitoring pipeline
+The serving log is simulated from the data's world (`monitoring.logsim`): a few healthy windows,
+then one whose ranker is random, so the monitor (judging the latest window against the earlier
+ones) blames the ranker; the monitoring pipeline
 then runs through kfp's local runner exactly as scheduled on a cluster: ingest-feedback, the
 nested training pipeline (generator carried over, ranker retrained), gate, register.
 """
@@ -27,7 +28,7 @@ class LoopConfig:
     data: str  # past data dir: videos, pushes, ab_tests, world.json (simulated: the truth)
     store: str  # artifact store holding the production version
     out: str = "runs/loop"  # window tables and the local pipeline root go here
-    n_requests: int = 160  # requests in the drifted window
+    n_requests: int = 120  # requests per window (4 healthy windows, then the drifted one)
     base_model: str = "default"  # generator base (only used if the generator is retrained)
     backbone: str = "default"  # ranker / labeller encoder
     sft_max_steps: int = 8  # small: only used when the generator is blamed
@@ -36,13 +37,28 @@ class LoopConfig:
     seed: int = 0  # window sampling
 
 
-def drifted_window(world, n_requests: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(serving log, feedback) of a window whose ranker is broken (scores shuffled)."""
-    from monitoring.simulate_feedback import ServingSimConfig, simulate_serving
+LATER = "2026-12-01T00:00:00+00:00"  # the judged window starts after the healthy ones
 
-    return simulate_serving(
-        world, ServingSimConfig(n_requests=n_requests, mode="shuffled", seed=seed)
+
+def serving_windows(
+    world, n_requests: int, seed: int, fault: str = "random_ranker", healthy_windows: int = 4
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(serving log, feedback): `healthy_windows` healthy windows, then one with `fault`."""
+    from monitoring.logsim import StreamConfig, simulate_log, stream
+
+    parts = stream(world, StreamConfig(n_requests=n_requests, seed=seed), healthy_windows)
+    parts.append(
+        simulate_log(
+            world, StreamConfig(n_requests=n_requests, fault=fault, seed=seed + 99, start=LATER)
+        )
     )
+    log = pd.concat([p[0] for p in parts], ignore_index=True)
+    return log, pd.concat([p[1] for p in parts], ignore_index=True)
+
+
+def monitor_config(n_requests: int) -> str:
+    """The monitor's settings for these windows (`MonitorConfig` fields, JSON)."""
+    return json.dumps({"window_requests": n_requests, "n_boot": 40, "evidently": False})
 
 
 def run_loop_pass(cfg: LoopConfig) -> dict:
@@ -61,7 +77,8 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
         raise ConfigError(f"{cfg.store}: no production version yet; run the training pipeline")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    log, feedback = drifted_window(World.load(data / "world.json"), cfg.n_requests, cfg.seed)
+    world = World.load(data / "world.json")
+    log, feedback = serving_windows(world, cfg.n_requests, cfg.seed)
     pushes = read_table(data / "pushes.parquet")
     category = pushes["category"] if "category" in pushes else pushes["true_category"]
     reference = pd.DataFrame({"category": category, "text": pushes["text"], "ctr": pushes["ctr"]})
@@ -74,6 +91,7 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
             "serving_log_uri": paths["serving_log"],
             "feedback_uri": paths["feedback"],
             "reference_uri": paths["reference"],
+            "config_json": monitor_config(cfg.n_requests),
             "training_data_uri": str(data.resolve()),
             "store_uri": str(Path(cfg.store).resolve()),
             "base_model": cfg.base_model,
@@ -87,7 +105,7 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
     summary = json.loads(Path(artifacts["monitor/summary"]).read_text())
     made = sorted(set(store.versions()) - before)
     result: dict = {
-        "alert": {k: summary.get(k) for k in ("style_collapse", "reward_drift", "retrain")},
+        "alert": {k: summary.get(k) for k in ("verdict", "blamed", "retrain")},
         "retrain_targets": summary.get("retrain_targets", []),
         "new_version": made[-1] if made else None,
         "latest": store.resolve("latest")["version"],

@@ -41,6 +41,8 @@ from typing import Any
 from pushgen.errors import ConfigError, PushgenError
 
 MANIFEST = "manifest.json"
+VERSION_FILE = ".pushgen-version.json"  # in each artifact dir: {artifact, manifest}
+_MARKERS = {VERSION_FILE, ".complete"}  # bookkeeping files next to the weights, not listed
 LATEST = "LATEST"
 VERSIONS = "versions"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -310,6 +312,11 @@ class ArtifactStore(abc.ABC):
                 else:
                     info = self.put_file(path, f"{base}/{name}/{path.name}")
                     manifest["artifacts"][name] = {"kind": "file", "files": {path.name: info}}
+            # each artifact carries the manifest, so a download of that artifact alone (KServe's
+            # storage initializer fetches one prefix) can still verify every file; then the commit
+            for name in artifacts:
+                record = {"artifact": name, "manifest": manifest}
+                self.put_json(record, f"{base}/{name}/{VERSION_FILE}")
             self.put_json(manifest, f"{base}/{MANIFEST}")
         except BaseException:
             self.delete_prefix(base)
@@ -679,6 +686,8 @@ def fetch_model(uri: str | Path, dest: str | Path, root: str | Path | None = Non
         raise StoreError(f"refusing model URI {text!r}: outside the store root {root}")
     if not path.exists():
         raise StoreError(f"no model at {path}")
+    if path.is_dir():
+        verify_artifacts(path)  # a registered version is checked in place, file by file
     return path
 
 
@@ -699,5 +708,89 @@ def _fetch_s3(uri: str, dest: Path) -> Path:
                 )
             if len(sub) == 1 and sub[0] in manifest["artifacts"]:
                 files = manifest["artifacts"][sub[0]]["files"]
-                return store.get_dir("/".join(parts), dest, files=files)
+                got = store.get_dir("/".join(parts), dest, files=files)
+                # the manifest travels with the artifact, so every later load re-verifies
+                record = {"artifact": sub[0], "manifest": manifest}
+                (got / VERSION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+                return got
     return store.get_dir("/".join(parts), dest)
+
+
+# ----------------------------------------------------------------------------- integrity
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    """sha256 of a version's manifest (canonical JSON, without the `uri` that locates it)."""
+    body = {k: v for k, v in manifest.items() if k != "uri"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_manifest(model_dir: str | Path) -> tuple[Path, list[str]] | None:
+    """(manifest path, artifact names to check) for a version dir or one artifact dir, if any.
+
+    A version directory holds `manifest.json` next to its artifacts; an artifact directory
+    (`<version>/ranker`) finds it one level up, as both the store and KServe's storage initializer
+    lay a version out.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / VERSION_FILE).is_file():
+        return model_dir / VERSION_FILE, []
+    if (model_dir / MANIFEST).is_file():
+        manifest = json.loads((model_dir / MANIFEST).read_text())
+        names = [n for n in manifest.get("artifacts", {}) if (model_dir / n).exists()]
+        return model_dir / MANIFEST, names
+    parent = model_dir.resolve().parent / MANIFEST
+    if parent.is_file():
+        return parent, [model_dir.resolve().name]
+    return None
+
+
+def verify_artifacts(model_dir: str | Path, require_manifest: bool = False) -> str | None:
+    """Check every file of `model_dir` against its version's manifest (full-file sha256).
+
+    Returns the model version, `<version>-<manifest sha256[:12]>`, or None when no manifest is
+    found and `require_manifest` is off. A missing, extra, resized or changed file, or a manifest
+    that does not list the artifact, raises `IntegrityError` naming the file.
+    """
+    model_dir = Path(model_dir)
+    found = find_manifest(model_dir)
+    if found is None:
+        if require_manifest:
+            raise IntegrityError(
+                f"{model_dir}: no {MANIFEST} in it or its parent; a served model must be a "
+                "registered version (pushgen store layout) so its files can be verified"
+            )
+        return None
+    path, names = found
+    try:
+        manifest = json.loads(path.read_text())
+        dirs = {n: path.parent / n for n in names}
+        if path.name == VERSION_FILE:  # an artifact downloaded on its own
+            manifest, name = manifest["manifest"], manifest["artifact"]
+            dirs = {name: path.parent}
+        artifacts = manifest["artifacts"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{path}: not a pushgen version manifest ({exc})") from None
+    if not dirs:
+        raise IntegrityError(f"{model_dir}: {path} lists none of its artifacts")
+    for name, art_dir in dirs.items():
+        if name not in artifacts:
+            raise IntegrityError(f"{art_dir}: artifact {name!r} is not in {path}")
+        files = artifacts[name].get("files", {})
+        present = {
+            p.relative_to(art_dir).as_posix()
+            for p in art_dir.rglob("*")
+            if p.is_file() and p.name not in _MARKERS
+        }
+        extra = sorted(present - set(files))
+        if extra:
+            raise IntegrityError(f"{art_dir}: file(s) {extra} are not in the manifest {path}")
+        for rel, info in sorted(files.items()):
+            file = _inside(art_dir, safe_key(rel))
+            if not file.is_file():
+                raise IntegrityError(f"{file}: listed in {path} but missing")
+            if file.stat().st_size != info.get("size") or sha256_file(file) != info.get("sha256"):
+                raise IntegrityError(
+                    f"{file}: sha256 does not match the manifest {path} (corrupted or tampered)"
+                )
+    return f"{manifest.get('version', 'unversioned')}-{manifest_hash(manifest)[:12]}"

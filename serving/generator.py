@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     """Serve a generator directory (or s3:// URI) on 127.0.0.1."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", required=True, help="generator directory or s3:// URI")
-    p.add_argument("--name", default="generator", help="model name in the URL")
+    p.add_argument(
+        "--name", "--model_name", dest="name", default="generator", help="model name in the URL"
+    )
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--model-root", default="/", help="local model paths must lie inside this")

@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     """Serve a ranker directory (or s3:// URI) on 127.0.0.1."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", required=True, help="ranker directory or s3:// URI")
-    p.add_argument("--name", default="ranker", help="model name in the URL")
+    p.add_argument(
+        "--name", "--model_name", dest="name", default="ranker", help="model name in the URL"
+    )
     p.add_argument("--port", type=int, default=8082)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--model-root", default="/", help="local model paths must lie inside this")

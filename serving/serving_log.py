@@ -5,7 +5,10 @@ a new one started after `max_rows` rows, so monitoring can pick up closed files 
 keeps writing. `read_serving_log(log_dir)` loads every file into one frame and validates it.
 
 Columns: the contract's (`request_id`, `video_id`, `category`, `text`, `reward_score`, `selected`,
-`model_version`, `served_at`) plus `guard_ok`, `guard_reasons`, `degraded`.
+`model_version`, `served_at`) plus `guard_ok`, `guard_reasons`, `degraded` and, per
+`serving.explore.log_rows`, `candidate_index`, `n_candidates`, `chosen_index`, `propensity`,
+`explored`, `epsilon`, `status` (served | degraded | all_rejected), `topic`, `caption_chars`,
+`caption_sha`. A request whose candidates were all rejected still has its rows (none selected).
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 For `{video_id}` it reads the caption (and video features) from Feast's online store; a caption
 may also be given directly. It asks the generator for one candidate per category, drops the
 candidates the guard rejects (invented names or numbers, over length), asks the ranker to rank the
-rest, logs every candidate and the choice to the serving log, and answers:
+rest, serves the top one (or, for a share `explore_epsilon` of requests, a uniformly drawn guarded
+one: serving/explore.py), logs every candidate, its score, the chosen index and its propensity to
+the serving log, and answers:
 
     {"request_id", "video_id", "text", "category", "score", "alternatives": [...],
-     "degraded": false, "model_version", "timings_ms": {"feast", "generate", "rank"}}
+     "degraded": false, "explored": false, "propensity", "model_version", "timings_ms": {...}}
 
 Faults: an unknown video is a 404; a generator that is down is a 503; a ranker that is down is a
 503 too, unless `degrade_without_ranker` is set, in which case the first guarded candidate is
@@ -33,6 +35,7 @@ from kserve.errors import InvalidInput
 
 from pushgen.categories import DEFAULT_CATEGORIES
 from serving.base import PushgenModel
+from serving.explore import DEFAULT_EPSILON, choose, log_rows, request_rng
 from serving.protocol import PUSH_V2, PushRequest, RequestLimits, push_request
 from serving.server import NotFoundError, ServerConfig, UpstreamUnavailable, serve
 from serving.serving_log import ServingLog, ServingLogConfig
@@ -50,6 +53,7 @@ class TransformerConfig:
     timeout_s: float = 120.0  # per upstream call; a queued CPU generation can take a minute
     degrade_without_ranker: bool = False  # ranker down: serve the first guarded candidate, flagged
     max_chars: int = 120  # guard length budget
+    explore_epsilon: float = DEFAULT_EPSILON  # share of requests serving a random guarded candidate
     log: ServingLogConfig = field(default_factory=ServingLogConfig)
 
 
@@ -62,10 +66,12 @@ class FeatureLookup:
 
     def open(self) -> None:
         """Open the store now, so a bad repo fails at start-up rather than on the first request."""
-        from pushgen.features import open_store
+        from pushgen.features import check_serving_features, open_store
 
         if self._store is None:  # opened once: the registry is cached for cache_ttl_seconds
-            self._store = open_store(self.repo)
+            store = open_store(self.repo)
+            check_serving_features(store)  # an empty registry fails start-up, not every request
+            self._store = store
 
     def video(self, video_id: str) -> dict[str, Any]:
         from pushgen.features import VideoNotFoundError, get_online_video_features
@@ -128,12 +134,13 @@ class PushgenTransformer(PushgenModel):
             raise InvalidInput(f"the {which} refused the request: {resp.text[:300]}")
         return resp.json()["predictions"][0]
 
-    async def _caption(self, req: PushRequest) -> tuple[str, str]:
+    async def _caption(self, req: PushRequest) -> tuple[str, str, str | None]:
+        """(video_id, caption, topic from Feast or None)."""
         if req.caption is not None:
             video_id = (
                 req.video_id or "caption:" + hashlib.sha1(req.caption.encode()).hexdigest()[:12]
             )
-            return video_id, req.caption
+            return video_id, req.caption, None
         assert req.video_id is not None
         if self.features is None:
             raise InvalidInput(
@@ -141,7 +148,7 @@ class PushgenTransformer(PushgenModel):
             )
         row = await self.run_blocking(self.features.video, req.video_id)
         caption = str(row["caption"])[: self.limits.max_caption_chars]
-        return req.video_id, caption
+        return req.video_id, caption, row.get("topic")
 
     async def _push(self, req: PushRequest, headers: dict | None) -> dict[str, Any]:
         from pushgen.generator.guard import check_candidate
@@ -149,7 +156,7 @@ class PushgenTransformer(PushgenModel):
         request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        video_id, caption = await self._caption(req)
+        video_id, caption, topic = await self._caption(req)
         timings["feast"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
@@ -168,7 +175,7 @@ class PushgenTransformer(PushgenModel):
                           "guard_ok": verdict.ok, "guard_reasons": verdict.reasons,
                           "selected": False})  # fmt: skip
         ok = [c for c in cands if c["guard_ok"]]
-        chosen, degraded, reason, rank_version = None, False, None, None
+        degraded, reason, rank_version = False, None, None
         t0 = time.perf_counter()
         if ok:
             try:
@@ -178,19 +185,26 @@ class PushgenTransformer(PushgenModel):
                 )  # fmt: skip
                 for c, s in zip(ok, ranked["scores"], strict=True):
                     c["score"] = float(s)
-                chosen = ok[int(ranked["chosen"])]
                 rank_version = ranked.get("model_version")
             except UpstreamUnavailable as exc:
                 if not self.config.degrade_without_ranker:
                     raise
-                chosen, degraded, reason = ok[0], True, str(exc)
+                degraded, reason = True, str(exc)
         else:
             reason = "no candidate passed the guard"
         timings["rank"] = (time.perf_counter() - t0) * 1000
+        # exploration (serving/explore.py): a share epsilon serves a uniformly drawn guarded one
+        choice = choose([c["score"] for c in cands], [c["guard_ok"] for c in cands],
+                        self.config.explore_epsilon, request_rng(request_id), degraded)  # fmt: skip
+        chosen = cands[choice.index] if choice.index is not None else None
         if chosen is not None:
             chosen["selected"] = True
         version = f"{gen.get('model_version')}+{rank_version or 'none'}"
-        self._log(request_id, video_id, cands, version, degraded)
+        assert self.log is not None
+        self.log.write(log_rows(request_id, video_id, cands, choice,
+                                epsilon=self.config.explore_epsilon, model_version=version,
+                                served_at=datetime.now(UTC).isoformat(), caption=caption,
+                                topic=topic))  # fmt: skip
         return {
             "request_id": request_id,
             "video_id": video_id,
@@ -200,24 +214,12 @@ class PushgenTransformer(PushgenModel):
             "score": chosen["score"] if chosen else None,
             "alternatives": cands,
             "degraded": degraded,
+            "explored": choice.explored,
+            "propensity": choice.propensity,
             "reason": reason,
             "model_version": version,
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
-
-    def _log(
-        self, request_id: str, video_id: str, cands: list[dict], version: str, degraded: bool
-    ) -> None:
-        served_at = datetime.now(UTC).isoformat()
-        rows = [
-            {"request_id": request_id, "video_id": video_id, "category": c["category"],
-             "text": c["text"], "reward_score": c["score"], "selected": c["selected"],
-             "model_version": version, "served_at": served_at, "guard_ok": c["guard_ok"],
-             "guard_reasons": "; ".join(c["guard_reasons"]), "degraded": degraded}
-            for c in cands
-        ]  # fmt: skip
-        assert self.log is not None
-        self.log.write(rows)  # a few hundred bytes, flushed: cheaper than a thread hop
 
     async def infer(self, requests: list[PushRequest], headers=None) -> list[dict]:
         return [await self._push(r, headers) for r in requests]
@@ -245,7 +247,9 @@ class PushgenTransformer(PushgenModel):
 def main(argv: list[str] | None = None) -> None:
     """Serve the pushgen transformer on 127.0.0.1."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--name", default="pushgen", help="model name in the URL")
+    p.add_argument(
+        "--name", "--model_name", dest="name", default="pushgen", help="model name in the URL"
+    )
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--generator-url", default="http://127.0.0.1:8081")
@@ -256,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--degrade-without-ranker", action="store_true",
                    help="ranker down: serve the first guarded candidate, flagged, instead of 503")  # fmt: skip
     p.add_argument("--timeout-s", type=float, default=120.0, help="per upstream call")
+    p.add_argument("--explore-epsilon", type=float, default=DEFAULT_EPSILON,
+                   help="share of requests serving a uniformly drawn guarded candidate")  # fmt: skip
     args = p.parse_args(argv)
     config = TransformerConfig(
         generator_url=args.generator_url,
@@ -263,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         feature_repo=Path(args.feature_repo) if args.feature_repo else None,
         timeout_s=args.timeout_s,
         degrade_without_ranker=args.degrade_without_ranker,
+        explore_epsilon=args.explore_epsilon,
         log=ServingLogConfig(Path(args.log_dir), args.log_max_rows),
     )
     serve(PushgenTransformer(args.name, config), ServerConfig(host=args.host, http_port=args.port))

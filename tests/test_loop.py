@@ -3,12 +3,13 @@ through the quality gate, into the store (kfp's local runner, tiny models, real 
 
 import json
 
+import pandas as pd
 import pytest
 import yaml
 
-from monitoring.simulate_feedback import ServingSimConfig, reference_pushes, simulate_serving
 from pipelines.monitoring import compile_pipeline
 from pushgen.carry import retrain_request
+from pushgen.loop import monitor_config, serving_windows
 from pushgen.simulator import SimConfig, simulate, write_simulation
 from pushgen.store import ArtifactStore, publish_release
 
@@ -57,6 +58,11 @@ def test_retrain_request_names_the_part_and_why(summary, part, says):
     assert made["part"] == part and says in made["reason"]
 
 
+# historical pushes carry no candidates: the monitor judges the log's latest window against its
+# earlier ones
+HISTORY = pd.DataFrame({"category": ["Humor"], "text": ["an old push"], "ctr": [0.05]})
+
+
 @pytest.fixture(scope="module")
 def production(tiny_causal_lm_dir, tiny_encoder_dir, tmp_path_factory):
     """A store whose production version v1 holds tiny random models."""
@@ -92,12 +98,10 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
     from pipelines.monitoring import run_local
 
     root, lake = production
-    # a window whose ranker scores carry no signal: reward drift, the ranker is blamed
-    log, feedback = simulate_serving(
-        lake.world, ServingSimConfig(n_requests=120, mode="shuffled", seed=9)
-    )
+    # healthy windows, then one whose ranker is random: the ranker is blamed
+    log, feedback = serving_windows(lake.world, 120, seed=9)
     paths = {}
-    for name, df in (("log", log), ("fb", feedback), ("ref", reference_pushes(lake))):
+    for name, df in (("log", log), ("fb", feedback), ("ref", HISTORY)):
         paths[name] = str(root / f"{name}.parquet")
         df.to_parquet(paths[name])
     artifacts = run_local(
@@ -105,7 +109,7 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
             "serving_log_uri": paths["log"],
             "feedback_uri": paths["fb"],
             "reference_uri": paths["ref"],
-            "config_json": '{"min_rows": 20}',
+            "config_json": monitor_config(120),
             "training_data_uri": str(root / "lake"),
             "store_uri": str(root / "store"),
             "base_model": str(tiny_causal_lm_dir),
@@ -155,19 +159,16 @@ def test_cli_loop_bad_input_is_one_line(tmp_path, capsys):
         assert says in err and len(err.strip().splitlines()) == 1
 
 
-def test_healthy_window_runs_no_training(production, sim, tiny_causal_lm_dir, tiny_encoder_dir):
+def test_healthy_window_runs_no_training(production, tiny_causal_lm_dir, tiny_encoder_dir):
     """The small local loop (fast tier): a healthy window raises no alert, so the branch that
     retrains is skipped and production stays as it is."""
     from pipelines.monitoring import run_local
 
     root, lake = production
     before = ArtifactStore.from_uri(root / "store").versions()
-    # the 120-video world of test_monitoring, whose healthy windows raise no alert
-    log, feedback = simulate_serving(
-        sim.world, ServingSimConfig(n_requests=240, mode="healthy", seed=1)
-    )
+    log, feedback = serving_windows(lake.world, 120, seed=1, fault="healthy")
     paths = {}
-    for name, df in (("log", log), ("fb", feedback), ("ref", reference_pushes(sim))):
+    for name, df in (("log", log), ("fb", feedback), ("ref", HISTORY)):
         paths[name] = str(root / f"healthy_{name}.parquet")
         df.to_parquet(paths[name])
     artifacts = run_local(
@@ -175,6 +176,7 @@ def test_healthy_window_runs_no_training(production, sim, tiny_causal_lm_dir, ti
             "serving_log_uri": paths["log"],
             "feedback_uri": paths["fb"],
             "reference_uri": paths["ref"],
+            "config_json": monitor_config(120),
             "training_data_uri": str(root / "lake"),
             "store_uri": str(root / "store"),
             "base_model": str(tiny_causal_lm_dir),  # never used unless it (wrongly) retrains

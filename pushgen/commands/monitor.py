@@ -1,11 +1,13 @@
-"""`pushgen monitor` (style collapse + reward drift on a serving-log window) and `pushgen report`.
+"""`pushgen monitor` (the latest serving-log window judged against a healthy reference) and
+`pushgen report` (print a finished run).
 
-    pushgen monitor --log serving_log.parquet --feedback feedback.parquet \\
-        --reference pushes_labelled.parquet --out runs/monitor
-    pushgen report runs/monitor          # print the alerts and checks of a finished run
+    pushgen monitor --log runs/serving --feedback feedback.parquet \\
+        --reference last_week_log.jsonl --reference-feedback last_week_feedback.parquet --out runs/monitor
+    pushgen monitor --evaluate                # detection table on log-shaped fault streams
+    pushgen report runs/monitor               # print the verdict and checks of a finished run
 
-`monitor` writes report.html (Evidently) and summary.json, prints the alerts and exits 0 (or 1
-with `--fail-on-alert`, for cron jobs and CI).
+`--log` takes a serving-log table or the server's log directory. `monitor` writes report.html and
+summary.json, prints the verdict and exits 0 (or 1 with `--fail-on-alert`, for cron jobs and CI).
 """
 
 from __future__ import annotations
@@ -21,27 +23,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `monitor` and `report` subcommands."""
     p = subparsers.add_parser(
         "monitor",
-        help="check a serving-log window for style collapse and reward drift (Evidently report)",
-        description="Compare the pushes the ranker selected (and their feedback) with a reference: "
-        "labelled historical pushes or an earlier serving-log window.",
+        help="judge the latest serving-log window: inputs, generator, ranker (calibrated bands)",
+        description="Judge the latest window of a serving log against bands calibrated on a "
+        "healthy reference (an earlier serving log, or this log's earlier windows).",
     )
-    p.add_argument("--log", required=True, help="serving_log table (parquet/csv/jsonl)")
-    p.add_argument(
-        "--feedback",
-        help="feedback table (request_id, pv, clicks); without it the "
-        "reward correlation is not evaluated",
-    )
+    p.add_argument("--log", help="serving_log table (parquet/csv/jsonl) or the server's log dir")
+    p.add_argument("--feedback", help="feedback table (request_id, pv, clicks)")
     p.add_argument(
         "--reference",
-        required=True,
-        help="labelled pushes (category, text, ctr) or an earlier serving log",
+        help="an earlier, healthy serving log (table or dir); default: the log's earlier windows",
     )
-    p.add_argument("--out", required=True, help="output directory for report.html and summary.json")
-    p.add_argument("--config", help="JSON or YAML file of MonitorConfig thresholds")
+    p.add_argument("--reference-feedback", help="feedback of the reference log")
+    p.add_argument("--out", help="output directory for report.html and summary.json")
+    p.add_argument("--config", help="JSON or YAML file of MonitorConfig settings")
     p.add_argument(
         "--window", help="split the log by served_at into windows (pandas offset: 1D, 6h)"
     )
+    p.add_argument("--window-requests", type=int, help="requests per window (default 240)")
+    p.add_argument("--screenshot", help="also render report.html to this PNG (headless Chromium)")
     p.add_argument("--fail-on-alert", action="store_true", help="exit 1 when an alert fires")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="print the detection table on log-shaped fault streams (python -m monitoring.power)",
+    )
+    p.add_argument("--windows", type=int, default=20, help="--evaluate: windows per fault")
+    p.add_argument("--healthy-windows", type=int, default=100, help="--evaluate: healthy windows")
+    p.add_argument("--sizes", type=int, nargs="+", default=[240, 1000], help="--evaluate: sizes")
     p.set_defaults(func=run_monitor)
 
     r = subparsers.add_parser("report", help="print the alerts and checks of a monitor run")
@@ -49,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=print_report)
 
 
-def load_config(path: str | None, window: str | None):
+def load_config(path: str | None, window: str | None, window_requests: int | None = None):
     """MonitorConfig from an optional JSON/YAML file, with `--window` on top."""
     from monitoring.config import MonitorConfig
 
@@ -71,28 +79,61 @@ def load_config(path: str | None, window: str | None):
             raise ConfigError(f"{file} must hold a mapping of MonitorConfig fields")
     if window:
         values["window"] = window
+    if window_requests is not None:
+        values["window_requests"] = window_requests
     return MonitorConfig.from_dict(values)
 
 
+def _read_log(path: str):
+    """A serving log from a table file or from the server's log directory."""
+    from pushgen.contracts import read_table
+
+    if Path(path).is_dir():
+        import pandas as pd
+
+        from serving.serving_log import SERVING_LOG_GLOB
+
+        files = sorted(Path(path).glob(SERVING_LOG_GLOB))
+        if not files:
+            raise DataContractError(f"no {SERVING_LOG_GLOB} files in {path}")
+        frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return read_table(path, "serving_log")
+
+
 def run_monitor(args: argparse.Namespace) -> int:
-    """Read the tables, run the monitor, print the alerts."""
+    """Read the tables, run the monitor, print the verdict (or, with --evaluate, the table)."""
+    if args.evaluate:
+        from monitoring.power import main as power_main
+
+        argv = ["--windows", str(args.windows), "--healthy-windows", str(args.healthy_windows),
+                "--sizes", *map(str, args.sizes), "--out", args.out or "runs/monitor-power"]  # fmt: skip
+        return power_main(argv)
+    if not args.log or not args.out:
+        raise ConfigError("pushgen monitor needs --log and --out (or --evaluate)")
     from monitoring.report import alert_lines, run_monitoring
     from pushgen.contracts import read_table
 
-    cfg = load_config(args.config, args.window)
-    log = read_table(args.log, "serving_log")
+    cfg = load_config(args.config, args.window, args.window_requests)
+    log = _read_log(args.log)
     feedback = read_table(args.feedback, "feedback") if args.feedback else None
-    reference = read_table(args.reference)
-    summary = run_monitoring(log, feedback, reference, args.out, cfg)
+    reference = _read_log(args.reference) if args.reference else None
+    ref_fb = read_table(args.reference_feedback, "feedback") if args.reference_feedback else None
+    summary = run_monitoring(log, feedback, reference, args.out, cfg, reference_feedback=ref_fb)
     print("\n".join(alert_lines(summary)))
     counts = summary["counts"]
     rejected = {k: v for k, v in counts.items() if k.startswith("rejected_")}
     print(
-        f"{counts['selected_pushes']} selected pushes, {counts['with_ctr']} with CTR; "
-        f"rejected: {rejected or 'none'}"
+        f"{counts['requests']} requests ({counts['degraded']} degraded, {counts['all_rejected']} "
+        f"with nothing servable, {counts['explored']} explored), {counts['with_feedback']} with "
+        f"feedback; rows set aside: {rejected or 'none'}"
     )
-    print(f"report: {Path(args.out) / 'report.html'}  summary: {Path(args.out) / 'summary.json'}")
-    return 1 if args.fail_on_alert and summary["retrain"] else 0
+    print(f"report: {summary['report_html']}  summary: {Path(args.out) / 'summary.json'}")
+    if args.screenshot:
+        from monitoring.render import screenshot
+
+        print(f"screenshot: {screenshot(summary['report_html'], args.screenshot)}")
+    return 1 if args.fail_on_alert and summary["verdict"] == "alert" else 0
 
 
 def print_report(args: argparse.Namespace) -> int:
@@ -110,10 +151,14 @@ def print_report(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         raise DataContractError(f"{path} is not a monitor summary: {exc}") from exc
     print("\n".join(lines))
-    print(f"{'check':<26}{'role':<10}{'current':>10}{'reference':>11}{'threshold':>11}  verdict")
+    print(
+        f"{'part':<10}{'check':<26}{'level':<14}{'current':>10}{'alert below':>12}{'alert above':>12}"
+    )
     for c in summary["checks"]:
-        cur = "n/a" if c["value"] is None else f"{c['value']:.4g}"
-        ref = "n/a" if c["reference"] is None else f"{c['reference']:.4g}"
-        verdict = "ALERT" if c["alert"] else ("ok" if c["evaluated"] else "not evaluated")
-        print(f"{c['name']:<26}{c['role']:<10}{cur:>10}{ref:>11}{c['threshold']:>11g}  {verdict}")
+        cells = [
+            ("n/a" if c[k] is None else f"{c[k]:.4g}") for k in ("value", "alert_lo", "alert_hi")
+        ]
+        print(
+            f"{c['part']:<10}{c['name']:<26}{c['level']:<14}{cells[0]:>10}{cells[1]:>12}{cells[2]:>12}"
+        )
     return 0

@@ -2,7 +2,7 @@
 
 pushgen serve --models runs/demo/models --feature-repo runs/demo/feature_repo   # Ctrl-C stops
 pushgen push --video-id v00042 [--url http://127.0.0.1:8080]
-pushgen manifests [--check]
+pushgen manifests [--check]     # the example in serving/manifests/ (`pushgen deploy` for a cluster)
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "manifests", help="write (or --check) the KServe manifests in serving/manifests"
     )
     p.add_argument("--out", default=None, help="directory (default: serving/manifests)")
-    p.add_argument("--storage-uri", default=None, help="s3:// URI of the registered model version")
+    p.add_argument("--storage-uri", default=None,
+                   help="<store>/versions/<v> the example pins (default: the checked-in example)")  # fmt: skip
     p.add_argument("--check", action="store_true", help="exit 2 if the checked-in files are stale")
     p.set_defaults(func=_manifests)
 
@@ -135,7 +136,7 @@ def _manifests(args: argparse.Namespace) -> int:
     from serving.manifests import MANIFEST_DIR, ManifestConfig, stale_manifests, write_manifests
 
     out = Path(args.out) if args.out else MANIFEST_DIR
-    cfg = ManifestConfig(storage_uri=args.storage_uri) if args.storage_uri else ManifestConfig()
+    cfg = ManifestConfig(version_uri=args.storage_uri) if args.storage_uri else ManifestConfig()
     if args.check:
         stale = stale_manifests(out, cfg)
         if stale:

@@ -1,0 +1,195 @@
+"""The monitored signals: one statistic per window of requests, each owned by one part.
+
+- inputs: what comes in (topic mix, caption length, empty or reused captions);
+- generator: what it writes, over *all* candidates (collapsed requests, distinct wording, guard
+  rejections, requests with nothing servable);
+- ranker: what it picks among the guarded candidates (its preference profile against the other
+  candidates of the same request, the category mix of its picks), the CTR of chosen pushes, the
+  exploration lift (top vs uniformly drawn candidate) and degraded answers.
+
+Each `Signal` says how its value moves when its part breaks (`direction`), the smallest change
+worth an alert (`floor`) and the effect size the sample-size rule sizes for (`effect`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+
+from serving.explore import ALL_REJECTED, DEGRADED, SERVED
+
+PARTS = ("inputs", "generator", "ranker")  # upstream first: the first part that alerts is blamed
+DISTINCT_REQUESTS = 60  # distinct-2 is measured over the candidates of this many requests
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One window statistic and how to read it."""
+
+    name: str
+    part: str  # one of PARTS
+    kind: str  # "mean" (of a per-request value), "ratio", "js" (distance to the reference mix), "distinct"
+    direction: str  # "up", "down" or "both": which move means trouble
+    floor: float  # the alert band is never narrower than this (practical significance)
+    effect: float  # change the sample-size rule sizes for (80% power at the alert level)
+    min_n: int  # never evaluated on fewer units than this
+    unit: str  # "share", "chars", "distance", "ctr", "ratio"
+    what: str
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal("topic_mix_js", "inputs", "js", "up", 0.05, 0.1, 60, "distance",
+           "Jensen-Shannon distance of the requests' topic mix to the reference's"),
+    Signal("caption_empty_share", "inputs", "mean", "up", 0.02, 0.05, 40, "share",
+           "share of requests whose caption was empty"),
+    Signal("caption_reused_share", "inputs", "mean", "up", 0.02, 0.05, 40, "share",
+           "share of requests whose caption was also served for another video (stale)"),
+    Signal("caption_chars_mean", "inputs", "mean", "both", 3.0, 5.0, 40, "chars",
+           "mean caption length"),
+    Signal("collapsed_request_share", "generator", "mean", "up", 0.05, 0.1, 40, "share",
+           "share of requests whose candidates span one category or repeat half their wording"),
+    Signal("candidate_distinct_share", "generator", "mean", "down", 0.05, 0.1, 40, "share",
+           "distinct wordings / candidates, per request"),
+    Signal("candidate_distinct_2", "generator", "distinct", "down", 0.03, 0.1, DISTINCT_REQUESTS,
+           "share", f"distinct bigrams / bigrams over the candidates of {DISTINCT_REQUESTS} requests"),
+    Signal("guard_reject_share", "generator", "mean", "up", 0.05, 0.1, 40, "share",
+           "share of candidates the guard rejected"),
+    Signal("all_rejected_share", "generator", "mean", "up", 0.02, 0.05, 40, "share",
+           "share of requests with no candidate passing the guard (nothing served)"),
+    Signal("degraded_share", "ranker", "mean", "up", 0.03, 0.05, 40, "share",
+           "share of requests answered without the ranker (first guarded candidate)"),
+    Signal("chosen_ctr", "ranker", "ratio", "down", 0.0, 0.25, 40, "ctr",
+           "clicks / exposures of the ranker's own picks (explored requests left out)"),
+    Signal("selection_length_lift", "ranker", "mean", "both", 1.0, 4.0, 40, "chars",
+           "length of the pick minus the mean length of the guarded candidates"),
+    Signal("selection_question_lift", "ranker", "mean", "both", 0.02, 0.1, 40, "share",
+           "question mark in the pick minus its share among the guarded candidates"),
+    Signal("selection_category_js", "ranker", "js", "up", 0.05, 0.1, 60, "distance",
+           "Jensen-Shannon distance of the picks' category mix to the reference's picks"),
+    Signal("explore_ctr_lift", "ranker", "ratio", "down", 0.0, 0.25, 30, "ratio",
+           "CTR of the ranker's picks / CTR of uniformly drawn (explored) candidates"),
+)  # fmt: skip
+BY_NAME = {s.name: s for s in SIGNALS}
+
+
+@dataclass
+class Profile:
+    """What the window statistics are measured against: the reference's mixes."""
+
+    topics: pd.Series  # topic -> share
+    chosen_categories: pd.Series  # category -> share among the ranker's picks
+
+    @classmethod
+    def of(cls, ref: pd.DataFrame) -> Profile:
+        picks = ref.loc[_picked(ref), "chosen_category"]
+        return cls(ref["topic"].dropna().value_counts(normalize=True),
+                   picks.value_counts(normalize=True))  # fmt: skip
+
+
+def _picked(req: pd.DataFrame) -> pd.Series:
+    """The ranker's own picks: served (not degraded, not all-rejected) and not explored."""
+    return (req["status"] == SERVED) & ~req["explored"].astype(bool)
+
+
+def _js(values: pd.Series, reference: pd.Series) -> tuple[float | None, int]:
+    values = values.dropna()
+    if values.empty or reference.empty:
+        return None, len(values)
+    cur = values.value_counts(normalize=True)
+    keys = reference.index.union(cur.index)
+    d = jensenshannon(reference.reindex(keys, fill_value=0).to_numpy(),
+                      cur.reindex(keys, fill_value=0).to_numpy(), base=2)  # fmt: skip
+    return float(d), len(values)
+
+
+def per_request(req: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For mean/ratio signals: (numerator, denominator) per request; NaN rows do not count."""
+    n = len(req)
+    nan = np.full(n, np.nan)
+    has_caption = req["caption_chars"].notna().to_numpy()
+    cap = req["caption_chars"].to_numpy(dtype=float)
+    sha = req["caption_sha"].where(req["caption_sha"].astype(str) != "")
+    reused = (
+        sha.map(sha.to_frame().assign(v=req["video_id"]).groupby("caption_sha")["v"].nunique()) > 1
+    ).to_numpy(dtype=float)
+    ncand = req["n_candidates"].to_numpy(dtype=float)
+    picked = _picked(req).to_numpy()
+    lift_ok = picked & (req["n_guarded"].to_numpy() >= 2)
+    pv = req["pv"].to_numpy(dtype=float)
+    clicks = req["clicks"].to_numpy(dtype=float)
+    fed = np.nan_to_num(pv) > 0
+    explored = req["explored"].to_numpy(dtype=bool) & (req["status"] == SERVED).to_numpy()
+    one = np.ones(n)
+    status = req["status"].to_numpy()
+    return {
+        "caption_empty_share": (np.where(has_caption, cap == 0, np.nan), one),
+        "caption_reused_share": (np.where(has_caption, reused, np.nan), one),
+        "caption_chars_mean": (np.where(has_caption, cap, np.nan), one),
+        "collapsed_request_share": (
+            ((ncand >= 3) & ((req["distinct_categories"] <= 1)
+                             | (req["distinct_texts"] <= ncand / 2))).to_numpy(dtype=float),
+            one,
+        ),  # fmt: skip
+        "candidate_distinct_share": ((req["distinct_texts"] / ncand).to_numpy(dtype=float), one),
+        "guard_reject_share": ((1 - req["n_guarded"] / ncand).to_numpy(dtype=float), one),
+        "all_rejected_share": ((status == ALL_REJECTED).astype(float), one),
+        "degraded_share": ((status == DEGRADED).astype(float), one),
+        "selection_length_lift": (
+            np.where(lift_ok, req["chosen_chars"] - req["guarded_chars"], nan), one),
+        "selection_question_lift": (
+            np.where(lift_ok, req["chosen_question"] - req["guarded_question"], nan), one),
+        "chosen_ctr": (np.where(picked & fed, clicks, np.nan), np.where(picked & fed, pv, np.nan)),
+        "explore_ctr_lift": (np.where(explored & fed, clicks, np.nan),
+                             np.where(explored & fed, pv, np.nan)),
+    }  # fmt: skip
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float | None, int]:
+    keep = ~np.isnan(num) & ~np.isnan(den)
+    if not keep.any() or den[keep].sum() <= 0:
+        return None, int(keep.sum())
+    return float(num[keep].sum() / den[keep].sum()), int(keep.sum())
+
+
+def window_values(req: pd.DataFrame, profile: Profile) -> dict[str, tuple[float | None, int]]:
+    """{signal: (value or None, units it was measured on)} for one window of requests."""
+    parts = per_request(req)
+    out: dict[str, tuple[float | None, int]] = {}
+    for name, (num, _den) in parts.items():
+        if name in ("chosen_ctr", "explore_ctr_lift"):
+            continue
+        keep = ~np.isnan(num)
+        out[name] = (float(num[keep].mean()) if keep.any() else None, int(keep.sum()))
+    top = _ratio(*parts["chosen_ctr"])
+    out["chosen_ctr"] = top
+    rand = _ratio(*parts["explore_ctr_lift"])
+    lift = top[0] / rand[0] if top[0] is not None and rand[0] else None
+    out["explore_ctr_lift"] = (lift, rand[1])
+    out["topic_mix_js"] = _js(req["topic"], profile.topics)
+    out["selection_category_js"] = _js(
+        req.loc[_picked(req), "chosen_category"], profile.chosen_categories
+    )
+    sets = req["bigrams"].iloc[:DISTINCT_REQUESTS]
+    total = req["n_bigrams"].iloc[:DISTINCT_REQUESTS].sum()
+    out["candidate_distinct_2"] = (
+        (len(set().union(*sets)) / total if total else None),
+        len(sets),
+    )
+    return out
+
+
+def unit_sd(req: pd.DataFrame) -> dict[str, float]:
+    """Per-unit standard deviation of each mean/ratio signal on a (reference) request table."""
+    out = {}
+    for name, (num, den) in per_request(req).items():
+        keep = ~np.isnan(num) & ~np.isnan(den)
+        if keep.sum() < 2:
+            out[name] = float("nan")
+            continue
+        rate = num[keep] / np.where(den[keep] > 0, den[keep], np.nan)
+        rate = rate[~np.isnan(rate)]
+        out[name] = float(np.std(rate, ddof=1)) if len(rate) > 1 else float("nan")
+    return out

@@ -1,0 +1,360 @@
+"""pushgen on a KServe cluster, as far as one machine can show it.
+
+- `pushgen deploy` writes manifests for a registered version (bad input: one line, exit 2, nothing
+  written);
+- each predictor is started as its pod would start it (tests/pods.py): weights downloaded by
+  KServe's own storage code (`kserve_storage.Storage.download`) from a real S3 API (moto's server)
+  with the env KServe derives from our ServiceAccount, run as uid 1000 with only declared volumes
+  writable; the stack then serves a push by video id, from a Feast store materialised onto the
+  features volume through the cluster feature_store.yaml;
+- the InferenceGraph is driven through the URLs KServe's router would call (GetModelName rules);
+- corrupted or tampered weights are refused on every load path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+import yaml
+
+from pushgen.cli import main
+from pushgen.store import VERSION_FILE, ArtifactStore, IntegrityError
+from serving.manifests import load_manifest, model_name_of, predict_url
+from serving.stack import free_port
+from tests.pods import REPO, namespaces_available, start_pod
+
+BUCKET = "pushgen-cluster"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 and the credentials in the environment, for this module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "PUSHGEN_S3_ENDPOINT": endpoint}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stage():
+    """A world-readable work area outside /tmp (a pod's /tmp is its own emptyDir)."""
+    root = Path(tempfile.mkdtemp(prefix="pushgen-pods-", dir="/var/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def release(s3, stage):
+    """Tiny generator + ranker registered as version v1 in the S3 store."""
+    from serving.tiny import build_tiny_models
+
+    models = build_tiny_models(stage / "src")  # the generator's base stays here, like the image's
+    subprocess.run(["chmod", "-R", "a+rX", str(stage / "src")], check=True)  # as files in an image
+    store = ArtifactStore.from_uri(f"s3://{BUCKET}/store")
+    store.register("v1", {"generator": models / "generator", "ranker": models / "ranker"})
+    return store
+
+
+@pytest.fixture(scope="module")
+def deployed(release, s3, stage):
+    out = stage / "deploy"
+    rc = main(["deploy", "--store", release.uri, "--version", "v1", "--out", str(out),
+               "--gpus", "0", "--s3-endpoint", s3, "--s3-secret", "pushgen-s3"])  # fmt: skip
+    assert rc == 0
+    return {p.stem: load_manifest(p) for p in sorted(out.glob("*.yaml"))}
+
+
+def _initializer_env(service_account, endpoint: str) -> dict[str, str]:
+    """What KServe's BuildS3EnvVars gives the storage initializer from our ServiceAccount."""
+    ann = service_account.metadata.annotations
+    raw = ann["serving.kserve.io/s3-endpoint"]
+    https = ann.get("serving.kserve.io/s3-usehttps", "1")
+    if raw.startswith("http://"):
+        https, host, url = "0", raw[7:], raw
+    elif raw.startswith("https://"):
+        https, host, url = "1", raw[8:], raw
+    else:
+        host, url = raw, ("http://" if https == "0" else "https://") + raw
+    return {"S3_USE_HTTPS": https, "S3_ENDPOINT": host, "AWS_ENDPOINT_URL": url,
+            "S3_VERIFY_SSL": ann["serving.kserve.io/s3-verifyssl"],
+            "AWS_DEFAULT_REGION": ann["serving.kserve.io/s3-region"],
+            # from the Secret the ServiceAccount names
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
+
+
+def _storage_initializer(isvc, sa, endpoint: str, out: Path) -> Path:
+    """KServe's storage-initializer step: Storage.download(STORAGE_URI, /mnt/models)."""
+    env = {e.name: e.value for e in isvc.spec.predictor.containers[0].env if e.value}
+    code = ("import sys; from kserve_storage import Storage; "
+            "Storage.download(sys.argv[1], sys.argv[2])")  # fmt: skip
+    full_env = {**os.environ, **_initializer_env(sa, endpoint)}
+    full_env.pop("PUSHGEN_S3_ENDPOINT", None)  # only KServe's variables
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", code, env["STORAGE_URI"], str(out)], env=full_env,
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    return out
+
+
+def _materialise(config_map, volume: Path, sim, stage: Path) -> None:
+    """The pipeline's materialise step onto the features volume, through the cluster config."""
+    from pushgen.caption import TextCaptioner
+
+    repo = stage / "materialise-repo"
+    code = (
+        "import sys, pandas as pd; from pathlib import Path\n"
+        "from pushgen.features import write_feature_data, open_store, materialize, _definitions\n"
+        "repo = Path(sys.argv[1]); v = pd.read_parquet(sys.argv[2]); c = pd.read_parquet(sys.argv[3])\n"
+        "write_feature_data(repo, v, c)\n"
+        "(repo / 'feature_store.yaml').write_text(Path(sys.argv[4]).read_text())\n"
+        "store = open_store(repo); store.apply(_definitions()); materialize(store)\n"
+    )
+    sim.videos.to_parquet(stage / "videos.parquet")
+    TextCaptioner().caption_videos(sim.videos).to_parquet(stage / "captions.parquet")
+    (stage / "feature_store.yaml").write_text(config_map.data["feature_store.yaml"])
+    mount = "/var/lib/pushgen/features"
+    script = (f"mount -t tmpfs tmpfs /var/lib && mkdir -p {mount} && mount --bind {volume} {mount} "
+              f"&& exec {sys.executable} -c \"$0\" \"$@\"")  # fmt: skip
+    subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, code,
+                    str(repo), str(stage / "videos.parquet"), str(stage / "captions.parquet"),
+                    str(stage / "feature_store.yaml")],
+                   check=True, capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pods(deployed, s3, stage, sim):
+    """generator, ranker and transformer started from their manifests; yields {isvc name: Pod}."""
+    why = namespaces_available()
+    if why:
+        pytest.skip(f"cannot emulate pods here: {why}")
+    from concurrent.futures import ThreadPoolExecutor
+
+    sa = deployed["serviceaccount"]
+    vols: dict[str, dict[str, Path]] = {}
+    for stem in ("generator", "ranker", "pushgen"):
+        vols[stem] = {"tmp": stage / "volumes" / stem / "tmp"}
+    pushgen_vols = ("serving-log", "features", "feature-repo")
+    vols["pushgen"].update({n: stage / "volumes" / "pushgen" / n for n in pushgen_vols})
+    for stem in vols:
+        for path in vols[stem].values():
+            path.mkdir(parents=True)
+    config = deployed["feature-store"].data["feature_store.yaml"]
+    (vols["pushgen"]["feature-repo"] / "feature_store.yaml").write_text(config)
+    ports = {stem: free_port() for stem in vols}
+    routes = {deployed[s].metadata.name: f"http://127.0.0.1:{ports[s]}" for s in vols}
+
+    def own(stem: str) -> None:  # the writable volumes belong to the pod user
+        for name in ("tmp", "serving-log", "features"):
+            if name in vols[stem]:
+                subprocess.run(["chown", "-R", "1000:1000", str(vols[stem][name])], check=True)
+
+    started = {}
+    try:
+        with ThreadPoolExecutor(3) as pool:  # initializers and the materialise job side by side
+            feats = vols["pushgen"]["features"]
+            materialised = pool.submit(_materialise, deployed["feature-store"], feats, sim, stage)
+            jobs = {stem: pool.submit(_storage_initializer, deployed[stem], sa, s3,
+                                      stage / "volumes" / stem / "models")
+                    for stem in ("generator", "ranker")}  # fmt: skip
+            for stem, job in jobs.items():  # each pod starts once its initializer is done
+                vols[stem]["models"] = job.result()
+                own(stem)
+                started[stem] = start_pod(deployed[stem], vols[stem], ports[stem], routes, stage)
+            materialised.result()
+        own("pushgen")
+        started["pushgen"] = start_pod(
+            deployed["pushgen"], vols["pushgen"], ports["pushgen"], routes, stage
+        )
+        for pod in started.values():
+            pod.wait_ready()
+        yield {"pods": started, "volumes": vols, "routes": routes}
+    finally:
+        for pod in started.values():
+            pod.terminate()
+        for pod in started.values():
+            pod.stop()
+
+
+def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, sim, stage):
+    video = str(sim.videos["video_id"].iloc[0])
+    resp = httpx.post(f"{pods['pods']['pushgen'].url}/v1/models/pushgen:predict",
+                      json={"instances": [{"video_id": video}]}, timeout=120)  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()["predictions"][0]
+    assert answer["video_id"] == video and answer["alternatives"]
+    # model_version is each served version's manifest hash: v1-<12 hex>+v1-<12 hex>
+    assert re.fullmatch(r"v1-[0-9a-f]{12}\+v1-[0-9a-f]{12}", answer["model_version"])
+    # the serving log went to the declared volume, per pod, written by uid 1000
+    logs = list(pods["volumes"]["pushgen"]["serving-log"].rglob("serving_log-*.jsonl"))
+    assert logs and all(p.stat().st_uid == 1000 for p in logs)
+    assert logs[0].parent.name.startswith("pushgen-predictor-")
+    # nothing owned by the pod user anywhere but its declared volumes
+    volumes = stage / "volumes"
+    owned = subprocess.run(["find", "/var/tmp", "/work", "/opt", "/etc", "-xdev", "-user", "1000"],
+                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert [p for p in owned if not p.startswith(str(volumes))] == []
+    # the models were read through the manifest: a required manifest was there and verified
+    assert (pods["volumes"]["ranker"]["models"] / VERSION_FILE).exists()
+
+
+def test_graph_steps_reach_models_on_the_urls_kserve_builds(pods, deployed):
+    graph = deployed["graph"]
+    by_name = {
+        obj.metadata.name: obj for obj in deployed.values() if obj.kind == "InferenceService"
+    }
+    steps = graph.spec.nodes["root"].steps
+    body: dict = {"instances": [{"caption": "A cat learns to skateboard in a park"}]}
+    answer = None
+    for i, step in enumerate(steps):
+        isvc = by_name[step.service_name]
+        url = predict_url(isvc_cfg := _cfg_of(deployed), isvc)
+        assert url.startswith(
+            f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local/"
+        )
+        local = url.replace(f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local",
+                            pods["routes"][isvc.metadata.name])  # fmt: skip
+        request = body if step.data == "$request" or i == 0 else answer
+        if step.map_predictions_to_instances and request.get("predictions"):
+            request = {"instances": request["predictions"]}  # the router's sequenceReqRes
+        resp = httpx.post(local, json=request, timeout=120)
+        assert resp.status_code == 200, f"{step.name}: {url} -> {resp.status_code} {resp.text}"
+        answer = resp.json()
+    ranked = answer["predictions"][0]
+    assert len(ranked["scores"]) == len(ranked["win_matrix"]) >= 1
+    # the old manifests' mistake fails the same way the cluster did: the isvc name is no model
+    ranker = pods["routes"]["pushgen-ranker"]
+    wrong = httpx.post(f"{ranker}/v1/models/pushgen-ranker:predict", json=body, timeout=30)
+    assert wrong.status_code == 404
+    # the transformer calls the same model names as KServe's router
+    from serving.transformer import TransformerConfig
+
+    assert model_name_of(by_name["pushgen-generator"]) == TransformerConfig.generator_name
+    assert model_name_of(by_name["pushgen-ranker"]) == TransformerConfig.ranker_name
+
+
+def _cfg_of(deployed):
+    from serving.manifests import DeployConfig
+
+    return DeployConfig(version_uri=f"s3://{BUCKET}/store/versions/v1",
+                        namespace=deployed["graph"].metadata.namespace)  # fmt: skip
+
+
+def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deployed, s3, stage):
+    """KServe's initializer fetches a flipped tensor byte; the ranker pod's load fails, naming it."""
+    from serving.ranker import RankerModel
+    from serving.storage import StorageConfig
+
+    key = "store/versions/v1/ranker/model.safetensors"
+    client = boto3.client("s3", endpoint_url=s3)
+    good = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x01  # one bit, mid-tensor: a size+head+tail fingerprint misses it
+    client.put_object(Bucket=BUCKET, Key=key, Body=bytes(bad))
+    try:
+        out = _storage_initializer(
+            deployed["ranker"], deployed["serviceaccount"], s3, stage / "bad"
+        )
+    finally:
+        client.put_object(Bucket=BUCKET, Key=key, Body=good)
+    model = RankerModel("ranker", out, storage=StorageConfig(root=out, require_manifest=True))
+    with pytest.raises(IntegrityError, match="model.safetensors: sha256 does not match"):
+        model.load()
+    assert model.ranker is None and not model.ready
+
+
+def test_deploy_bad_input_is_one_line_exit_2_nothing_written(release, tmp_path, capsys):
+    (tmp_path / "bare" / "versions" / "v1" / "generator").mkdir(parents=True)  # no manifest.json
+    cases = [
+        (["--store", release.uri, "--version", "v9"], "not found"),
+        (["--store", str(tmp_path / "bare"), "--version", "v1"], "not found"),
+        (["--store", release.uri, "--version", "v1", "--canary", "101"], "outside 0-100"),
+        (["--store", release.uri, "--version", "v1", "--canary", "-1"], "outside 0-100"),
+        (["--store", release.uri, "--version", "v1", "--gpu-toleration", "gpu"], "toleration"),
+    ]
+    for extra, words in cases:
+        out = tmp_path / "out"
+        assert main(["deploy", *extra, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+        assert not out.exists()
+
+
+def test_deploy_canary_promote_rollback(release, tmp_path):
+    """Canary pins the new URI with a traffic share; promote drops it; rollback is a deploy."""
+    out = tmp_path / "canary"
+    assert main(["deploy", "--store", release.uri, "--version", "v1", "--canary", "10",
+                 "--out", str(out)]) == 0  # fmt: skip
+    gen = load_manifest(out / "generator.yaml").spec.predictor
+    assert gen.canary_traffic_percent == 10
+    env = {e.name: e.value for e in gen.containers[0].env}
+    assert env["STORAGE_URI"] == f"s3://{BUCKET}/store/versions/v1/generator"
+    assert (
+        main(
+            ["deploy", "--store", release.uri, "--version", "latest", "--out", str(tmp_path / "p")]
+        )
+        == 0
+    )
+    promoted = yaml.safe_load((tmp_path / "p" / "ranker.yaml").read_text())["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in promoted
+    assert promoted["containers"][0]["env"][2]["value"].endswith("/versions/v1/ranker")
+
+
+def test_deploy_needs_hub_access_for_a_hub_base_model(tmp_path, capsys):
+    """A generator trained on a hub model cannot load with HF_HUB_OFFLINE=1: say so, or allow it."""
+    src = tmp_path / "src"
+    for name in ("generator", "ranker"):
+        (src / name).mkdir(parents=True)
+        (src / name / "model.safetensors").write_bytes(b"0" * 64)
+    base = {"base_model": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
+    (src / "generator" / "pushgen_generator.json").write_text(json.dumps(base))
+    store = ArtifactStore.from_uri(tmp_path / "store")
+    store.register("v1", {"generator": src / "generator", "ranker": src / "ranker"})
+    out = tmp_path / "out"
+    args = ["deploy", "--store", store.uri, "--version", "v1", "--out", str(out)]
+    assert main(args) == 2
+    assert "--hub-online" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--hub-online"]) == 0
+    env = load_manifest(out / "generator.yaml").spec.predictor.containers[0].env
+    assert {e.name: e.value for e in env}["HF_HUB_OFFLINE"] == "0"
+
+
+def test_transformer_with_an_empty_feature_registry_fails_at_start_up(tmp_path):
+    """Not ready-then-every-request-fails: load() names the missing feature service."""
+    from pushgen.errors import PushgenError
+    from serving.manifests import DeployConfig, feature_store_yaml
+    from serving.transformer import PushgenTransformer, TransformerConfig
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    text = feature_store_yaml(DeployConfig(feast_registry=str(tmp_path / "registry.db")))
+    (repo / "feature_store.yaml").write_text(
+        text.replace("/var/lib/pushgen/features", str(tmp_path))
+    )
+    model = PushgenTransformer("pushgen", TransformerConfig(feature_repo=repo))
+    with pytest.raises(PushgenError, match="no feature service 'video_serving'"):
+        model.load()
+    assert not model.ready
