@@ -28,7 +28,7 @@ class LoopConfig:
     data: str  # past data dir: videos, pushes, ab_tests, world.json (simulated: the truth)
     store: str  # artifact store holding the production version
     out: str = "runs/loop"  # window tables and the local pipeline root go here
-    n_requests: int = 120  # requests per window (4 healthy windows, then the drifted one)
+    n_requests: int = 240  # requests per window (4 healthy windows, then the drifted one)
     base_model: str = "default"  # generator base (only used if the generator is retrained)
     backbone: str = "default"  # ranker / labeller encoder
     sft_max_steps: int = 8  # small: only used when the generator is blamed

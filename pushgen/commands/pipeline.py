@@ -376,7 +376,7 @@ def _loop_parser(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--data", required=True, help="past data dir with world.json (simulated)")
     lp.add_argument("--store", required=True, help="artifact store with a production version")
     lp.add_argument("--out", default="runs/loop", help="window tables and pipeline root")
-    lp.add_argument("--requests", type=int, default=120, help="requests per window")
+    lp.add_argument("--requests", type=int, default=240, help="requests per window")
     lp.add_argument("--base-model", default="default", help="generator base model")
     lp.add_argument("--backbone", default="default", help="ranker and labeller encoder")
     lp.add_argument("--reward-epochs", type=float, default=1.0, help="ranker retrain epochs")
