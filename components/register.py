@@ -7,7 +7,8 @@ models load from:
     versions/<v>/ranker/      the pairwise ranker dir (PairwiseRanker.from_pretrained)
     versions/<v>/features/    videos.parquet + captions.parquet (Feast's offline source)
     versions/<v>/reports/     evaluation.md, evaluation.html, evaluation.json
-    versions/<v>/manifest.json  sha256 + size of every file, metrics, source data hash
+    versions/<v>/manifest.json  sha256 + size of every file, metrics, source data hash, and the
+                              quality gate's decision and status (promoted / rejected)
 
 The store URI is a local directory or `s3://bucket/prefix`; S3 credentials come from the pod's
 environment (a Kubernetes Secret), never from a pipeline parameter.
@@ -29,12 +30,17 @@ def register(
     report: Input[HTML],
     evaluation: Input[Artifact],
     eval_metrics: Input[Metrics],
+    gate_decision: Input[Artifact],
     manifest: Output[Artifact],
     store_uri: str,
     source_data_hash: str,
     version: str = "",
 ) -> str:
-    """Upload the release under `version` (default: time + data hash); returns its URI."""
+    """Upload the release under `version` (default: time + data hash); returns its URI.
+
+    `gate_decision` (the gate step's JSON) goes into the manifest; a rejected candidate is
+    stored with status "rejected" and `LATEST` stays on the production version. Registering
+    the same version with the same files again is a no-op (a rerun)."""
     import json
     from pathlib import Path
 
@@ -53,7 +59,9 @@ def register(
         },
         metrics=dict(eval_metrics.metadata),
         source_data_hash=source_data_hash,
+        gate=json.loads(Path(gate_decision.path).read_text()),
     )
     Path(manifest.path).write_text(json.dumps(result, indent=2, sort_keys=True))
-    manifest.metadata.update({"version": result["version"], "uri": result["uri"]})
+    status = result.get("status", "promoted")
+    manifest.metadata.update({"version": result["version"], "uri": result["uri"], "status": status})
     return result["uri"]

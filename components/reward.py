@@ -32,11 +32,24 @@ def reward(
     val_fraction: float = 0.2,
     pointwise: bool = False,
     seed: int = 0,
+    carry_from: str = "",
 ):
     """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default", `head`
     "segment_diff" (score(a) - score(b), pooled over the last `pool_layers` layers) or "cls" (the
     [CLS] classifier) or "listwise" (all arms of a test in one pass, trained with `listwise_loss`
-    "pairwise" or "plackett_luce"); `head_learning_rate` 0 means the same rate as the encoder."""
+    "pairwise" or "plackett_luce"); `head_learning_rate` 0 means the same rate as the encoder. With
+    `carry_from` (a release URI, from the `plan` step) that release's ranker is carried over."""
+    if carry_from:
+        import pandas as pd
+
+        from pushgen.carry import carry_over
+        from pushgen.contracts import write_table
+        from pushgen.run_report import log_metrics
+
+        log_metrics(metrics, carry_over(carry_from, "ranker", ranker.path))
+        write_table(pd.DataFrame({"reject_reason": pd.Series(dtype=str)}), rejected.path)
+        ranker.metadata.update({"carried_from": carry_from})
+        return
     import math
     from pathlib import Path
 

@@ -31,8 +31,23 @@ def sft(
     val_fraction: float = 0.15,
     max_length: int = 320,
     seed: int = 0,
+    carry_from: str = "",
 ):
-    """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default"."""
+    """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default".
+
+    With `carry_from` (a release URI, from the `plan` step) nothing is trained: that release's
+    generator and its recorded figures are carried over (a ranker-only retrain)."""
+    if carry_from:
+        import pandas as pd
+
+        from pushgen.carry import carry_over
+        from pushgen.contracts import write_table
+        from pushgen.run_report import log_metrics
+
+        log_metrics(metrics, carry_over(carry_from, "generator", generator.path))
+        write_table(pd.DataFrame({"reject_reason": pd.Series(dtype=str)}), rejected.path)
+        generator.metadata.update({"carried_from": carry_from})
+        return
     from pushgen.generator.prompts import PromptTemplate
     from pushgen.generator.sft import GeneratorTrainConfig, train_from_files
     from pushgen.run_report import log_metrics

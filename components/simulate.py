@@ -26,8 +26,12 @@ def simulate_or_ingest(
     data_location: str = "",
     n_videos: int = 200,
     seed: int = 0,
+    content_hash: str = "",
 ) -> str:
-    """Simulate (empty `data_location`) or ingest the three source tables; returns their hash."""
+    """Simulate (empty `data_location`) or ingest the three source tables; returns their hash.
+
+    `content_hash` (from the `fingerprint` step) is not read: it is there so the step's cache
+    key changes exactly when the bytes at `data_location` do."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -43,6 +47,7 @@ def simulate_or_ingest(
         shutil.copyfile(Path(tmp) / "world.json", world.path)
         shutil.copyfile(Path(tmp) / "rejected.parquet", rejected.path)
     world.metadata["simulated"] = report["simulated"]
+    world.metadata["content_hash"] = content_hash
     figures = {"simulated": int(report["simulated"])}
     for name in report["rows"]:
         figures[f"{name}_rows"] = report["rows"][name]

@@ -1,11 +1,18 @@
-"""The monitoring pipeline (KFP v2): one serving-log window -> style collapse + reward drift.
+"""The monitoring pipeline (KFP v2): one serving-log window -> alerts -> retraining on alert.
 
     import serving_log, feedback, reference -> monitor -> (report.html, summary, metrics, retrain)
+        -> retrain-request -> if retrain: the training pipeline (nested), only the blamed part
 
 The three tables are imported by URI (`s3://...`, `gs://...`, or a path the cluster mounts); the
 `monitor` component (components/monitor.py) writes the Evidently HTML report, a JSON summary, the
 rejected rows and one metric per check, and says whether a retrain is due. Schedule it as a
-recurring run on the KFP server (one window per day, say).
+recurring run on the KFP server (`pushgen pipeline schedule --pipeline monitoring`).
+
+When the monitor says `retrain`, a `dsl.If` turns the window's served pushes and feedback into
+new A/B tests beside the past tables at `training_data_uri` (`ingest-feedback`) and runs the
+whole training pipeline, nested, on that fresh data location, with the part the alert blamed
+(generator, ranker or both; the other is carried over from production) and a reason; its gate
+decides whether the result replaces production.
 
     python -m pipelines.monitoring                 # compile to pushgen_monitoring.yaml
 """
@@ -17,41 +24,126 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset
 
 from components import PUSHGEN_IMAGE
+from components.ingest_feedback import ingest_feedback
 from components.monitor import monitor
+from components.retrain_request import retrain_due, retrain_request
+from pipelines.training import DEFAULT_STORE, ClusterConfig, build_training_pipeline
 
 PIPELINE_NAME = "pushgen-monitoring"
+# Small settings for the nested training run of a local loop (the demo and tests).
+LOCAL_RETRAIN_PARAMS: dict = {"sft_max_steps": 8, "reward_epochs": 1.0, "gate_videos": 6}
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Style collapse and reward drift of one serving-log window (Evidently reports).",
-)
-def monitoring_pipeline(
-    serving_log_uri: str,
-    feedback_uri: str,
-    reference_uri: str,
-    config_json: str = "{}",
-    image: str = PUSHGEN_IMAGE,
-):
-    tables = {}
-    for name, uri in (
-        ("serving_log", serving_log_uri),
-        ("feedback", feedback_uri),
-        ("reference", reference_uri),
+def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
+    """The `@dsl.pipeline`; `cfg` sets the nested training run's resources and retries."""
+    training = build_training_pipeline(cfg or ClusterConfig())
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Alerts on one serving-log window (Evidently reports); on an alert, retrains "
+        "the blamed part through the training pipeline and its quality gate.",
+    )
+    def monitoring_pipeline(
+        serving_log_uri: str,
+        feedback_uri: str,
+        reference_uri: str,
+        config_json: str = "{}",
+        training_data_uri: str = "",
+        store_uri: str = DEFAULT_STORE,
+        base_model: str = "default",
+        backbone: str = "default",
+        n_videos: int = 200,
+        sft_max_steps: int = 60,
+        reward_epochs: float = 2.0,
+        gate_videos: int = 12,
+        image: str = PUSHGEN_IMAGE,
     ):
-        imported = dsl.importer(artifact_uri=uri, artifact_class=Dataset, reimport=False)
-        imported.set_display_name(f"import {name}")
-        tables[name] = imported.output
-    check = monitor(**tables, config_json=config_json)
-    check.set_cpu_request("1").set_memory_request("4G").set_caching_options(enable_caching=True)
-    check.set_container_image(image)
+        tables = {}
+        for name, uri in (
+            ("serving_log", serving_log_uri),
+            ("feedback", feedback_uri),
+            ("reference", reference_uri),
+        ):
+            imported = dsl.importer(artifact_uri=uri, artifact_class=Dataset, reimport=True)
+            imported.set_display_name(f"import {name}")
+            tables[name] = imported.output
+        check = monitor(**tables, config_json=config_json)
+        # never cached: a scheduled run reads a new window at the same URI
+        check.set_cpu_request("1").set_memory_request("4G").set_caching_options(
+            enable_caching=False
+        )
+        check.set_container_image(image)
+        wanted = retrain_request(summary=check.outputs["summary"])
+        wanted.set_display_name("retrain request").set_cpu_request("1").set_memory_request("1G")
+        wanted.set_caching_options(enable_caching=False).set_container_image(image)
+        due = retrain_due(summary=check.outputs["summary"])
+        due.set_display_name("retrain due").set_cpu_request("1").set_memory_request("1G")
+        due.set_caching_options(enable_caching=False).set_container_image(image)
+        with dsl.If(due.output == True, name="retrain-on-alert"):  # noqa: E712
+            # served pushes + feedback of this window become new A/B tests beside the past ones
+            fresh = ingest_feedback(
+                serving_log=tables["serving_log"],
+                feedback=tables["feedback"],
+                past_data_location=training_data_uri,
+            )
+            fresh.set_display_name("ingest feedback").set_cpu_request("1").set_memory_request("4G")
+            fresh.set_caching_options(enable_caching=False).set_container_image(image)
+            retrain = training(
+                data_location=fresh.outputs["Output"],
+                n_videos=n_videos,
+                store_uri=store_uri,
+                base_model=base_model,
+                backbone=backbone,
+                sft_max_steps=sft_max_steps,
+                reward_epochs=reward_epochs,
+                gate_videos=gate_videos,
+                retrain_part=wanted.outputs["part"],
+                reason=wanted.outputs["reason"],
+                image=image,
+            )
+            retrain.set_display_name("retrain (training pipeline)")
+
+    return monitoring_pipeline
 
 
-def compile_pipeline(out_path: str | Path = "pushgen_monitoring.yaml") -> Path:
-    """Compile the monitoring pipeline to KFP IR YAML at `out_path`."""
+monitoring_pipeline = build_monitoring_pipeline()
+
+
+def run_local(params: dict, pipeline_root: str | Path = "runs/monitoring") -> dict:
+    """Run the monitoring pipeline (and, on an alert, the nested training run) on this machine
+    with kfp's local runner; returns {"<task>/<output>": local path} of its newest outputs."""
+    import json
+    import warnings
+
+    from kfp import local
+
+    from pipelines.training import collect_artifacts
+
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        enable_caching=True,
+        raise_on_error=True,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        build_monitoring_pipeline(ClusterConfig(storage_retries=0))(**params)
+    artifacts = collect_artifacts(root, prefix=PIPELINE_NAME)
+    (root / "last_run.json").write_text(json.dumps(artifacts, indent=2))
+    return artifacts
+
+
+def compile_pipeline(
+    out_path: str | Path = "pushgen_monitoring.yaml", cfg: ClusterConfig | None = None
+) -> Path:
+    """Compile the monitoring pipeline to KFP IR YAML at `out_path` (`cfg`: the nested training
+    run's resources, retries and secrets)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(monitoring_pipeline, package_path=str(out))
+    pipeline = monitoring_pipeline if cfg is None else build_monitoring_pipeline(cfg)
+    compiler.Compiler().compile(pipeline, package_path=str(out))
     return out
 
 

@@ -1,11 +1,15 @@
 """The PushGen training pipeline (KFP v2): data -> generator + ranker -> evaluation -> release.
 
-    simulate|ingest -> caption -> clean -> label -> SFT (LoRA)  --\\
-                   \\-> A/B tests ------------------> reward model --> evaluate -> register
+    fingerprint -> simulate|ingest -> caption -> clean -> label -> materialize (Feast) -> SFT --\\
+       plan (parts to retrain)   \\-> A/B tests ----------------------------> reward model
+                                          --> evaluate -> gate (vs production) -> register
 
 Every step is a component from `components/` running in the project image (the `image`
 parameter); SFT and reward training request a GPU and memory, the rest CPU; steps that talk to
-storage retry; caching is on, so a rerun resumes after the last step that succeeded.
+storage retry. Caching is on for the data and training steps, so a rerun resumes after the last
+step that succeeded; the ingest step is keyed by the content hash of the source data (the
+uncached `fingerprint` step), so new data at the same URI is read again; `plan`, `gate` and
+`register` are never cached (production moves; a cached register would publish nothing).
 
     python -m pipelines.training                         # compile to pushgen_training.yaml
     pushgen pipeline compile --out pipeline.yaml
@@ -28,7 +32,11 @@ from components import PUSHGEN_IMAGE
 from components.caption import caption
 from components.clean import clean
 from components.evaluate import evaluate
+from components.fingerprint import fingerprint
+from components.gate import gate
 from components.label import label
+from components.materialize import materialize
+from components.plan import plan
 from components.register import register
 from components.reward import reward
 from components.sft import sft
@@ -99,6 +107,42 @@ def _storage_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTas
     return task
 
 
+def ingest_step(
+    cfg: ClusterConfig, data_location, n_videos, seed
+) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+    """(ingest, fingerprint): the source tables, cached by the content hash of their bytes."""
+    fp = fingerprint(data_location=data_location, n_videos=n_videos, seed=seed)
+    fp.set_display_name("fingerprint source data")
+    _storage_step(_cpu_step(fp, cfg), cfg).set_caching_options(enable_caching=False)
+    data = simulate_or_ingest(
+        data_location=data_location, n_videos=n_videos, seed=seed, content_hash=fp.output
+    )
+    data.set_display_name("simulate or ingest")
+    _storage_step(_cpu_step(data, cfg), cfg)
+    return data, fp
+
+
+def gate_step(
+    cfg: ClusterConfig, gen, rank, cap, data, store_uri, parts, encoder, n_videos, reason
+):
+    """The quality gate (candidate vs production, same held-out data); never cached."""
+    check = gate(
+        generator=gen.outputs["generator"],
+        ranker=rank.outputs["ranker"],
+        captions=cap.outputs["captions"],
+        pushes=data.outputs["pushes"],
+        ab_tests=data.outputs["ab_tests"],
+        world=data.outputs["world"],
+        store_uri=store_uri,
+        parts=parts,
+        encoder=encoder,
+        n_videos=n_videos,
+        reason=reason,
+    )
+    check.set_display_name("quality gate")
+    return _storage_step(_cpu_step(check, cfg), cfg).set_caching_options(enable_caching=False)
+
+
 def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None = None):
     """The `@dsl.pipeline` for `cfg` (resources, retries, secrets are compile-time); `image` is
     the default of the run parameter of the same name."""
@@ -124,11 +168,17 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
         reward_batch_size: int = 16,
         store_uri: str = DEFAULT_STORE,
         version: str = "",
+        retrain_part: str = "both",
+        reason: str = "",
+        gate_videos: int = 12,
+        feature_repo: str = "",
         image: str = default_image,
     ):
-        data = simulate_or_ingest(data_location=data_location, n_videos=n_videos, seed=seed)
-        data.set_display_name("simulate or ingest")
-        _storage_step(_cpu_step(data, cfg), cfg)
+        data, fp = ingest_step(cfg, data_location, n_videos, seed)
+        # which parts to train; the others are carried over from the production release
+        parts = plan(retrain_part=retrain_part, store_uri=store_uri)
+        parts.set_display_name("plan: parts to retrain")
+        _storage_step(_cpu_step(parts, cfg), cfg).set_caching_options(enable_caching=False)
 
         cap = caption(videos=data.outputs["videos"], captioner=captioner)
         _cpu_step(cap, cfg)
@@ -141,15 +191,26 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             backbone=backbone,
         )
         _cpu_step(labelled, cfg)
+        # fresh features into Feast; SFT reads its captions back through Feast
+        feats = materialize(
+            videos=data.outputs["videos"],
+            captions=cap.outputs["captions"],
+            pushes=cleaned.outputs["cleaned"],
+            training_pushes=labelled.outputs["labelled"],
+            feature_repo=feature_repo,
+        )
+        feats.set_display_name("materialize (Feast)")
+        _cpu_step(feats, cfg)
 
         gen = sft(
             labelled=labelled.outputs["labelled"],
-            captions=cap.outputs["captions"],
+            captions=feats.outputs["training_captions"],
             base_model=base_model,
             categories=categories,
             max_steps=sft_max_steps,
             batch_size=sft_batch_size,
             seed=seed,
+            carry_from=parts.outputs["generator_from"],
         )
         gen.set_display_name("SFT (LoRA generator)")
         _gpu_step(gen, cfg, cfg.sft_gpus, cfg.sft_memory)
@@ -159,6 +220,7 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             epochs=reward_epochs,
             batch_size=reward_batch_size,
             seed=seed,
+            carry_from=parts.outputs["ranker_from"],
         )
         rank.set_display_name("reward model (pairwise ranker)")
         _gpu_step(rank, cfg, cfg.reward_gpus, cfg.reward_memory)
@@ -171,6 +233,9 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             ranker_metrics=rank.outputs["metrics"],
         )
         _cpu_step(ev, cfg)
+        check = gate_step(
+            cfg, gen, rank, cap, data, store_uri, retrain_part, backbone, gate_videos, reason
+        )
         reg = register(
             generator=gen.outputs["generator"],
             ranker=rank.outputs["ranker"],
@@ -180,13 +245,14 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             report=ev.outputs["report"],
             evaluation=ev.outputs["evaluation"],
             eval_metrics=ev.outputs["metrics"],
+            gate_decision=check.outputs["decision"],
             store_uri=store_uri,
             source_data_hash=data.outputs["Output"],
             version=version,
         )
-        _storage_step(_cpu_step(reg, cfg), cfg)
+        _storage_step(_cpu_step(reg, cfg), cfg).set_caching_options(enable_caching=False)
         # The image is a run parameter: the same compiled spec runs any build of the project.
-        for task in (data, cap, cleaned, labelled, gen, rank, ev, reg):
+        for task in (fp, data, parts, cap, cleaned, labelled, feats, gen, rank, ev, check, reg):
             task.set_container_image(image)
 
     return training_pipeline
@@ -251,14 +317,14 @@ def run_local(params: dict | None = None, pipeline_root: str | Path = "runs/pipe
     return artifacts
 
 
-def collect_artifacts(root: Path) -> dict[str, str]:
+def collect_artifacts(root: Path, prefix: str = PIPELINE_NAME) -> dict[str, str]:
     """{"<task>/<output>": path} for the outputs of the local runs under `root`.
 
     Runs are read oldest to newest, so each output resolves to its newest copy; a step served
     from the cache in the last run writes nothing new and keeps the path of the run that made it.
     """
     found: dict[str, str] = {}
-    runs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PIPELINE_NAME))
+    runs = sorted(p for p in Path(root).iterdir() if p.is_dir() and p.name.startswith(prefix))
     for run_dir in runs:  # names end in a timestamp, so they sort by time
         for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
             for out in sorted(task_dir.iterdir()):

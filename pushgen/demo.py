@@ -47,6 +47,7 @@ class DemoConfig:
     seed: int = 0
     feedback_pv: int = 5000  # simulated exposures per served push
     reference_requests: int = 2000  # healthy log-shaped traffic the monitor calibrates on
+    loop: bool = False  # end with one pass of the production loop (drift -> retrain -> gate)
 
 
 def _stage(n: int, title: str) -> float:
@@ -245,6 +246,29 @@ def monitor(cfg: DemoConfig, out: Path, world: World) -> dict:
     return summary
 
 
+def loop_pass(cfg: DemoConfig, out: Path, train: Path) -> dict:
+    """One pass of the production loop over the demo's data and store (`pushgen.loop`)."""
+    from pushgen.gate import decision_markdown
+    from pushgen.loop import LoopConfig, run_loop_pass
+
+    loop_cfg = LoopConfig(
+        data=str(train), store=str(out / "pipeline" / "store"), out=str(out / "loop"),
+        base_model=cfg.base_model, backbone=cfg.backbone, seed=cfg.seed,
+    )  # fmt: skip
+    runner_log = _RunnerLog(out / "loop" / "runner.log")
+    try:
+        with contextlib.redirect_stdout(runner_log), contextlib.redirect_stderr(runner_log):
+            result = run_loop_pass(loop_cfg)
+    finally:
+        runner_log.close()
+    console.print(f"alert: {result['alert']}; blamed: {result['retrain_targets'] or 'none'}")
+    if result.get("gate"):
+        console.print(f"retraining run: {result['new_version']} ({result['gate']['run_reason']})")
+        console.print(decision_markdown(result["gate"]))
+    console.print(f"status: {result.get('status')}; LATEST is {result['latest']}")
+    return result
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage; returns paths and headline figures."""
     # library deprecation chatter (evidently, litestar, transformers) is not for demo users
@@ -268,6 +292,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     t = _stage(5, "monitoring: feedback from the world's truth, calibrated checks, report")
     summary = monitor(cfg, out, world)
     _done(t)
+    if cfg.loop:
+        t = _stage(6, "production loop: drifted window → alert → retrain the blamed part → gate")
+        loop_pass(cfg, out, train)
+        _done(t)
     result = {"release": str(release), "feature_repo": str(repo),
               "served": served.to_dict("records"), "monitoring": summary.get("report_html")}  # fmt: skip
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2, default=str))

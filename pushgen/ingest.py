@@ -18,7 +18,7 @@ import pandas as pd
 
 from pushgen.contracts import read_table, validate, write_table
 from pushgen.errors import DataContractError
-from pushgen.store import ArtifactStore, hash_paths
+from pushgen.store import ArtifactStore, hash_paths, sha256_file
 
 TABLES = ("videos", "pushes", "ab_tests")
 SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -89,3 +89,36 @@ def _read_tables(location: str, scratch: Path) -> dict:
     if store.exists("world.json"):
         store.get_file("world.json", Path(scratch) / "world.json")
     return tables
+
+
+def content_hash(data_location: str, n_videos: int = 200, seed: int = 0) -> str:
+    """sha256 over the bytes of the source tables at `data_location` (what caching keys on).
+
+    New data written to the same URI gives a new hash, so a pipeline whose ingest step takes
+    this hash as a parameter reads it again instead of serving the old tables from the cache.
+    An empty location means "simulate": the hash is of the simulator settings. Files are read
+    through `pushgen.store` (local directory or S3), the first matching suffix per table, as
+    `load_source` reads them.
+    """
+    import hashlib
+    import tempfile
+
+    location = data_location.strip()
+    if not location:
+        return hashlib.sha256(f"simulate:n_videos={n_videos}:seed={seed}".encode()).hexdigest()
+    store = ArtifactStore.from_uri(location)
+    if not location.startswith("s3://") and not Path(store.uri).is_dir():
+        raise DataContractError(f"data location {location} does not exist or is not a directory")
+    h = hashlib.sha256()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (*TABLES, "world"):
+            suffixes = (".json",) if name == "world" else SUFFIXES
+            key = next((f"{name}{s}" for s in suffixes if store.exists(f"{name}{s}")), None)
+            if key is None:
+                if name == "world":
+                    continue
+                raise DataContractError(f"{location}: no {name} table")
+            local = store.get_file(key, Path(tmp) / key)
+            h.update(f"{key}\0".encode())
+            h.update(sha256_file(local).encode())
+    return h.hexdigest()

@@ -248,11 +248,13 @@ class ArtifactStore(abc.ABC):
         metrics: dict[str, Any] | None = None,
         source_data_hash: str = "",
         extra: dict[str, Any] | None = None,
+        make_latest: bool = True,
     ) -> dict[str, Any]:
         """Publish `artifacts` ({name: local file or dir}) as immutable `version`; returns the manifest.
 
         Every file is uploaded and verified first, the manifest written last, then `LATEST`; on any
-        failure what was written for this version is removed.
+        failure what was written for this version is removed. `make_latest=False` keeps `LATEST`
+        where it is (a candidate the quality gate rejected is kept, never served).
         """
         check_version(version)
         for name in artifacts:
@@ -272,7 +274,8 @@ class ArtifactStore(abc.ABC):
             **(extra or {}),
         }
         self._publish(base, artifacts, manifest)
-        self.put_json({"version": version}, LATEST)
+        if make_latest:
+            self.put_json({"version": version}, LATEST)
         manifest["uri"] = self.child_uri(base)
         return manifest
 
@@ -622,8 +625,13 @@ def publish_release(
     reports: dict[str, str],
     metrics: dict,
     source_data_hash: str,
+    gate: dict | None = None,
 ) -> dict:
-    """Stage the release layout in a temp dir and register it as one version; returns the manifest."""
+    """Stage the release layout in a temp dir and register it as one version; returns the manifest.
+
+    With a quality-gate `gate` decision, the manifest records `status` ("promoted"/"rejected")
+    and the decision; a rejected release is stored but never made `LATEST`.
+    """
     if not store_uri.strip():
         raise ConfigError(
             "register: store_uri is empty; give a local directory or s3://bucket/prefix"
@@ -639,8 +647,17 @@ def publish_release(
                 target = name if "." in name else f"{name}.parquet"
                 shutil.copyfile(src, staged[folder] / target)
         artifacts = {"generator": generator_dir, "ranker": ranker_dir, **staged}
+        promote = gate is None or bool(gate.get("promote"))
+        extra = (
+            {} if gate is None else {"status": "promoted" if promote else "rejected", "gate": gate}
+        )
         return store.register(
-            version, artifacts, metrics=metrics, source_data_hash=source_data_hash
+            version,
+            artifacts,
+            metrics=metrics,
+            source_data_hash=source_data_hash,
+            extra=extra,
+            make_latest=promote,
         )
 
 

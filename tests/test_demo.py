@@ -42,3 +42,26 @@ def test_new_videos_had_no_training_pushes(demo):
     assert not pushes.video_id.isin(["v000037", "v000038", "v000039"]).any()
     log = pd.concat(pd.read_json(p, lines=True) for p in (out / "serving").glob("*.jsonl"))
     assert set(log.video_id) == {"v000037", "v000038", "v000039"}
+
+
+@pytest.mark.slow
+def test_demo_ends_with_one_pass_of_the_loop(tmp_path, tiny_causal_lm_dir, tiny_encoder_dir):
+    out = tmp_path / "demo"
+    cfg = DemoConfig(
+        out=str(out),
+        n_videos=40,
+        n_new_videos=3,
+        sft_steps=2,
+        base_model=str(tiny_causal_lm_dir),
+        backbone=str(tiny_encoder_dir),
+        loop=True,
+    )
+    run_demo(cfg)
+    from pushgen.store import ArtifactStore
+
+    store = ArtifactStore.from_uri(out / "pipeline" / "store")
+    versions = store.versions()
+    assert len(versions) == 2  # the first release and the loop's retrained candidate
+    retrained = store.resolve(versions[-1]) if store.resolve(versions[-1]).get("gate") else None
+    assert retrained and retrained["gate"]["parts"] == ["ranker"]
+    assert retrained["status"] in ("promoted", "rejected")

@@ -13,10 +13,14 @@ from pushgen.commands.pipeline import build_submit_request, parse_params
 from pushgen.errors import ConfigError
 
 TASKS = {
+    "fingerprint",
     "simulate-or-ingest",
+    "plan",
+    "gate",
     "caption",
     "clean",
     "label",
+    "materialize",
     "sft",
     "reward",
     "evaluate",
@@ -36,6 +40,10 @@ PARAMS = {
     "reward_batch_size",
     "store_uri",
     "version",
+    "retrain_part",
+    "reason",
+    "gate_videos",
+    "feature_repo",
     "image",
 }
 
@@ -75,13 +83,14 @@ def test_resources_retries_caching_and_image(compiled):
     for step in TASKS - {"sft", "reward"}:
         res = container(step)["resources"]
         assert "accelerator" not in res and res["cpuRequest"] == 1.0
-    for step in TASKS:
+    for step in TASKS - {"fingerprint", "plan", "gate", "register"}:  # never cached
         assert tasks[step]["cachingOptions"]["enableCache"] is True
+    for step in TASKS:
         # every step runs the image named by the run parameter, not a baked-in one
         assert "pipelinechannel--image" in container(step)["image"]
         # no step pip-installs at run time: everything is in the project image
         assert "pip install" not in " ".join(container(step)["command"])
-    for step in ("simulate-or-ingest", "register"):
+    for step in ("fingerprint", "simulate-or-ingest", "plan", "gate", "register"):
         assert tasks[step]["retryPolicy"]["maxRetryCount"] == 3
         env = {e["name"]: e["value"] for e in container(step).get("env", [])}
         assert env == {"PUSHGEN_S3_ENDPOINT": "http://minio.kubeflow:9000"}

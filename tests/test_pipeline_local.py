@@ -34,6 +34,9 @@ def test_every_step_produces_its_artifacts(local_run):
         "caption/captions",
         "clean/cleaned",
         "label/labelled",
+        "materialize/features",
+        "materialize/training_captions",
+        "gate/decision",
         "sft/generator",
         "reward/ranker",
         "evaluate/summary",
@@ -76,6 +79,6 @@ def test_rerun_is_served_from_the_cache(local_run):
 
 
 def test_bad_data_location_fails_without_registering(tmp_path):
-    with pytest.raises(RuntimeError, match="simulate-or-ingest"):
+    with pytest.raises(RuntimeError, match="fingerprint|simulate-or-ingest"):
         run_local({"data_location": str(tmp_path / "absent")}, tmp_path / "p")
     assert not (tmp_path / "p" / "store").exists()

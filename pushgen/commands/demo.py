@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", default="default", help="generator base model (HF id or path)")
     p.add_argument("--backbone", default="default", help="ranker/labeller encoder (HF id or path)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--loop", action="store_true", help="end with one pass of the production loop")
     p.set_defaults(func=run)
 
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         base_model=args.base_model,
         backbone=args.backbone,
         seed=args.seed,
+        loop=args.loop,
     )
     run_demo(cfg)
     return 0

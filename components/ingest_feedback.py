@@ -1,0 +1,42 @@
+"""KFP component: a serving window's served pushes and their feedback become new A/B-test rows.
+
+Joins the window's serving log (selected rows) with its feedback, turns each video's distinct
+served texts into the arms of one new test, appends them to the past tables at
+`past_data_location`, and writes the fresh data location the retraining run ingests (returned as
+its URI). Rows it cannot use are counted and kept aside with a reason. The work is
+`pushgen.feedback_ingest.ingest_feedback`.
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from components import COMPONENT_DEFAULTS
+
+
+@dsl.component(**COMPONENT_DEFAULTS)
+def ingest_feedback(
+    serving_log: Input[Dataset],
+    feedback: Input[Dataset],
+    data: Output[Dataset],
+    metrics: Output[Metrics],
+    past_data_location: str,
+    window: str = "",
+) -> str:
+    """Past tables + this window's tests -> `data` (a directory); returns its URI."""
+    import time
+
+    from pushgen.contracts import read_table
+    from pushgen.feedback_ingest import ingest_feedback as run
+    from pushgen.run_report import log_metrics
+
+    name = window.strip() or time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    report = run(
+        read_table(serving_log.path, "serving_log"),
+        read_table(feedback.path, "feedback"),
+        past_data_location,
+        data.path,
+        window=name,
+    )
+    log_metrics(metrics, {k: v for k, v in report.items() if k != "window"})
+    data.metadata.update({"window": name})
+    return data.uri

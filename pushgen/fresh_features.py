@@ -1,0 +1,59 @@
+"""Fresh data into Feast, and training features read back out of it (the pipeline's
+`materialize` step).
+
+`materialize_and_read` writes a run's videos, captions and pushes as Feast sources, applies the
+repo, materialises them into the online store (SQLite locally; the repo's `feature_store.yaml`
+decides on a cluster) and then reads the captions the generator trains on through
+`get_historical_features` (point-in-time: each push sees the caption its video had when it was
+sent). Pushes whose video has no caption in Feast are set aside with a reason.
+
+    counts, captions, rejected = materialize_and_read(videos, captions, pushes, labelled, "repo")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pushgen.features import (
+    apply_repo,
+    get_historical_features,
+    materialize,
+    training_entities,
+    write_feature_data,
+)
+
+
+def materialize_and_read(
+    videos: pd.DataFrame,
+    captions: pd.DataFrame,
+    pushes: pd.DataFrame,
+    training_pushes: pd.DataFrame,
+    repo_dir: str | Path,
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(counts, training captions (video_id, caption), rejected training pushes)."""
+    written = write_feature_data(repo_dir, videos, captions, pushes)
+    loaded = materialize(apply_repo(repo_dir))
+    joined = get_historical_features(repo_dir, training_entities(training_pushes))
+    has = joined["caption"].notna() & (joined["caption"].astype(str).str.strip() != "")
+    # the newest caption each video had at its pushes' send times
+    read = (
+        joined[has]
+        .sort_values("event_timestamp")
+        .drop_duplicates("video_id", keep="last")[["video_id", "caption"]]
+        .reset_index(drop=True)
+    )
+    # the captions table's other columns (captioner, created_at) stay; the text is Feast's
+    read = captions.drop(columns=["caption"]).drop_duplicates("video_id").merge(read, on="video_id")
+    rejected = joined.loc[~has, ["push_id", "video_id"]].assign(
+        reject_reason="no caption in Feast as of the push's send time"
+    )
+    counts = {
+        **written["counts"],
+        **{f"materialized_{k}": v for k, v in loaded.items()},
+        "training_pushes": len(joined),
+        "training_videos_with_caption": len(read),
+        "training_pushes_without_caption": int((~has).sum()),
+    }
+    return counts, read, rejected
