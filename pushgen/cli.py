@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "pushgen.commands.serve",
     "pushgen.commands.monitor",
     "pushgen.commands.demo",
+    "pushgen.commands.replay",
+    "pushgen.commands.report",
 )
 
 
