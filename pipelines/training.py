@@ -30,6 +30,7 @@ from components.clean import clean
 from components.evaluate import evaluate
 from components.label import label
 from components.register import register
+from components.report import report
 from components.reward import reward
 from components.sft import sft
 from components.simulate import simulate_or_ingest
@@ -125,6 +126,7 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
         store_uri: str = DEFAULT_STORE,
         version: str = "",
         image: str = default_image,
+        report_videos: int = 24,
     ):
         data = simulate_or_ingest(data_location=data_location, n_videos=n_videos, seed=seed)
         data.set_display_name("simulate or ingest")
@@ -185,8 +187,23 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             version=version,
         )
         _storage_step(_cpu_step(reg, cfg), cfg)
+        # The run report (its HTML is the run's HTML output): data, generator, ranker, replay.
+        rep = report(
+            videos=data.outputs["videos"],
+            pushes=data.outputs["pushes"],
+            ab_tests=data.outputs["ab_tests"],
+            world=data.outputs["world"],
+            captions=cap.outputs["captions"],
+            clean_metrics=cleaned.outputs["metrics"],
+            labelled=labelled.outputs["labelled"],
+            generator=gen.outputs["generator"],
+            ranker=rank.outputs["ranker"],
+            replay_videos=report_videos,
+        )
+        rep.set_display_name("report (replay + plots)")
+        _cpu_step(rep, cfg)
         # The image is a run parameter: the same compiled spec runs any build of the project.
-        for task in (data, cap, cleaned, labelled, gen, rank, ev, reg):
+        for task in (data, cap, cleaned, labelled, gen, rank, ev, reg, rep):
             task.set_container_image(image)
 
     return training_pipeline

@@ -258,3 +258,37 @@ def build_report(
 def report_table_frame(replay: dict) -> pd.DataFrame:
     """The replay's arms as a frame (for notebooks and tests)."""
     return pd.DataFrame({k: replay["arms"][k] for k in arm_keys(replay)}).T
+
+
+def pipeline_report(
+    artifacts: dict[str, str],
+    world_path: str,
+    videos_path: str,
+    out_dir: str | Path,
+    replay_videos: int = 24,
+) -> dict:
+    """The pipeline's `report` step: replay up to `replay_videos` held-out videos when the data
+    is simulated (the world has a truth) and build the report in `out_dir`; returns the figures.
+
+    `artifacts` maps the `RUN_ARTIFACTS` keys to the step's input paths.
+    """
+    from pushgen.errors import ConfigError
+    from pushgen.replay import ReplayConfig, goals, run_replay
+    from pushgen.replay_data import SimWorld, held_out_videos
+    from pushgen.simulator import World
+
+    run = RunArtifacts(Path(out_dir), {k: Path(v) for k, v in artifacts.items()})
+    replay = None
+    world_doc = json.loads(Path(world_path).read_text() or "{}")
+    if world_doc and replay_videos > 0:
+        pushes = read_table(artifacts["simulate-or-ingest/pushes"])
+        sim = SimWorld(World.load(world_path), read_table(videos_path), pushes)
+        held = held_out_videos(run, sim)
+        if held:
+            cfg = ReplayConfig(videos=min(replay_videos, len(held)))
+            try:
+                replay, _, _ = run_replay(run, sim, cfg)
+                replay["goals"] = goals(replay)
+            except ConfigError:
+                replay = None
+    return build_report(run, out_dir, replay)

@@ -21,6 +21,7 @@ TASKS = {
     "reward",
     "evaluate",
     "register",
+    "report",
 }
 PARAMS = {
     "data_location",
@@ -37,6 +38,7 @@ PARAMS = {
     "store_uri",
     "version",
     "image",
+    "report_videos",
 }
 
 

@@ -16,6 +16,36 @@ HELD_OUT = 12
 
 
 @pytest.fixture(scope="module")
+def run_layout(sim, tmp_path_factory) -> tuple[Path, Path]:
+    """A run folder with every artifact the replay checks for but no trained weights: enough
+    for the input checks, which run before any model loads."""
+    from pushgen.caption import TextCaptioner
+    from pushgen.contracts import write_table
+    from pushgen.simulator import write_simulation
+
+    root = tmp_path_factory.mktemp("layout")
+    write_simulation(sim, root / "world")
+    new = set(sim.videos["video_id"].iloc[-HELD_OUT:])
+    art = root / "pipeline"
+    paths = {
+        "simulate-or-ingest/pushes": write_table(sim.pushes[~sim.pushes.video_id.isin(new)],
+                                                 art / "pushes.parquet"),
+        "simulate-or-ingest/ab_tests": write_table(sim.ab_tests[~sim.ab_tests.video_id.isin(new)],
+                                                   art / "ab_tests.parquet"),
+        "caption/captions": write_table(TextCaptioner().caption_videos(sim.videos),
+                                        art / "captions.parquet"),
+        "label/labelled": write_table(sim.pushes.head(5), art / "labelled.parquet"),
+    }  # fmt: skip
+    (art / "clean_metrics.json").write_text("{}")
+    paths["clean/metrics"] = art / "clean_metrics.json"
+    for name in ("sft/generator", "reward/ranker"):
+        (art / name).mkdir(parents=True)
+        paths[name] = art / name
+    (art / "last_run.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+    return root, root / "world"
+
+
+@pytest.fixture(scope="module")
 def tiny_run(sim, tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> tuple[Path, Path]:
     """A run folder laid out as the pipeline writes it (last_run.json + artifacts), built with
     the library's own steps on tiny models; the world holds the last 12 videos out."""
@@ -66,6 +96,7 @@ def replayed(tiny_run) -> tuple[Path, dict]:
     return root, json.loads((root / "replay" / "replay.json").read_text())
 
 
+@pytest.mark.slow
 def test_replay_scores_every_arm_against_the_sent_push(replayed):
     root, report = replayed
     assert report["videos"] == 8 and report["held_out"] >= HELD_OUT
@@ -95,6 +126,7 @@ def test_replay_scores_every_arm_against_the_sent_push(replayed):
     assert (cands[cands.arm == "uncontrolled"].groupby("video_id")["category"].nunique() == 1).all()
 
 
+@pytest.mark.slow
 def test_report_writes_html_with_plots_and_readme_section(replayed, tmp_path):
     from pushgen.results import END, START, read_section, render_section
 
@@ -112,8 +144,17 @@ def test_report_writes_html_with_plots_and_readme_section(replayed, tmp_path):
     assert results["machine"] in read_section(readme)
 
 
-def test_more_videos_than_held_out_is_one_line_and_writes_nothing(tiny_run, capsys):
-    root, world = tiny_run
+def test_held_out_videos_are_those_no_model_trained_on(run_layout):
+    from pushgen.replay_data import RunArtifacts, SimWorld, held_out_videos
+
+    root, world = run_layout
+    held = held_out_videos(RunArtifacts.find(root), SimWorld.load(world))
+    # no split files here: every video with a training push or a training A/B arm is out
+    assert len(held) == HELD_OUT and held[-1] == "v000119"
+
+
+def test_more_videos_than_held_out_is_one_line_and_writes_nothing(run_layout, capsys):
+    root, world = run_layout
     out = root / "replay-too-many"
     assert cli(["replay", "--run", str(root), "--sim", str(world), "--videos", "999",
                 "--out", str(out)]) == 2  # fmt: skip
@@ -122,8 +163,8 @@ def test_more_videos_than_held_out_is_one_line_and_writes_nothing(tiny_run, caps
     assert not out.exists()
 
 
-def test_run_missing_an_artifact_is_one_line_and_writes_nothing(tiny_run, tmp_path, capsys):
-    root, world = tiny_run
+def test_run_missing_an_artifact_is_one_line_and_writes_nothing(run_layout, tmp_path, capsys):
+    root, world = run_layout
     broken = tmp_path / "run"
     shutil.copytree(root / "pipeline", broken / "pipeline")
     index = json.loads((broken / "pipeline" / "last_run.json").read_text())
