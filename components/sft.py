@@ -31,12 +31,17 @@ def sft(
     val_fraction: float = 0.15,
     max_length: int = 320,
     seed: int = 0,
+    weighting: str = "data",
 ):
-    """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default"."""
+    """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default";
+    `weighting` "none" trains every push at weight 1 (the data's confidence otherwise).""""
+    from pushgen.errors import ConfigError
     from pushgen.generator.prompts import PromptTemplate
     from pushgen.generator.sft import GeneratorTrainConfig, train_from_files
     from pushgen.run_report import log_metrics
 
+    if weighting not in ("data", "none"):
+        raise ConfigError(f"weighting must be 'data' or 'none', got {weighting!r}")
     cfg = GeneratorTrainConfig(
         base_model=base_model,
         template=PromptTemplate(order=prompt_order),
@@ -49,6 +54,7 @@ def sft(
         val_fraction=val_fraction,
         max_length=max_length,
         seed=seed,
+        weight_column="" if weighting == "none" else "confidence",
     )
     figures = train_from_files(labelled.path, captions.path, generator.path, rejected.path, cfg)
     generator.metadata.update(

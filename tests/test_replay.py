@@ -192,3 +192,23 @@ def test_bootstrap_intervals_cover_a_known_uplift():
     assert lo < 0.2 < hi and lo > 0.1
     same = simulated_ab(human, human, np.full(400, 20_000), idx, seed=2)
     assert same["uplift_ci"][0] < 0 < same["uplift_ci"][1]
+
+
+def test_weighting_none_is_a_real_option_of_clean_and_sft(sim_dir, tmp_path):
+    from pushgen.clean import confidence_weight
+    from pushgen.generator.sft import apply_weighting
+
+    out = tmp_path / "cleaned.parquet"
+    assert cli(["clean", "--pushes", str(sim_dir / "pushes.parquet"), "--videos",
+                str(sim_dir / "videos.parquet"), "--out", str(out), "--weighting", "none"]) == 0  # fmt: skip
+    cleaned = pd.read_parquet(out)
+    assert len(cleaned) > 0 and (cleaned["confidence"] == 1.0).all()
+    w = confidence_weight([0.02, 0.05], [900, 9000], "none")
+    assert w.tolist() == [1.0, 1.0]
+    table = cleaned.assign(confidence=0.5)
+    assert apply_weighting(table, "none")[1] == ""  # SFT: no weight column, every sample 1
+    literal, col = apply_weighting(table, "literal")
+    assert col == "confidence" and (literal["confidence"] > 1).any()  # literal's PV term exceeds 1
+    with pytest.raises(SystemExit) as exc:  # argparse rejects an unknown weighting, exit 2
+        cli(["train-generator", "--data", str(out), "--out", str(tmp_path / "g"), "--weighting", "x"])
+    assert exc.value.code == 2

@@ -204,6 +204,27 @@ def prepare_sft_data(df: pd.DataFrame, tokenizer: Any, cfg: GeneratorTrainConfig
     return SFTData(train, val, rejected, categories, train_videos, sorted(val_videos))
 
 
+SFT_WEIGHTINGS = ("data", "bounded", "literal", "none")
+
+
+def apply_weighting(table: pd.DataFrame, weighting: str = "data") -> tuple[pd.DataFrame, str]:
+    """(table, weight column) for an SFT weighting: `data` keeps the table's `confidence`;
+    `bounded`/`literal` recompute it from `ctr` and `pv` (`pushgen.clean.confidence_weight`);
+    `none` trains every sample at weight 1 (the ablation)."""
+    from pushgen.clean import confidence_weight
+
+    if weighting not in SFT_WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {SFT_WEIGHTINGS}, got {weighting!r}")
+    if weighting == "none":
+        return table, ""
+    if weighting == "data":
+        return table, "confidence"
+    missing = {"ctr", "pv"} - set(table.columns)
+    if missing:
+        raise ConfigError(f"weighting {weighting!r} needs the columns {sorted(missing)}")
+    return table.assign(confidence=confidence_weight(table["ctr"], table["pv"], weighting)), "confidence"
+
+
 def build_sft_table(
     pushes: pd.DataFrame, captions: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
