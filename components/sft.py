@@ -34,7 +34,7 @@ def sft(
     weighting: str = "data",
 ):
     """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default";
-    `weighting` "none" trains every push at weight 1 (the data's confidence otherwise).""""
+    `weighting` "none" trains every push at weight 1 (the data's confidence otherwise)."""
     from pushgen.errors import ConfigError
     from pushgen.generator.prompts import PromptTemplate
     from pushgen.generator.sft import GeneratorTrainConfig, train_from_files

@@ -1,6 +1,6 @@
 """Clean a push history for SFT: hard filter, per-cluster CTR quantile crop, confidence weight.
 
-PushGen's recipe (DESIGN.md), vectorised over whole columns so a million pushes take seconds:
+PushGen's recipe (docs/design.md), vectorised over whole columns so a million pushes take seconds:
 
 1. contract check: malformed rows (missing ids, clicks > pv, rates outside [0, 1], ...) are rejected;
 2. hard filter: `CTR>0.6% & SVR<40% & LVTR>50% & HTR<1% & PV>800` (every threshold configurable);

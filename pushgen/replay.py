@@ -219,7 +219,9 @@ def generator_figures(scored: pd.DataFrame, human: pd.DataFrame, categories: Seq
             "candidates": int(len(g)),
             "controllability": float(hit.mean()),
             "controllability_by_category": {
-                c: float(hit[g["category"] == c].mean()) for c in categories if (g["category"] == c).any()
+                c: float(hit[g["category"] == c].mean())
+                for c in categories
+                if (g["category"] == c).any()
             },
             "style_mix": {k: float(v) for k, v in styles.items()},
             "beat_baseline_rate": float(np.nanmean(beats)),
@@ -319,7 +321,9 @@ def run_replay(
 
     scored = candidates_for(generators, captions, categories, cfg)
     texts = scored["text"].astype(str)
-    scored["true_ctr"] = [true_ctr(sim.world, v, t) for v, t in zip(scored["video_id"], texts, strict=True)]
+    scored["true_ctr"] = [
+        true_ctr(sim.world, v, t) for v, t in zip(scored["video_id"], texts, strict=True)
+    ]
     scored["true_style"] = [true_style(t) for t in texts]
     human = sim.pushes[sim.pushes["video_id"].isin(videos)]
     sent = sent_pushes(human)

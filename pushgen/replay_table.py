@@ -1,7 +1,7 @@
 """The replay's figures as tables: terminal lines and Markdown rows (README, report).
 
-    print("\\n".join(replay_lines(report)))
-    markdown = "\\n".join(arm_markdown(report))
+print("\\n".join(replay_lines(report)))
+markdown = "\\n".join(arm_markdown(report))
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def arm_markdown(report: dict) -> list[str]:
         a = report["arms"][key]
         lo, hi = a["mean_ctr_ci"]
         if key == "human_sent":
-            lines.append(f"| {arm_label(key)} | {_pct(a['mean_ctr'])} ({_pct(lo)}–{_pct(hi)}) | — | — |")
+            lines.append(
+                f"| {arm_label(key)} | {_pct(a['mean_ctr'])} ({_pct(lo)}–{_pct(hi)}) | — | — |"
+            )
             continue
         lines.append(
             f"| {arm_label(key)} | {_pct(a['mean_ctr'])} ({_pct(lo)}–{_pct(hi)}) "

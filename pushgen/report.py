@@ -24,10 +24,10 @@ from typing import Any
 
 import pandas as pd
 
+from pushgen import report_plots as plots
 from pushgen.contracts import read_table
 from pushgen.replay_data import RunArtifacts
 from pushgen.replay_table import ab_markdown, arm_keys, arm_label, arm_markdown, loss_markdown
-from pushgen import report_plots as plots
 
 RESULTS_JSON = "results.json"
 
@@ -124,11 +124,16 @@ def ranker_section(
           f"| pairwise ranker | {r['accuracy']:.3f} ({r['pairs']} pairs) | "
           f"{r.get('accuracy_significant', float('nan')):.3f} ({r.get('significant_pairs', 0)}) "
           f"| AUC {r['auc']:.3f}, ECE {r['ece']:.3f} |"]  # fmt: skip
-    for key, name in (("pointwise", "pointwise regressor"), ("feature_baseline", "surface-feature floor")):
+    for key, name in (
+        ("pointwise", "pointwise regressor"),
+        ("feature_baseline", "surface-feature floor"),
+    ):
         if key in ev:
             m = ev[key]
             figures[f"{key}_accuracy"] = m["accuracy"]
-            md.append(f"| {name} | {m['accuracy']:.3f} | {m.get('accuracy_significant', float('nan')):.3f} | |")
+            md.append(
+                f"| {name} | {m['accuracy']:.3f} | {m.get('accuracy_significant', float('nan')):.3f} | |"
+            )
     if "bayes_optimal" in ev:
         b = ev["bayes_optimal"]
         figures["bayes_optimal_accuracy"] = b["empirical_accuracy"]
@@ -188,7 +193,9 @@ def _html(markdown: str, pngs: dict[str, Path]) -> str:
             rows = [r for r in table if not re.fullmatch(r"\|( ?-+ ?\|)+", r)]
             cells = [[html_lib.escape(c.strip()) for c in r.strip("|").split("|")] for r in rows]
             head = "".join(f"<th>{c}</th>" for c in cells[0])
-            rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
+            rest = "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
+            )
             body.append(f"<table><tr>{head}</tr>{rest}</table>")
             table.clear()
 
@@ -204,7 +211,9 @@ def _html(markdown: str, pngs: dict[str, Path]) -> str:
             png = pngs.get(m.group(1))
             if png is not None:
                 data = base64.b64encode(Path(png).read_bytes()).decode()
-                body.append(f"<img alt='{html_lib.escape(m.group(1))}' src='data:image/png;base64,{data}'>")
+                body.append(
+                    f"<img alt='{html_lib.escape(m.group(1))}' src='data:image/png;base64,{data}'>"
+                )
         elif line.strip():
             body.append(f"<p>{html_lib.escape(line).replace('`', '')}</p>")
     flush()

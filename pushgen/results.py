@@ -63,7 +63,10 @@ def render_section(results: dict) -> str:
         "",
     ]
     if sizes:
-        lines += ["Sizes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sizes.items()) + ".", ""]
+        lines += [
+            "Sizes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sizes.items()) + ".",
+            "",
+        ]
     replay = results.get("replay")
     if replay:
         lines += ["**Offline replay on held-out simulated videos** (true CTR from the simulator; "

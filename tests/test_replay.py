@@ -82,7 +82,9 @@ def tiny_run(sim, tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> tup
     paths["sft/generator"] = art / "generator"
     rcfg = RankerRecipeConfig(train=RankerTrainConfig(
         backbone=str(tiny_encoder_dir), device="cpu", epochs=1, batch_size=16, max_length=24))  # fmt: skip
-    train_from_ab_tests(AbTestsSource(ab, "ab_tests", (), ("text", "video_id")), art / "ranker", rcfg)
+    train_from_ab_tests(
+        AbTestsSource(ab, "ab_tests", (), ("text", "video_id")), art / "ranker", rcfg
+    )
     paths["reward/ranker"] = art / "ranker"
     (art / "last_run.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
     return root, root / "world"
@@ -119,7 +121,11 @@ def test_replay_scores_every_arm_against_the_sent_push(replayed):
     assert arms["sft_copeland"]["beats_rate"] == pytest.approx(beats)
     ab = report["simulated_ab"]["sft_copeland"]
     assert ab["exposure_per_arm_total"] == per_video["exposure"].sum()
-    assert set(report["goals"]) == {"beats_sent_human_70pct", "ab_uplift_14pct", "ab_uplift_ci_above_0"}
+    assert set(report["goals"]) == {
+        "beats_sent_human_70pct",
+        "ab_uplift_14pct",
+        "ab_uplift_ci_above_0",
+    }
     cands = pd.read_parquet(root / "replay" / "candidates.parquet")
     assert set(cands["arm"]) == {"sft", "base", "uncontrolled"}
     # uncontrolled: one prompt (one category) per video, K samples
@@ -210,5 +216,15 @@ def test_weighting_none_is_a_real_option_of_clean_and_sft(sim_dir, tmp_path):
     literal, col = apply_weighting(table, "literal")
     assert col == "confidence" and (literal["confidence"] > 1).any()  # literal's PV term exceeds 1
     with pytest.raises(SystemExit) as exc:  # argparse rejects an unknown weighting, exit 2
-        cli(["train-generator", "--data", str(out), "--out", str(tmp_path / "g"), "--weighting", "x"])
+        cli(
+            [
+                "train-generator",
+                "--data",
+                str(out),
+                "--out",
+                str(tmp_path / "g"),
+                "--weighting",
+                "x",
+            ]
+        )
     assert exc.value.code == 2

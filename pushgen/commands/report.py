@@ -94,7 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--held-out", type=int, default=40, help="videos held out of training")
     p.add_argument("--sft-steps", type=int, default=40, help="the demo's SFT steps")
     p.add_argument("--results", default="docs/results", help="where results.json and PNGs go")
-    p.add_argument("--readme", default="README.md", help="README whose Results section is rewritten")
+    p.add_argument(
+        "--readme", default="README.md", help="README whose Results section is rewritten"
+    )
     p.add_argument("--upworthy", help="an `eval-ranker --format upworthy --json` report to include")
     p.set_defaults(func=run_results)
 

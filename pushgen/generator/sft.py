@@ -222,7 +222,9 @@ def apply_weighting(table: pd.DataFrame, weighting: str = "data") -> tuple[pd.Da
     missing = {"ctr", "pv"} - set(table.columns)
     if missing:
         raise ConfigError(f"weighting {weighting!r} needs the columns {sorted(missing)}")
-    return table.assign(confidence=confidence_weight(table["ctr"], table["pv"], weighting)), "confidence"
+    return table.assign(
+        confidence=confidence_weight(table["ctr"], table["pv"], weighting)
+    ), "confidence"
 
 
 def build_sft_table(
