@@ -93,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=160, help="videos in the simulated world")
     p.add_argument("--held-out", type=int, default=40, help="videos held out of training")
     p.add_argument("--sft-steps", type=int, default=40, help="the demo's SFT steps")
+    p.add_argument("--replay-videos", type=int, default=40, help="held-out videos replayed")
     p.add_argument("--results", default="docs/results", help="where results.json and PNGs go")
     p.add_argument(
         "--readme", default="README.md", help="README whose Results section is rewritten"
@@ -118,7 +119,8 @@ def run_results(args: argparse.Namespace) -> int:
     sizes = {"world_videos": args.videos, "training_videos": args.videos - args.held_out,
              "sft_steps": args.sft_steps, "reward_epochs": cfg.reward_epochs}  # fmt: skip
     if not (out / "replay" / "replay.json").is_file():
-        code = cli(["replay", "--run", str(out), "--sim", str(out / "world")])
+        replay_argv = ["replay", "--run", str(out), "--sim", str(out / "world")]
+        code = cli(replay_argv + ["--videos", str(args.replay_videos)])
         if code:
             return code
     replay = json.loads((out / "replay" / "replay.json").read_text())
