@@ -236,6 +236,7 @@ def build_report(
     from pushgen.machine import describe_machine
 
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     md = ["# pushgen run report", "", f"Run: `{run.root}`. Machine: {describe_machine()}.", ""]
     pngs: dict[str, Path] = {}
     figures: dict[str, Any] = {"machine": describe_machine()}

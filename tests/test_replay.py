@@ -228,3 +228,38 @@ def test_weighting_none_is_a_real_option_of_clean_and_sft(sim_dir, tmp_path):
             ]
         )
     assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_weighting_ablation_retrains_and_replays_each_variant(tiny_run, tmp_path):
+    root, world = tiny_run
+    out = tmp_path / "replay"
+    argv = ["replay", "--run", str(root), "--sim", str(world), "--videos", "3", "--out", str(out),
+            "--no-base", "--no-uncontrolled", "--bootstrap", "200",
+            "--train-weighting", "literal,none", "--weighting-steps", "1"]  # fmt: skip
+    assert cli(argv) == 0
+    report = json.loads((out / "replay.json").read_text())
+    for w in ("literal", "none"):
+        assert f"weighting_{w}_copeland" in report["arms"]
+        assert (tmp_path / "replay-ablation" / w / "adapter_config.json").is_file()
+    assert "base_copeland" not in report["arms"]
+
+
+@pytest.mark.slow
+def test_pipeline_report_step_replays_the_videos_no_model_trained_on(tiny_run, tmp_path):
+    from pushgen.report import pipeline_report
+
+    root, world = tiny_run
+    index = json.loads((root / "pipeline" / "last_run.json").read_text())
+    figures = pipeline_report(
+        index, str(world / "world.json"), str(world / "videos.parquet"), tmp_path, 4
+    )
+    assert figures["replay"]["videos"] == 4
+    page = (tmp_path / "report.html").read_text()
+    assert "System: offline replay" in page and page.count("data:image/png;base64,") >= 6
+    # real data (an empty world) gets the report without the replay
+    (tmp_path / "empty.json").write_text("{}")
+    figures = pipeline_report(
+        index, str(tmp_path / "empty.json"), str(world / "videos.parquet"), tmp_path / "real"
+    )
+    assert "replay" not in figures and (tmp_path / "real" / "report.html").is_file()
