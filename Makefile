@@ -10,8 +10,11 @@ PIP := $(PY) -m pip
 # This machine's pip config lists extra local indexes; their "ignored location" warnings are noise.
 QUIET := 2>&1 | { grep -v -E '^(WARNING: Location|DEPRECATION)' || true; }
 DEMO_DIR ?= runs/demo
+# The Upworthy A/B archive for the real-data ranker test (a path the user names; empty: skipped).
+PUSHGEN_UPWORTHY ?= $(wildcard ../shared/data/upworthy_ab_dev.parquet)
+export PUSHGEN_UPWORTHY
 
-.PHONY: help install install-mpnet demo test test-all lint format bench clean
+.PHONY: help install install-mpnet demo test test-all lint format bench results clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,8 +55,11 @@ format: install ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## Run the benchmarks (printed tables)
+bench: install ## Run every benchmark (short settings), one summary table, docs/results/bench.json
 	$(PY) -m bench
+
+results: install ## Train at the demo's size, replay held-out videos, write docs/results + README Results
+	$(VENV)/bin/pushgen results
 
 clean: ## Remove the venv and run outputs
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

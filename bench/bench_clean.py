@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     from rich.table import Table
     from tqdm import tqdm
 
+    from bench.record import record
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="pushes in the history")
     parser.add_argument("--repeat", type=int, default=3, help="runs per implementation (best kept)")
@@ -225,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
         table.add_row(src, impl, f"{sec:.2f}", f"{gb:.2f}", f"{kept:,}", f"{removed:,}",
                       f"{ratio:.2f}x")  # fmt: skip
     Console().print(table)
+    for (impl, src), (sec, *_rest) in best.items():
+        if impl == "pandas":
+            record("clean", f"{args.rows:,} pushes, pandas, {src}", sec, best["duckdb", src][0],
+                   "DuckDB SQL")  # fmt: skip
 
 
 if __name__ == "__main__":

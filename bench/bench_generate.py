@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{mode.name:<34}{seconds:>8.2f}{n / seconds:>9.2f}{tokens / seconds:>9.1f}"
             f"{naive_s / seconds:>9.2f}{peak / 2**20:>10.0f}{same:>9}"
         )
+    from bench.record import record
+
+    for mode in MODES[1:]:
+        record("generate", f"K={len(categories)}, {mode.name}", results[mode.name][0], naive_s,
+               MODES[0].name)  # fmt: skip
     base = results["batched caption_first"][0]
     prefix = results["batched caption_first + prefix"][0]
     print(f"\nprefix sharing gain (caption_first): {base / prefix:.2f}x")

@@ -330,6 +330,12 @@ def main(argv: list[str] | None = None) -> None:
         p50, p90 = statistics.median(times), float(np.percentile(times, 90))
         table.add_row(name, f"{p50 * 1e3:.1f}", f"{p90 * 1e3:.1f}", f"{naive_p50 / p50:.1f}x")
     console.print(table)
+    from bench.record import record
+
+    for name, times in runs.items():
+        if name != "one pair at a time (naive)":
+            record("rank", f"K={args.k}, {name}", statistics.median(times), naive_p50,
+                   "one pair at a time")  # fmt: skip
 
     if args.agreement_sets:
         sets = candidate_sets(args.agreement_sets, args.k)

@@ -266,6 +266,13 @@ def print_table(rows: list[dict], title: str) -> None:
                       f"{r.get('p95', 0):.0f}", f"{r.get('p99', 0):.0f}", str(r["errors"]),
                       stage_summary(r["stages"], r.get("note", "")), f"{ratio:.2f}x")  # fmt: skip
     Console(width=200).print(table)
+    from bench.record import record
+
+    for r in rows:  # seconds per request at p50; the baseline is the group's first row
+        first = base[(r.get("group", r["what"]), r["clients"])]
+        if r is not first and r.get("p50") and first.get("p50"):
+            record("serving", f"{r['what']}, {r['clients']} clients", r["p50"] / 1e3,
+                   first["p50"] / 1e3, first["what"])  # fmt: skip
     for r in rows:
         if r.get("first_error"):
             print(f"first error of '{r['what']}' at {r['clients']} clients: {r['first_error']}")

@@ -16,6 +16,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from bench.record import record
 from pushgen.simulator import SimConfig, simulate, true_ctr
 
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
     )
     Console().print(table)
+    record("simulate", f"{len(sim.pushes):,} pushes", elapsed, naive_total, "true_ctr per row")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,10 @@ def sft(
     max_length: int = 320,
     seed: int = 0,
     carry_from: str = "",
+    weighting: str = "data",
 ):
-    """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default".
+    """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default";
+    `weighting` "none" trains every push at weight 1 (the data's confidence otherwise).
 
     With `carry_from` (a release URI, from the `plan` step) nothing is trained: that release's
     generator and its recorded figures are carried over (a ranker-only retrain)."""
@@ -48,10 +50,13 @@ def sft(
         write_table(pd.DataFrame({"reject_reason": pd.Series(dtype=str)}), rejected.path)
         generator.metadata.update({"carried_from": carry_from})
         return
+    from pushgen.errors import ConfigError
     from pushgen.generator.prompts import PromptTemplate
     from pushgen.generator.sft import GeneratorTrainConfig, train_from_files
     from pushgen.run_report import log_metrics
 
+    if weighting not in ("data", "none"):
+        raise ConfigError(f"weighting must be 'data' or 'none', got {weighting!r}")
     cfg = GeneratorTrainConfig(
         base_model=base_model,
         template=PromptTemplate(order=prompt_order),
@@ -64,6 +69,7 @@ def sft(
         val_fraction=val_fraction,
         max_length=max_length,
         seed=seed,
+        weight_column="" if weighting == "none" else "confidence",
     )
     figures = train_from_files(labelled.path, captions.path, generator.path, rejected.path, cfg)
     generator.metadata.update(

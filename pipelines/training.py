@@ -38,6 +38,7 @@ from components.label import label
 from components.materialize import materialize
 from components.plan import plan
 from components.register import register
+from components.report import report
 from components.reward import reward
 from components.sft import sft
 from components.simulate import simulate_or_ingest
@@ -173,6 +174,7 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
         gate_videos: int = 12,
         feature_repo: str = "",
         image: str = default_image,
+        report_videos: int = 24,
     ):
         data, fp = ingest_step(cfg, data_location, n_videos, seed)
         # which parts to train; the others are carried over from the production release
@@ -251,8 +253,37 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             version=version,
         )
         _storage_step(_cpu_step(reg, cfg), cfg).set_caching_options(enable_caching=False)
+        # The run report (its HTML is the run's HTML output): data, generator, ranker, replay.
+        rep = report(
+            videos=data.outputs["videos"],
+            pushes=data.outputs["pushes"],
+            ab_tests=data.outputs["ab_tests"],
+            world=data.outputs["world"],
+            captions=cap.outputs["captions"],
+            clean_metrics=cleaned.outputs["metrics"],
+            labelled=labelled.outputs["labelled"],
+            generator=gen.outputs["generator"],
+            ranker=rank.outputs["ranker"],
+            replay_videos=report_videos,
+        )
+        rep.set_display_name("report (replay + plots)")
+        _cpu_step(rep, cfg)
         # The image is a run parameter: the same compiled spec runs any build of the project.
-        for task in (fp, data, parts, cap, cleaned, labelled, feats, gen, rank, ev, check, reg):
+        for task in (
+            fp,
+            data,
+            parts,
+            cap,
+            cleaned,
+            labelled,
+            feats,
+            gen,
+            rank,
+            ev,
+            check,
+            reg,
+            rep,
+        ):
             task.set_container_image(image)
 
     return training_pipeline

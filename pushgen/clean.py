@@ -1,13 +1,14 @@
 """Clean a push history for SFT: hard filter, per-cluster CTR quantile crop, confidence weight.
 
-PushGen's recipe (DESIGN.md), vectorised over whole columns so a million pushes take seconds:
+PushGen's recipe (docs/design.md), vectorised over whole columns so a million pushes take seconds:
 
 1. contract check: malformed rows (missing ids, clicks > pv, rates outside [0, 1], ...) are rejected;
 2. hard filter: `CTR>0.6% & SVR<40% & LVTR>50% & HTR<1% & PV>800` (every threshold configurable);
 3. soft filter: within each cluster (the video's topic, or an embedding cluster of its caption),
    drop pushes whose CTR lies outside the cluster's [5%, 95%] quantiles, so no cluster's outliers
    dominate;
-4. a `confidence` column, the per-sample SFT loss weight, `bounded` (default) or `literal`.
+4. a `confidence` column, the per-sample SFT loss weight, `bounded` (default), `literal`, or
+   `none` (every push weighs 1: the ablation without confidence weighting).
 
 Every removed row is kept, with a `reject_reason`, and counted per cluster and per category.
 
@@ -28,8 +29,8 @@ import pandas as pd
 from pushgen.contracts import validate
 from pushgen.errors import ConfigError, DataContractError
 
-Weighting = Literal["bounded", "literal"]
-WEIGHTINGS = ("bounded", "literal")
+Weighting = Literal["bounded", "literal", "none"]
+WEIGHTINGS = ("bounded", "literal", "none")
 CTR_CAP = 0.1  # the paper saturates the CTR term at 10%
 PV_CAP = 10_000  # ... and the exposure term at 10k views
 
@@ -48,7 +49,7 @@ class CleanConfig:
     quantile_low: float = 0.05  # drop pushes with CTR below this quantile of their cluster
     quantile_high: float = 0.95  # drop pushes with CTR above this quantile of their cluster
     min_cluster_size: int = 20  # smaller clusters skip the soft filter (quantiles meaningless)
-    weighting: Weighting = "bounded"  # confidence formula: bounded (default) or literal (paper)
+    weighting: Weighting = "bounded"  # confidence: bounded (default), literal (paper), none (1)
     encoder: str | None = None  # sentence encoder for embedding clusters (None: packaged MiniLM)
     seed: int = 0  # k-means seed
 
@@ -87,6 +88,7 @@ def confidence_weight(ctr, pv, variant: Weighting = "bounded") -> np.ndarray:
     term *falls* as PV grows (PV=800 alone adds 2.23), so it trusts thinly exposed pushes most.
     bounded (default): `0.3 + 0.35*min(CTR,.1)/.1 + 0.35*(ln min(PV,1e4) / ln 1e4)²`, in [0.3, 1],
     growing with CTR and PV, which is the paper's stated intent. PV below 1 counts as 1 (ln 0).
+    none: 1 for every push (the ablation: SFT without confidence weighting).
     """
     if variant not in WEIGHTINGS:
         raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {variant!r}")
@@ -96,6 +98,8 @@ def confidence_weight(ctr, pv, variant: Weighting = "bounded") -> np.ndarray:
         raise DataContractError("confidence_weight: ctr and pv must not be NaN")
     if (ctr < 0).any() or (pv < 0).any():
         raise DataContractError("confidence_weight: ctr and pv must not be negative")
+    if variant == "none":
+        return np.ones(np.broadcast(ctr, pv).shape)
     ctr_term = 0.35 * np.minimum(ctr, CTR_CAP) / CTR_CAP
     pv_capped = np.clip(pv, 1.0, PV_CAP)
     if variant == "literal":

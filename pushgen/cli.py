@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "pushgen.commands.deploy",
     "pushgen.commands.monitor",
     "pushgen.commands.demo",
+    "pushgen.commands.replay",
+    "pushgen.commands.report",
 )
 
 

@@ -1,4 +1,4 @@
-"""Data contracts (DESIGN.md) as code: column schemas, a row validator, and table I/O.
+"""Data contracts (docs/design.md) as code: column schemas, a row validator, and table I/O.
 
 `validate(name, df)` splits a table into valid rows and rejected rows, each rejected row carrying
 a `reject_reason`; nothing is dropped silently. `read_table` gives a clear error for a missing

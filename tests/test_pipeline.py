@@ -25,6 +25,7 @@ TASKS = {
     "reward",
     "evaluate",
     "register",
+    "report",
 }
 PARAMS = {
     "data_location",
@@ -45,6 +46,7 @@ PARAMS = {
     "gate_videos",
     "feature_repo",
     "image",
+    "report_videos",
 }
 
 

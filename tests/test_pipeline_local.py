@@ -43,11 +43,16 @@ def test_every_step_produces_its_artifacts(local_run):
         "evaluate/report",
         "evaluate/evaluation",
         "register/manifest",
+        "report/html",
+        "report/markdown",
     ):
         assert name in artifacts, sorted(artifacts)
     summary = open(artifacts["evaluate/summary"]).read()
     assert "## generator" in summary and "## ranker" in summary
     assert (root / "last_run.json").exists()
+    # the run's HTML output: the report, plots embedded; the simulated data allows a replay
+    page = open(artifacts["report/html"]).read()
+    assert "data:image/png;base64," in page and "Ranker" in page
 
 
 def test_release_is_registered_and_loads_back(local_run, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,6 @@ from pushgen.ranker.upworthy import (
 )
 
 # The real-data check reads the shared copy next to the repository (never committed here).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def arms(rows: list[tuple]) -> pd.DataFrame:
@@ -230,10 +230,12 @@ def test_upworthy_adapter_maps_columns_and_flags_nonrandom_weeks():
 
 
 def test_real_upworthy_pairs_match_the_archive_description():
-    """Real-data check; reads ../shared/data/upworthy_ab_dev.parquet (skipped when absent)."""
-    path = SHARED_DATA / "upworthy_ab_dev.parquet"
-    if not path.exists():
-        pytest.skip(f"Upworthy data not found at {path} (real-data check only)")
+    """Real-data check on the Upworthy file the user names in PUSHGEN_UPWORTHY (skipped without)."""
+    path = (
+        Path(os.environ.get("PUSHGEN_UPWORTHY", "")) if os.environ.get("PUSHGEN_UPWORTHY") else None
+    )
+    if path is None or not path.is_file():
+        pytest.skip("set PUSHGEN_UPWORTHY to an Upworthy archive parquet (real-data check only)")
     ab = upworthy_to_ab_tests(pd.read_parquet(path))
     res = build_pairs_report(ab, PairConfig(match_on=UPWORTHY_PAIR_MATCH))
     sig = (res.pairs["p_value"] < 0.05).mean()

@@ -2,7 +2,7 @@
 
     pushgen caption --videos runs/sim/videos.parquet --out runs/x/captions.parquet
     pushgen clean --pushes runs/sim/pushes.parquet --videos runs/sim/videos.parquet \\
-        --out runs/x/cleaned.parquet [--weighting literal]
+        --out runs/x/cleaned.parquet [--weighting literal|none]
     pushgen label --pushes runs/x/cleaned.parquet --out runs/x/labelled.parquet
     pushgen features apply --dir runs/x/features --videos V --captions C [--pushes P]
     pushgen features materialize --dir runs/x/features
@@ -95,8 +95,9 @@ def _register_clean(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="cleaned pushes parquet to write")
     p.add_argument("--videos", help="videos table (topics for clusters, known video ids)")
     p.add_argument("--captions", help="captions table (topic column, or embedding clusters)")
-    p.add_argument("--weighting", choices=["bounded", "literal"], default="bounded",
-                   help="confidence formula (default bounded; literal = the paper as written)")  # fmt: skip
+    p.add_argument("--weighting", choices=["bounded", "literal", "none"], default="bounded",
+                   help="confidence formula (default bounded; literal = the paper as written; "
+                        "none = every push weighs 1)")  # fmt: skip
     p.add_argument("--cluster-by", choices=["topic", "embedding"], default="topic",
                    help="soft-filter clusters (default topic)")  # fmt: skip
     p.add_argument("--min-ctr", type=float, default=0.006, help="keep CTR > this")

@@ -52,9 +52,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[240, 1000], help="--evaluate: sizes")
     p.set_defaults(func=run_monitor)
 
-    r = subparsers.add_parser("report", help="print the alerts and checks of a monitor run")
-    r.add_argument("path", help="a monitor output directory or its summary.json")
-    r.set_defaults(func=print_report)
+    r = subparsers.add_parser(
+        "report", help="a training run's report (--run DIR) or a monitor run's alerts (PATH)"
+    )
+    r.add_argument("path", nargs="?", help="a monitor output directory or its summary.json")
+    from pushgen.commands.report import add_run_report_args
+
+    add_run_report_args(r)
+    r.set_defaults(func=report)
+
+
+def report(args: argparse.Namespace) -> int:
+    """`report --run DIR` builds a run report; `report PATH` prints a monitor summary."""
+    if args.run:
+        from pushgen.commands.report import run_report
+
+        return run_report(args)
+    if not args.path:
+        raise ConfigError("pushgen report needs --run DIR (a training run) or PATH (a monitor run)")
+    return print_report(args)
 
 
 def load_config(path: str | None, window: str | None, window_requests: int | None = None):

@@ -1,7 +1,7 @@
 """`pushgen train-ranker` and `pushgen eval-ranker`: the pairwise reward model from A/B tests.
 
     pushgen train-ranker --ab-tests ab_tests.parquet --out runs/ranker --epochs 2 --pointwise
-    pushgen train-ranker --ab-tests ../shared/data/upworthy_ab_dev.parquet --out runs/rk-upworthy
+    pushgen train-ranker --ab-tests data/upworthy_ab.parquet --out runs/rk-upworthy
     pushgen eval-ranker --model runs/ranker --ab-tests ab_tests.parquet --world sim/world.json \\
         --json runs/ranker/eval.json
 

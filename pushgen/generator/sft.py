@@ -50,8 +50,8 @@ class GeneratorTrainConfig:
     lora_alpha: int = 32  # LoRA scaling numerator (effective scale alpha / r)
     lora_dropout: float = 0.05  # dropout on the LoRA branch
     target_modules: list[str] | str = "all-linear"  # which Linear layers get adapters
-    # LoRA tolerates larger steps than full fine-tuning; 1e-3 took SmolLM2's validation loss from
-    # 3.37 to 0.35 in 90 steps on the simulator, with 97% controllability (greedy)
+    # LoRA tolerates larger steps than full fine-tuning; what 1e-3 reaches on the simulator is in
+    # docs/results (the README's Results and measured-figures tables)
     learning_rate: float = 1e-3
     max_steps: int = 60  # optimiser steps (short runs: the data set is small)
     batch_size: int = 8  # samples per device step
@@ -67,8 +67,8 @@ class GeneratorTrainConfig:
     seed: int = 0  # data split, adapter init and data order
     device: str | None = None  # "cpu", "cuda", ...; None = cuda when available
     # bf16 mixed precision (autocast; weights stay fp32): "auto" where the hardware has bf16
-    # units (CUDA; CPUs with AMX/AVX512-BF16, where a LoRA step took 2.3 s vs 3.6 s in fp32).
-    # Never force "on" without them: on an AVX2-only CPU a step took > 90 s vs 17 s in fp32
+    # units (CUDA; CPUs with AMX/AVX512-BF16, where it is faster than fp32). Never force "on"
+    # without them: emulated bf16 is many times slower than fp32 (README, measured figures)
     bf16: str = "auto"
     save_merged: bool = False  # also save base+adapter merged (faster serving start-up, larger)
     progress: bool = True  # show the Trainer's progress bar
@@ -202,6 +202,29 @@ def prepare_sft_data(df: pd.DataFrame, tokenizer: Any, cfg: GeneratorTrainConfig
         val = [val[i] for i in sorted(keep)]
     train_videos = sorted(set(kept["video_id"].astype(str)) - val_videos)
     return SFTData(train, val, rejected, categories, train_videos, sorted(val_videos))
+
+
+SFT_WEIGHTINGS = ("data", "bounded", "literal", "none")
+
+
+def apply_weighting(table: pd.DataFrame, weighting: str = "data") -> tuple[pd.DataFrame, str]:
+    """(table, weight column) for an SFT weighting: `data` keeps the table's `confidence`;
+    `bounded`/`literal` recompute it from `ctr` and `pv` (`pushgen.clean.confidence_weight`);
+    `none` trains every sample at weight 1 (the ablation)."""
+    from pushgen.clean import confidence_weight
+
+    if weighting not in SFT_WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {SFT_WEIGHTINGS}, got {weighting!r}")
+    if weighting == "none":
+        return table, ""
+    if weighting == "data":
+        return table, "confidence"
+    missing = {"ctr", "pv"} - set(table.columns)
+    if missing:
+        raise ConfigError(f"weighting {weighting!r} needs the columns {sorted(missing)}")
+    return table.assign(
+        confidence=confidence_weight(table["ctr"], table["pv"], weighting)
+    ), "confidence"
 
 
 def build_sft_table(

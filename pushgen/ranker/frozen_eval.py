@@ -8,7 +8,7 @@ transformer trains on the training stories minus a 15% dev split, where its temp
 fitted (calibration); the probe trains on all training stories. Figures on held-out pairs: all
 pairs, significant pairs (p < 0.05), AUC, ECE, and without the non-random weeks.
 
-    python -m pushgen.ranker.frozen_eval --ab-tests ../shared/data/upworthy_ab_dev.parquet \\
+    python -m pushgen.ranker.frozen_eval --ab-tests data/upworthy_ab.parquet \\
         --backbone default --backbone all-mpnet-base-v2 --json runs/frozen_eval.json
 """
 

@@ -7,7 +7,7 @@ whose headline differs and whose image is the same (`UPWORTHY_PAIR_MATCH`). The 
 possibly non-random assignment from late June 2013 to 10 January 2014 (weeks 201326-201402);
 those arms carry `nonrandom_assignment=True` so results can be reported with and without them.
 
-    ab = upworthy_to_ab_tests(pd.read_parquet("../shared/data/upworthy_ab_dev.parquet"))
+    ab = upworthy_to_ab_tests(pd.read_parquet("data/upworthy_ab.parquet"))
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ UPWORTHY_COLUMNS = ("clickability_test_id", "headline", "impressions", "clicks")
 NONRANDOM_WEEKS = (201326, 201402)  # inclusive range of `test_week` flagged by the maintainers
 UPWORTHY_PAIR_MATCH = ("eyecatcher_id",)  # same image: the headline is the only difference left
 UPWORTHY_STORY_LINKS = ("text", "lede")  # tests sharing a headline or a lede are one story
-DEFAULT_UPWORTHY_PATH = "../shared/data/upworthy_ab_dev.parquet"
 
 
 def is_upworthy(df: pd.DataFrame) -> bool:
