@@ -105,6 +105,12 @@ def _expand(arg: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
 
 
+def _kept_paths() -> list[Path]:
+    """The interpreter's install, the virtualenv and the worktree: outermost paths only."""
+    paths = {Path(os.path.realpath(sys.executable)).parents[1], Path(sys.prefix).resolve(), REPO}
+    return sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
+
+
 def start_pod(
     isvc,
     volumes: dict[str, Path],
@@ -137,17 +143,22 @@ def start_pod(
                                             for m in container.volume_mounts or []]  # fmt: skip
     if "STORAGE_URI" in env:  # KServe's storage initializer filled the model volume, mounted ro
         mounts.append(("/mnt/models", volumes["models"], True))
-    pyenv = Path(os.path.realpath(sys.executable)).parents[1]  # .../versions/3.11.x
-    keep = stage / "keep-pyenv"
-    keep.mkdir(parents=True, exist_ok=True)
-    lines = ["set -e", f"mount --bind {pyenv} {keep}",
-             "mount -t tmpfs -o mode=755 tmpfs /root", f"mkdir -p {pyenv}",
-             f"mount --bind {keep} {pyenv}",
-             "mount -t tmpfs -o mode=755 tmpfs /mnt", "mount -t tmpfs -o mode=755 tmpfs /var/lib"]  # fmt: skip
+    # The "image's" interpreter, virtualenv and code: set aside before the pod's own mounts cover
+    # them (a checkout under /tmp sits below the pod's /tmp emptyDir), put back afterwards.
+    keep = _kept_paths()
+    aside = {path: stage / "keep" / str(i) for i, path in enumerate(keep)}
+    lines = ["set -e"]
+    for path, spare in aside.items():
+        spare.mkdir(parents=True, exist_ok=True)
+        lines.append(f"mount --bind {path} {spare}")
+    lines += ["mount -t tmpfs -o mode=755 tmpfs /root",
+              "mount -t tmpfs -o mode=755 tmpfs /mnt", "mount -t tmpfs -o mode=755 tmpfs /var/lib"]  # fmt: skip
     for target, host, ro in mounts:
         lines.append(f"mkdir -p {target} && mount --bind {host} {target}")
         if ro:
             lines.append(f"mount -o remount,bind,ro {target}")
+    for path, spare in aside.items():
+        lines.append(f"mkdir -p {path} && mount --bind {spare} {path}")
     lines += ["mount -o remount,bind,ro /", "mount -o remount,bind,ro /dev/shm"]
     run_env = {**env, "PATH": f"{VENV_BIN}:/usr/bin:/bin", "PYTHONPATH": str(REPO),
                "OMP_NUM_THREADS": "1", **(extra_env or {})}  # fmt: skip
