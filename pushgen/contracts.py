@@ -181,17 +181,25 @@ def validate(
 
 
 def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:
-    """Read a parquet (or .csv/.jsonl) table with clear errors; check its contract if `name` is given."""
+    """Read a parquet (or .csv/.jsonl, or a directory of parquet parts) table with clear errors;
+    check its contract if `name` is given."""
     path = Path(path)
     if not path.exists():
         raise DataContractError(f"no such file: {path}")
     try:
-        if path.suffix == ".csv":
+        if path.is_dir():  # a directory of parquet parts (e.g. shipped serving-log windows)
+            parts = sorted(path.glob("*.parquet"))
+            if not parts:
+                raise DataContractError(f"{path}: a directory without .parquet files")
+            df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        elif path.suffix == ".csv":
             df = pd.read_csv(path)
         elif path.suffix in (".jsonl", ".json"):
             df = pd.read_json(path, lines=path.suffix == ".jsonl")
         else:
             df = pd.read_parquet(path)
+    except DataContractError:
+        raise
     except Exception as exc:  # pyarrow/pandas raise many types for a bad file
         raise DataContractError(f"cannot read {path} as a table: {exc}".splitlines()[0]) from exc
     if name is not None:

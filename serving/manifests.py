@@ -327,6 +327,30 @@ def _feast_env(cfg: DeployConfig) -> list[V1EnvVar]:
     return []
 
 
+def store_uri(cfg: DeployConfig) -> str:
+    """The artifact store the version lives in (`<store>/versions/<version>` minus the tail)."""
+    return cfg.version_uri.rstrip("/").rsplit("/", 2)[0]
+
+
+def _log_ship_env(cfg: DeployConfig) -> list[V1EnvVar]:
+    """S3 access for shipping serving-log windows: the Secret KServe's initializer reads too."""
+    if not store_uri(cfg).startswith("s3://"):
+        return []
+
+    def secret(key: str) -> V1EnvVar:
+        ref = V1SecretKeySelector(name=cfg.s3_secret, key=key)
+        return V1EnvVar(name=key, value_from=V1EnvVarSource(secret_key_ref=ref))
+
+    env = [secret("AWS_ACCESS_KEY_ID"), secret("AWS_SECRET_ACCESS_KEY"),
+           V1EnvVar(name="AWS_REGION", value=cfg.s3_region)]  # fmt: skip
+    if cfg.s3_endpoint:  # as KServe's BuildS3EnvVars reads it: a scheme given wins
+        url = cfg.s3_endpoint
+        if not url.startswith(("http://", "https://")):
+            url = ("https://" if cfg.s3_use_https else "http://") + url
+        env.append(V1EnvVar(name="PUSHGEN_S3_ENDPOINT", value=url))
+    return env
+
+
 def _pvc(cfg: DeployConfig, name: str, size: str) -> V1PersistentVolumeClaim:
     return V1PersistentVolumeClaim(
         api_version="v1", kind="PersistentVolumeClaim",
@@ -409,9 +433,12 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
         ["--generator-url", service_url(cfg, NAMES["generator"]),
          "--ranker-url", service_url(cfg, NAMES["ranker"]),
          "--feature-repo", FEATURE_REPO_MOUNT,
-         "--log-dir", f"{LOG_MOUNT}/$(POD_NAME)"],  # one directory per replica, no name clashes
+         "--log-dir", f"{LOG_MOUNT}/$(POD_NAME)",  # one directory per replica, no name clashes
+         # closed windows (hourly) go to the store as parquet, where monitoring and
+         # ingest-feedback read them; the PVC keeps the JSONL files either way
+         "--log-ship-to", f"{store_uri(cfg)}/serving-log/$(POD_NAME)"],
         {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-        [pod_name, *_feast_env(cfg)],
+        [pod_name, *_feast_env(cfg), *_log_ship_env(cfg)],
         [V1VolumeMount(name="serving-log", mount_path=LOG_MOUNT),
          V1VolumeMount(name="features", mount_path=FEATURES_MOUNT),
          V1VolumeMount(name="feature-repo", mount_path=FEATURE_REPO_MOUNT, read_only=True)],

@@ -9,13 +9,23 @@ Columns: the contract's (`request_id`, `video_id`, `category`, `text`, `reward_s
 `serving.explore.log_rows`, `candidate_index`, `n_candidates`, `chosen_index`, `propensity`,
 `explored`, `epsilon`, `status` (served | degraded | all_rejected), `topic`, `caption_chars`,
 `caption_sha`. A request whose candidates were all rejected still has its rows (none selected).
+
+Windows to the artifact store (`ship_to`, a local directory or `s3://bucket/prefix`): a file is
+also closed after `window_s` seconds, and every closed file is written as parquet to
+`<ship_to>/windows/<file stem>.parquet` by a background thread, so requests never wait on S3.
+A failed upload stays queued (the JSONL file is kept either way) and is retried at the next
+rotation and at shutdown; `read_serving_windows(ship_to)` reads them back for monitoring and for
+`ingest-feedback`. Feedback for the same windows lands beside them, under `<ship_to>/feedback/`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +35,9 @@ import pandas as pd
 from pushgen.contracts import validate
 
 SERVING_LOG_GLOB = "serving_log-*.jsonl"
+WINDOWS = "windows"  # key prefix of the shipped windows under `ship_to`
+FEEDBACK = "feedback"  # key prefix of the windows' feedback under `ship_to`
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,8 @@ class ServingLogConfig:
 
     log_dir: Path = Path("runs/serving-log")  # directory of rotated JSONL files
     max_rows: int = 10_000  # rows per file before rotating to a new one
+    ship_to: str | None = None  # artifact store URI the closed windows go to; None: kept local
+    window_s: float = 3600.0  # a file is also closed (and shipped) after this many seconds
 
 
 class ServingLog:
@@ -45,31 +60,126 @@ class ServingLog:
         self._stamp = time.strftime("%Y%m%dT%H%M%S")
         self._index = 0
         self._rows_in_file = 0
+        self._opened_at = 0.0
         self._fh = None
+        self._path: Path | None = None
+        self._store = None
+        self._shipper: ThreadPoolExecutor | None = None
+        self._unshipped: list[Path] = []  # closed files whose upload has not succeeded yet
+        self._shipping: Future | None = None
+        if config.ship_to:
+            from pushgen.store import ArtifactStore
+
+            self._store = ArtifactStore.from_uri(config.ship_to)
+            self._shipper = ThreadPoolExecutor(1, thread_name_prefix="serving-log-ship")
 
     def _open_next(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+        self._close_current()
         self._index += 1
-        path = self.config.log_dir / f"serving_log-{self._stamp}-{self._index:05d}.jsonl"
-        self._fh = path.open("a", encoding="utf-8")
+        self._path = self.config.log_dir / f"serving_log-{self._stamp}-{self._index:05d}.jsonl"
+        self._fh = self._path.open("a", encoding="utf-8")
         self._rows_in_file = 0
+        self._opened_at = time.monotonic()
+
+    def _close_current(self) -> None:
+        if self._fh is None:
+            return
+        self._fh.close()
+        self._fh = None
+        if self._shipper is not None and self._rows_in_file:
+            self._unshipped.append(self._path)
+            self._shipping = self._shipper.submit(self._ship_pending)
+
+    def _ship_pending(self) -> int:
+        """Upload every closed, unshipped file (oldest first); returns how many went up."""
+        with self._lock:
+            pending = list(self._unshipped)
+        done = 0
+        for path in pending:
+            try:
+                ship_window(path, self._store)
+            except Exception as exc:  # S3 down: keep it queued, retried at the next rotation
+                logger.warning("serving log window %s not shipped (%s); will retry", path.name, exc)
+                break
+            with self._lock:
+                self._unshipped.remove(path)
+            done += 1
+        return done
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         """Append rows (one JSON line each), flushed so a crash loses at most the current request."""
         with self._lock:
             for row in rows:
-                if self._fh is None or self._rows_in_file >= self.config.max_rows:
+                if (
+                    self._fh is None
+                    or self._rows_in_file >= self.config.max_rows
+                    or time.monotonic() - self._opened_at >= self.config.window_s
+                ):
                     self._open_next()
                 self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 self._rows_in_file += 1
             self._fh.flush()
 
-    def close(self) -> None:
+    def rotate(self) -> None:
+        """Close the current file now (it is shipped if `ship_to` is set)."""
         with self._lock:
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+            self._close_current()
+
+    def unshipped(self) -> list[Path]:
+        """Closed files not yet in the artifact store."""
+        with self._lock:
+            return list(self._unshipped)
+
+    def close(self) -> None:
+        """Close the current file; with `ship_to`, one last try to ship everything pending."""
+        with self._lock:
+            self._close_current()
+        if self._shipper is not None:
+            self._shipper.shutdown(wait=True)
+            if self._unshipped:
+                self._ship_pending()
+            if self._unshipped:
+                logger.error("%d serving log windows not shipped; they stay in %s",
+                             len(self._unshipped), self.config.log_dir)  # fmt: skip
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    return pd.read_json(path, lines=True, dtype=False) if path.stat().st_size else pd.DataFrame()
+
+
+def ship_window(path: Path, store) -> str:
+    """One closed JSONL file -> `<store>/windows/<stem>.parquet`; returns the key."""
+    df = _read_jsonl(path)
+    for col in df.columns:  # mixed-type columns (None beside str/float) as parquet can hold them
+        if df[col].dtype == object:
+            df[col] = df[col].map(lambda v: None if v is None else json.dumps(v)
+                                  if isinstance(v, (list, dict)) else v)  # fmt: skip
+    key = f"{WINDOWS}/{path.stem}.parquet"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / f"{path.stem}.parquet"
+        df.to_parquet(local, index=False)
+        store.put_file(local, key)
+    return key
+
+
+def load_serving_windows(uri: str) -> pd.DataFrame:
+    """Every shipped window under `uri` (`<uri>/windows/*.parquet`), concatenated, unvalidated."""
+    from pushgen.store import ArtifactStore
+
+    store = ArtifactStore.from_uri(uri)
+    keys = sorted(k for k in store.list(WINDOWS) if k.endswith(".parquet"))
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, key in enumerate(keys):
+            frames.append(
+                pd.read_parquet(store.get_file(f"{WINDOWS}/{key}", Path(tmp) / f"{i}.parquet"))
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_serving_windows(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every shipped window under `uri` as (valid, rejected) frames per the `serving_log` contract."""
+    return validate("serving_log", load_serving_windows(uri))
 
 
 def read_serving_log(log_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

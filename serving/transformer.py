@@ -298,6 +298,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--feature-repo", default=None, help="Feast repo with the video features")
     p.add_argument("--log-dir", default="runs/serving-log", help="serving log directory")
     p.add_argument("--log-max-rows", type=int, default=10_000, help="rows per log file")
+    p.add_argument("--log-ship-to", default=None,
+                   help="artifact store URI (s3://bucket/prefix or a directory): closed log "
+                        "windows go to <URI>/windows/ as parquet")  # fmt: skip
+    p.add_argument("--log-window-s", type=float, default=3600.0,
+                   help="close (and ship) a log file after this many seconds")  # fmt: skip
     p.add_argument("--degrade-without-ranker", action="store_true",
                    help="ranker down: serve the first guarded candidate, flagged, instead of 503")  # fmt: skip
     p.add_argument("--explore-epsilon", type=float, default=DEFAULT_EPSILON,
@@ -317,7 +322,9 @@ def main(argv: list[str] | None = None) -> None:
         ranker_timeout_s=args.ranker_timeout_s,
         degrade_without_ranker=args.degrade_without_ranker,
         explore_epsilon=args.explore_epsilon,
-        log=ServingLogConfig(Path(args.log_dir), args.log_max_rows),
+        log=ServingLogConfig(
+            Path(args.log_dir), args.log_max_rows, args.log_ship_to, args.log_window_s
+        ),  # fmt: skip
     )
     serve(PushgenTransformer(args.name, config), server_config(args))
 

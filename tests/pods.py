@@ -89,7 +89,7 @@ class Pod:
         )
 
 
-def _env(container, pod_name: str) -> dict[str, str]:
+def _env(container, pod_name: str, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
     env = {}
     for var in container.env or []:
         if var.value is not None:
@@ -97,6 +97,9 @@ def _env(container, pod_name: str) -> dict[str, str]:
         elif var.value_from and var.value_from.field_ref:
             assert var.value_from.field_ref.field_path == "metadata.name"
             env[var.name] = pod_name
+        elif var.value_from and var.value_from.secret_key_ref:
+            ref = var.value_from.secret_key_ref  # the kubelet fails a pod whose Secret is absent
+            env[var.name] = secrets[ref.name][ref.key]
     return env
 
 
@@ -118,13 +121,14 @@ def start_pod(
     routes: dict[str, str],
     stage: Path,
     extra_env: dict[str, str] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> Pod:
     """Run `isvc`'s predictor container; `volumes` maps volume name (and "models") to host dirs."""
     container = isvc.spec.predictor.containers[0]
     sec = container.security_context
     name = isvc.metadata.name
     pod_name = f"{name}-predictor-00001-deployment-0"
-    env = _env(container, pod_name)
+    env = _env(container, pod_name, secrets or {})
 
     def local(arg: str) -> str:
         def swap(m: re.Match) -> str:

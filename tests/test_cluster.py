@@ -34,6 +34,7 @@ from serving.stack import free_port
 from tests.pods import REPO, namespaces_available, start_pod
 
 BUCKET = "pushgen-cluster"
+SECRETS = {"pushgen-s3": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
 
 
 @pytest.fixture(scope="module")
@@ -183,11 +184,12 @@ def pods(deployed, s3, stage, sim):
             for stem, job in jobs.items():  # each pod starts once its initializer is done
                 vols[stem]["models"] = job.result()
                 own(stem)
-                started[stem] = start_pod(deployed[stem], vols[stem], ports[stem], routes, stage)
+                started[stem] = start_pod(deployed[stem], vols[stem], ports[stem], routes, stage,
+                                          secrets=SECRETS)  # fmt: skip
             materialised.result()
         own("pushgen")
         started["pushgen"] = start_pod(
-            deployed["pushgen"], vols["pushgen"], ports["pushgen"], routes, stage
+            deployed["pushgen"], vols["pushgen"], ports["pushgen"], routes, stage, secrets=SECRETS
         )
         for pod in started.values():
             pod.wait_ready()
@@ -254,6 +256,28 @@ def test_graph_steps_reach_models_on_the_urls_kserve_builds(pods, deployed):
 
     assert model_name_of(by_name["pushgen-generator"]) == TransformerConfig.generator_name
     assert model_name_of(by_name["pushgen-ranker"]) == TransformerConfig.ranker_name
+
+
+def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3):
+    """SIGTERM (a rollout, a scale-down): the open window is closed and shipped as parquet."""
+    from serving.serving_log import read_serving_windows
+
+    args = deployed["pushgen"].spec.predictor.containers[0].args
+    ship_to = args[args.index("--log-ship-to") + 1]
+    assert ship_to.startswith(f"s3://{BUCKET}/") and ship_to.endswith("/serving-log/$(POD_NAME)")
+    pod = pods["pods"]["pushgen"]
+    resp = httpx.post(f"{pod.url}/v1/models/pushgen:predict",
+                      json={"instances": [{"caption": "A dog surfs a wave"}]}, timeout=120)  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    local = list(pods["volumes"]["pushgen"]["serving-log"].rglob("serving_log-*.jsonl"))
+    assert local
+    pod.stop()  # SIGTERM, then wait: ModelServer unloads the model, the log ships its window
+    assert pod.proc.returncode is not None
+    uri = ship_to.replace("$(POD_NAME)", local[0].parent.name)
+    log, rejected = read_serving_windows(uri)
+    assert rejected.empty
+    assert set(log["request_id"]) >= {resp.json()["predictions"][0]["request_id"]}
+    assert len(log) == sum(sum(1 for _ in p.open()) for p in local)  # every row, none lost
 
 
 def _cfg_of(deployed):
