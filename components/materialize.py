@@ -4,8 +4,9 @@ captions back through `get_historical_features`.
 Writes the Feast repo (sources, registry, SQLite online store) as the `features` artifact; with
 `feature_repo` set (a directory serving reads, or a repo whose `feature_store.yaml` points at
 the cluster's online store) it materialises there too. `captions` holds what the SFT step
-trains on: each video's caption as Feast served it at its pushes' send times. The work is
-`pushgen.fresh_features.materialize_and_read`.
+trains on: each video's caption as Feast served it at its pushes' send times; `ab_captions` what
+the reward step may read as context: the A/B tests' videos' captions as Feast holds them now.
+The work is `pushgen.fresh_features.materialize_and_read` and `ab_test_captions`.
 """
 
 from kfp import dsl
@@ -20,22 +21,39 @@ def materialize(
     captions: Input[Dataset],
     pushes: Input[Dataset],
     training_pushes: Input[Dataset],
+    ab_tests: Input[Dataset],
     features: Output[Artifact],
     training_captions: Output[Dataset],
+    ab_captions: Output[Dataset],
     rejected: Output[Dataset],
     metrics: Output[Metrics],
     feature_repo: str = "",
 ):
-    """Materialise into Feast (and `feature_repo` when set); read training captions back."""
+    """Materialise into Feast (and `feature_repo` when set); read training captions back.
+
+    Args:
+        videos: the run's videos table.
+        captions: the caption step's captions (video_id, caption).
+        pushes: cleaned pushes, the push-history feature source.
+        training_pushes: labelled pushes the SFT step trains on (their send times date the join).
+        ab_tests: the A/B arms the reward step trains on.
+        feature_repo: also materialise into this Feast repo (the one serving reads); "" for none.
+    """
+    import pandas as pd
+
     from pushgen.contracts import read_table, write_table
-    from pushgen.fresh_features import materialize_and_read
+    from pushgen.fresh_features import ab_test_captions, materialize_and_read
     from pushgen.run_report import log_metrics
 
     tables = [read_table(p.path) for p in (videos, captions, pushes, training_pushes)]
     counts, read, aside = materialize_and_read(*tables, features.path)
     if feature_repo.strip():
         materialize_and_read(*tables, feature_repo.strip())
+    ab_read, ab_aside = ab_test_captions(features.path, read_table(ab_tests.path, "ab_tests"))
     write_table(read, training_captions.path)
-    write_table(aside, rejected.path)
+    write_table(ab_read, ab_captions.path)
+    write_table(pd.concat([aside, ab_aside], ignore_index=True), rejected.path)
+    counts = {**counts, "ab_videos_with_caption": len(ab_read),
+              "ab_videos_without_caption": len(ab_aside)}  # fmt: skip
     features.metadata.update({"online_store": "sqlite", "feature_repo": feature_repo})
     log_metrics(metrics, counts)

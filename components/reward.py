@@ -33,12 +33,16 @@ def reward(
     pointwise: bool = False,
     seed: int = 0,
     carry_from: str = "",
+    captions: Input[Dataset] = None,
+    use_caption: bool = False,
 ):
     """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default", `head`
     "segment_diff" (score(a) - score(b), pooled over the last `pool_layers` layers) or "cls" (the
     [CLS] classifier) or "listwise" (all arms of a test in one pass, trained with `listwise_loss`
     "pairwise" or "plackett_luce"); `head_learning_rate` 0 means the same rate as the encoder. With
-    `carry_from` (a release URI, from the `plan` step) that release's ranker is carried over."""
+    `carry_from` (a release URI, from the `plan` step) that release's ranker is carried over.
+    With `use_caption`, each pair carries its video's caption from `captions` (the materialize
+    step's `ab_captions`, read through Feast) as a context segment."""
     if carry_from:
         import pandas as pd
 
@@ -64,6 +68,8 @@ def reward(
 
     if not 0.0 < max_p_value <= 1.0 or not 0.0 < val_fraction < 1.0:
         raise ConfigError("max_p_value must be in (0, 1] and val_fraction in (0, 1)")
+    if use_caption and captions is None:
+        raise ConfigError("use_caption needs the captions input (the materialize step's)")
     cfg = RankerRecipeConfig(
         pairs=PairConfig(max_p_value=max_p_value),
         split=StorySplitConfig(val_fraction=val_fraction, seed=seed),
@@ -76,12 +82,14 @@ def reward(
             batch_size=batch_size,
             learning_rate=learning_rate,
             head_learning_rate=head_learning_rate or None,
+            use_caption=use_caption,
             seed=seed,
         ),
         pointwise=pointwise,
     )
     out = Path(ranker.path)
-    result = train_from_ab_tests(read_ab_tests(ab_tests.path), out, cfg)
+    source = read_ab_tests(ab_tests.path, captions=captions.path if use_caption else None)
+    result = train_from_ab_tests(source, out, cfg)
 
     # Arms and pairs set aside, in one table, always written so downstream reads never fail.
     parts = [pd.read_parquet(p) for p in (out / "data").glob("*.parquet")]

@@ -167,6 +167,7 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
         sft_batch_size: int = 8,
         reward_epochs: float = 2.0,
         reward_batch_size: int = 16,
+        reward_use_caption: bool = False,
         store_uri: str = DEFAULT_STORE,
         version: str = "",
         retrain_part: str = "both",
@@ -193,12 +194,14 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             backbone=backbone,
         )
         _cpu_step(labelled, cfg)
-        # fresh features into Feast; SFT reads its captions back through Feast
+        # fresh features into Feast; SFT (and, with reward_use_caption, the ranker) read their
+        # captions back through Feast
         feats = materialize(
             videos=data.outputs["videos"],
             captions=cap.outputs["captions"],
             pushes=cleaned.outputs["cleaned"],
             training_pushes=labelled.outputs["labelled"],
+            ab_tests=data.outputs["ab_tests"],
             feature_repo=feature_repo,
         )
         feats.set_display_name("materialize (Feast)")
@@ -223,6 +226,8 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             batch_size=reward_batch_size,
             seed=seed,
             carry_from=parts.outputs["ranker_from"],
+            captions=feats.outputs["ab_captions"],  # read through Feast by the materialize step
+            use_caption=reward_use_caption,
         )
         rank.set_display_name("reward model (pairwise ranker)")
         _gpu_step(rank, cfg, cfg.reward_gpus, cfg.reward_memory)

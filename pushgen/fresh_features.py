@@ -8,6 +8,9 @@ decides on a cluster) and then reads the captions the generator trains on throug
 sent). Pushes whose video has no caption in Feast are set aside with a reason.
 
     counts, captions, rejected = materialize_and_read(videos, captions, pushes, labelled, "repo")
+
+`ab_test_captions` reads the captions of the A/B tests' videos the same way, as of the run (the
+ranker's optional context segment, `reward(use_caption=True)`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pushgen.contracts import check_columns
 from pushgen.features import (
     apply_repo,
     get_historical_features,
@@ -57,3 +61,21 @@ def materialize_and_read(
         "training_pushes_without_caption": int((~has).sum()),
     }
     return counts, read, rejected
+
+
+def ab_test_captions(
+    repo_dir: str | Path, ab_tests: pd.DataFrame, as_of: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(captions (video_id, caption) of the A/B tests' videos as Feast holds them at `as_of`
+    (default: now), rejected (video_id, reject_reason) for videos Feast has no caption of)."""
+    check_columns("ab_tests", ab_tests)
+    when = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
+    video_ids = ab_tests["video_id"].astype(str).drop_duplicates().reset_index(drop=True)
+    entities = pd.DataFrame({"video_id": video_ids, "event_timestamp": when})
+    joined = get_historical_features(repo_dir, entities)
+    has = joined["caption"].notna() & (joined["caption"].astype(str).str.strip() != "")
+    read = joined.loc[has, ["video_id", "caption"]].reset_index(drop=True)
+    rejected = joined.loc[~has, ["video_id"]].assign(
+        reject_reason="no caption in Feast for the test's video"
+    )
+    return read, rejected.reset_index(drop=True)

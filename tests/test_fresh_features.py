@@ -5,7 +5,7 @@ import pytest
 
 from pushgen.caption import TextCaptioner
 from pushgen.features import get_online_video_features
-from pushgen.fresh_features import materialize_and_read
+from pushgen.fresh_features import ab_test_captions, materialize_and_read
 
 
 @pytest.mark.slow  # Feast apply + materialise + historical read: ~15-40 s on 2 shared cores
@@ -25,3 +25,9 @@ def test_materialize_then_read_training_captions(sim, tmp_path):
     assert (rejected["reject_reason"].str.contains("no caption in Feast")).all()
     assert counts["training_pushes"] == len(pushes)
     assert counts["training_pushes_without_caption"] == len(rejected)
+    # the reward step's context: the A/B tests' videos' captions, as Feast holds them now
+    ab = sim.ab_tests[sim.ab_tests["video_id"].isin(videos["video_id"])]
+    ab_read, ab_rejected = ab_test_captions(tmp_path / "r", ab)
+    assert len(ab_read) and (ab_read["caption"] == ab_read["video_id"].map(want)).all()
+    assert set(ab_rejected["video_id"]) == uncaptioned & set(ab["video_id"])
+    assert set(ab_read["video_id"]) | set(ab_rejected["video_id"]) == set(ab["video_id"])

@@ -1,7 +1,10 @@
 """The whole training pipeline, run here by kfp's local runner on tiny models and ~30 videos."""
 
+import json
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipelines.training import run_local
@@ -18,6 +21,7 @@ def local_run(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir):
         "sft_max_steps": 2,
         "sft_batch_size": 4,
         "reward_epochs": 1.0,
+        "reward_use_caption": True,  # the ranker reads its captions through Feast too
         "version": "t1",
     }
     started = time.perf_counter()
@@ -36,6 +40,7 @@ def test_every_step_produces_its_artifacts(local_run):
         "label/labelled",
         "materialize/features",
         "materialize/training_captions",
+        "materialize/ab_captions",
         "gate/decision",
         "sft/generator",
         "reward/ranker",
@@ -47,6 +52,12 @@ def test_every_step_produces_its_artifacts(local_run):
         "report/markdown",
     ):
         assert name in artifacts, sorted(artifacts)
+    # the reward step trained with the captions the materialize step read back through Feast
+    ab_captions = pd.read_parquet(artifacts["materialize/ab_captions"])
+    ab_tests = pd.read_parquet(artifacts["simulate-or-ingest/ab_tests"])
+    assert set(ab_captions["video_id"]) == set(ab_tests["video_id"].astype(str))
+    ranker_cfg = json.loads((Path(artifacts["reward/ranker"]) / "ranker_config.json").read_text())
+    assert ranker_cfg["use_caption"] is True
     summary = open(artifacts["evaluate/summary"]).read()
     assert "## generator" in summary and "## ranker" in summary
     assert (root / "last_run.json").exists()
