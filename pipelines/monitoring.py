@@ -31,7 +31,12 @@ from pipelines.training import DEFAULT_STORE, ClusterConfig, build_training_pipe
 
 PIPELINE_NAME = "pushgen-monitoring"
 # Small settings for the nested training run of a local loop (the demo and tests).
-LOCAL_RETRAIN_PARAMS: dict = {"sft_max_steps": 8, "reward_epochs": 1.0, "gate_videos": 6}
+LOCAL_RETRAIN_PARAMS: dict = {
+    "sft_max_steps": 8,
+    "reward_epochs": 1.0,
+    "gate_videos": 6,
+    "report_videos": 0,  # the retraining run's report without the replay (the gate decides)
+}
 
 
 def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
@@ -56,6 +61,7 @@ def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
         sft_max_steps: int = 60,
         reward_epochs: float = 2.0,
         gate_videos: int = 12,
+        report_videos: int = 24,
         image: str = PUSHGEN_IMAGE,
     ):
         tables = {}
@@ -97,6 +103,7 @@ def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
                 sft_max_steps=sft_max_steps,
                 reward_epochs=reward_epochs,
                 gate_videos=gate_videos,
+                report_videos=report_videos,
                 retrain_part=wanted.outputs["part"],
                 reason=wanted.outputs["reason"],
                 image=image,

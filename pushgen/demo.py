@@ -7,7 +7,12 @@ run the training pipeline with the kfp local runner -> materialise video feature
 SQLite online store -> start generator, ranker and pushgen transformer as KServe ModelServers on
 127.0.0.1 -> ask for a push for each new video -> simulate feedback from the world's truth ->
 judge the serving log with the monitor (calibrated bands; `not evaluated` below the sample the
-checks need).
+checks need) -> one pass of the production loop (a drifted window, its alert, the retraining of
+the blamed part, the gate's decision).
+
+The demo says at its start how long it will take: the stage times of the last recorded run
+(`docs/results/demo_timing.json`, written by `pushgen demo --record`), scaled by nothing: the
+same machine class gives the same figure. Every run writes its own to `<out>/timing.json`.
 """
 
 from __future__ import annotations
@@ -42,12 +47,17 @@ class DemoConfig:
     n_new_videos: int = 6  # videos held out of training: the "new videos" served at the end
     sft_steps: int = 40  # LoRA SFT steps (batch 8): enough to learn the push format and styles
     reward_epochs: float = 1.0  # ranker epochs over the A/B pairs
+    report_videos: int = 8  # held-out videos the run report replays (the full replay: make results)
     base_model: str = "default"  # generator base (packaged SmolLM2-135M-Instruct)
     backbone: str = "default"  # ranker and labeller encoder (packaged all-MiniLM-L6-v2)
     seed: int = 0
     feedback_pv: int = 5000  # simulated exposures per served push
     reference_requests: int = 2000  # healthy log-shaped traffic the monitor calibrates on
-    loop: bool = False  # end with one pass of the production loop (drift -> retrain -> gate)
+    loop: bool = True  # end with one pass of the production loop (drift -> retrain -> gate)
+    record: bool = False  # also write the stage times to docs/results/demo_timing.json
+
+
+TIMING_FILE = Path("docs/results/demo_timing.json")  # the recorded run the estimate comes from
 
 
 def _stage(n: int, title: str) -> float:
@@ -131,6 +141,7 @@ def run_pipeline(cfg: DemoConfig, out: Path, train: Path) -> Path:
         "sft_batch_size": 8,
         "reward_epochs": cfg.reward_epochs,
         "reward_batch_size": 16,
+        "report_videos": cfg.report_videos,
     }
     os.environ.setdefault("PYTHONUNBUFFERED", "1")  # step logs stream as they happen
     log_path = out / "pipeline" / "runner.log"
@@ -269,36 +280,86 @@ def loop_pass(cfg: DemoConfig, out: Path, train: Path) -> dict:
     return result
 
 
+def _settings(cfg: DemoConfig) -> dict:
+    """The settings that decide the demo's run time (an estimate holds only for the same)."""
+    return {"n_videos": cfg.n_videos, "n_new_videos": cfg.n_new_videos, "sft_steps": cfg.sft_steps,
+            "reward_epochs": cfg.reward_epochs, "report_videos": cfg.report_videos,
+            "base_model": cfg.base_model,
+            "backbone": cfg.backbone, "loop": cfg.loop}  # fmt: skip
+
+
+def announce_duration(cfg: DemoConfig, timing_file: Path = TIMING_FILE) -> float | None:
+    """Print how long the demo will take, from the recorded run; returns the seconds (or None)."""
+    from pushgen.machine import describe_machine
+
+    try:
+        recorded = json.loads(timing_file.read_text())
+    except (OSError, ValueError):
+        console.print("[dim]no recorded demo run to estimate the time from[/dim]")
+        return None
+    if recorded.get("settings") != _settings(cfg):
+        console.print("[dim]other settings than the recorded run: no time estimate[/dim]")
+        return None
+    total = float(recorded["total_s"])
+    same = recorded.get("machine") == describe_machine()
+    console.print(
+        f"[bold]This demo takes about {total / 60:.0f} minutes[/bold] after install "
+        f"(measured on {recorded.get('machine')}{'' if same else '; this machine differs'}); "
+        "stages: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in recorded["stages"].items()),
+        highlight=False,
+    )
+    return total
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage; returns paths and headline figures."""
+    from pushgen.machine import describe_machine
+
     # library deprecation chatter (evidently, litestar, transformers) is not for demo users
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    announce_duration(cfg)
+    begun = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def timed(name: str, start: float) -> None:
+        _done(start)
+        stages[name] = round(time.perf_counter() - start, 1)
+
     t = _stage(1, "data: simulate a push world, hold out new videos")
     train, world, new_ids = make_data(cfg, out)
-    _done(t)
+    timed("data", t)
     t = _stage(2, "training pipeline (kfp local runner): caption → clean → label → SFT ‖ ranker "
                   "→ evaluate → register")  # fmt: skip
     release = run_pipeline(cfg, out, train)
-    _done(t)
+    timed("pipeline", t)
     t = _stage(3, "features: Feast repo, SQLite online store")
     repo = build_features(out, release)
-    _done(t)
+    timed("features", t)
     t = _stage(4, "serving: KServe ModelServers on 127.0.0.1, pushes for new videos")
     served = serve_new_videos(cfg, out, release, repo, world, new_ids)
-    _done(t)
+    timed("serving", t)
     t = _stage(5, "monitoring: feedback from the world's truth, calibrated checks, report")
     summary = monitor(cfg, out, world)
-    _done(t)
+    timed("monitoring", t)
+    loop = None
     if cfg.loop:
         t = _stage(6, "production loop: drifted window → alert → retrain the blamed part → gate")
-        loop_pass(cfg, out, train)
-        _done(t)
+        loop = loop_pass(cfg, out, train)
+        timed("loop", t)
+    timing = {"total_s": round(time.perf_counter() - begun, 1), "stages": stages,
+              "settings": _settings(cfg), "machine": describe_machine(),
+              "measured_at": time.strftime("%Y-%m-%d")}  # fmt: skip
+    (out / "timing.json").write_text(json.dumps(timing, indent=2))
+    if cfg.record:
+        TIMING_FILE.parent.mkdir(parents=True, exist_ok=True)
+        TIMING_FILE.write_text(json.dumps(timing, indent=2) + "\n")
     result = {"release": str(release), "feature_repo": str(repo),
-              "served": served.to_dict("records"), "monitoring": summary.get("report_html")}  # fmt: skip
+              "served": served.to_dict("records"), "monitoring": summary.get("report_html"),
+              "loop": loop, "timing": timing}  # fmt: skip
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2, default=str))
     console.rule("[bold green]demo complete")
-    console.print(f"summary: {out / 'demo_summary.json'}")
+    console.print(f"took {timing['total_s'] / 60:.1f} min; summary: {out / 'demo_summary.json'}")
     return result

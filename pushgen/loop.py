@@ -34,6 +34,7 @@ class LoopConfig:
     sft_max_steps: int = 8  # small: only used when the generator is blamed
     reward_epochs: float = 1.0  # the ranker retrain
     gate_videos: int = 6  # held-out videos the gate generates for
+    report_videos: int = 0  # the retraining run's report replays none (the gate decides)
     seed: int = 0  # window sampling
 
 
@@ -99,6 +100,7 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
             "sft_max_steps": cfg.sft_max_steps,
             "reward_epochs": cfg.reward_epochs,
             "gate_videos": cfg.gate_videos,
+            "report_videos": cfg.report_videos,
         },
         out / "pipeline",
     )

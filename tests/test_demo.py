@@ -17,6 +17,7 @@ def demo(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir):
         sft_steps=2,
         base_model=str(tiny_causal_lm_dir),
         backbone=str(tiny_encoder_dir),
+        loop=False,  # the loop's pass is the slow test below (and a healthy window in test_loop)
     )
     return out, run_demo(cfg)
 
@@ -32,6 +33,22 @@ def test_demo_serves_every_new_video_and_writes_the_report(demo):
     assert report.exists() and report.stat().st_size > 10_000
     monitor = json.loads((out / "monitor" / "summary.json").read_text())
     assert {"style_collapse", "reward_drift", "retrain"} <= set(monitor)
+
+
+def test_the_demo_times_its_stages_and_announces_the_recorded_time(demo, tmp_path, capsys):
+    from pushgen.demo import announce_duration
+
+    out, result = demo
+    timing = json.loads((out / "timing.json").read_text())
+    assert set(timing["stages"]) == {"data", "pipeline", "features", "serving", "monitoring"}
+    assert timing["total_s"] >= sum(timing["stages"].values()) > 0
+    recorded = tmp_path / "demo_timing.json"
+    recorded.write_text(json.dumps({**timing, "total_s": 780.0}))
+    cfg = DemoConfig(**timing["settings"])
+    assert announce_duration(cfg, recorded) == 780.0
+    assert "This demo takes about 13 minutes" in capsys.readouterr().out
+    assert announce_duration(DemoConfig(sft_steps=999), recorded) is None  # other settings
+    assert announce_duration(cfg, tmp_path / "absent.json") is None
 
 
 def test_new_videos_had_no_training_pushes(demo):

@@ -39,6 +39,7 @@ PARAMS = {
     "sft_batch_size",
     "reward_epochs",
     "reward_batch_size",
+    "reward_use_caption",
     "store_uri",
     "version",
     "retrain_part",

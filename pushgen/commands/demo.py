@@ -3,7 +3,8 @@
 data (simulated world, a few videos held out as "new") -> the training pipeline through the kfp
 local runner (caption, clean, label, SFT, ranker, evaluate, register) -> Feast online store ->
 the three KServe ModelServers on 127.0.0.1 -> a push for each new video -> simulated feedback
-from the world's truth -> Evidently drift report. Everything lands under `--out`.
+from the world's truth -> drift report -> one pass of the production loop (drifted window, alert,
+retraining of the blamed part, gate). Everything lands under `--out`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", default="default", help="generator base model (HF id or path)")
     p.add_argument("--backbone", default="default", help="ranker/labeller encoder (HF id or path)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--loop", action="store_true", help="end with one pass of the production loop")
+    p.add_argument("--no-loop", dest="loop", action="store_false",
+                   help="skip the last stage, one pass of the production loop")  # fmt: skip
+    p.add_argument("--record", action="store_true",
+                   help="write the stage times to docs/results/demo_timing.json (the estimate "
+                        "the next run announces)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         seed=args.seed,
         loop=args.loop,
+        record=args.record,
     )
     run_demo(cfg)
     return 0
