@@ -99,7 +99,7 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
 
     root, lake = production
     # healthy windows, then one whose ranker is random: the ranker is blamed
-    log, feedback = serving_windows(lake.world, 120, seed=9)
+    log, feedback = serving_windows(lake.world, 120, seed=9, fault="random_ranker")
     paths = {}
     for name, df in (("log", log), ("fb", feedback), ("ref", HISTORY)):
         paths[name] = str(root / f"{name}.parquet")
