@@ -175,6 +175,11 @@ def build_features(out: Path, release: Path) -> Path:
     return repo
 
 
+def shipped_log(out: Path) -> Path:
+    """Where the demo's transformer ships its log windows: the artifact store, as on a cluster."""
+    return (out / "pipeline" / "store" / "serving-log" / "local").resolve()
+
+
 def serve_new_videos(
     cfg: DemoConfig, out: Path, release: Path, repo: Path, world: World, new_ids: list[str]
 ) -> pd.DataFrame:
@@ -182,7 +187,8 @@ def serve_new_videos(
     from serving.stack import LocalStack, StackConfig, push_for_video
 
     stack_cfg = StackConfig(log_dir=out / "serving", model_root=release,
-                            cache_dir=out / "model-cache")  # fmt: skip
+                            cache_dir=out / "model-cache",
+                            log_ship_to=str(shipped_log(out)))  # fmt: skip
     rows = []
     with LocalStack(release, feature_repo=repo, config=stack_cfg) as stack:
         console.print(f"pushgen transformer ready at {stack.url}")
@@ -226,9 +232,10 @@ def monitor(cfg: DemoConfig, out: Path, world: World) -> dict:
     say `not evaluated` with the number of requests they need; none of them alerts on that.
     """
     from monitoring.logsim import StreamConfig, simulate_log
-    from serving.serving_log import read_serving_log
+    from serving.serving_log import read_serving_windows, ship_feedback
 
-    log, rejected = read_serving_log(out / "serving")
+    # what the transformer shipped to the store when it stopped (its JSONL stays in out/serving)
+    log, rejected = read_serving_windows(str(shipped_log(out)))
     if len(rejected):
         console.print(f"[yellow]{len(rejected)} serving-log rows failed the contract[/yellow]")
     rng = np.random.default_rng(cfg.seed)
@@ -243,6 +250,8 @@ def monitor(cfg: DemoConfig, out: Path, world: World) -> dict:
                      "clicks": int(rng.binomial(cfg.feedback_pv, ctr))})  # fmt: skip
     feedback = pd.DataFrame(rows, columns=["request_id", "pv", "clicks"])
     write_table(feedback, out / "serving" / "feedback.parquet")
+    key = ship_feedback(feedback, str(shipped_log(out)), "demo")  # beside the windows
+    console.print(f"serving log windows and their feedback: {shipped_log(out)} ({key})")
     ref_log, ref_fb = simulate_log(world, StreamConfig(n_requests=cfg.reference_requests,
                                                        seed=cfg.seed))  # fmt: skip
     with warnings.catch_warnings():  # evidently's imports warn about numpy and litestar internals

@@ -177,6 +177,20 @@ def load_serving_windows(uri: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def ship_feedback(feedback: pd.DataFrame, uri: str, name: str) -> str:
+    """Feedback for shipped windows, beside them: `<uri>/feedback/<name>.parquet`; the key."""
+    from pushgen.contracts import check_columns
+    from pushgen.store import ArtifactStore
+
+    check_columns("feedback", feedback)  # rows are judged where they are read, none dropped here
+    key = f"{FEEDBACK}/{name}.parquet"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "feedback.parquet"
+        feedback.to_parquet(local, index=False)
+        ArtifactStore.from_uri(uri).put_file(local, key)
+    return key
+
+
 def read_serving_windows(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every shipped window under `uri` as (valid, rejected) frames per the `serving_log` contract."""
     return validate("serving_log", load_serving_windows(uri))

@@ -64,6 +64,7 @@ class StackConfig:
     )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the servers
     explore_epsilon: float | None = None  # transformer's exploration share; None: its default
+    log_ship_to: str | None = None  # artifact store URI the closed serving-log windows go to
 
 
 @dataclass
@@ -153,6 +154,8 @@ class LocalStack:
             trans_args.append("--degrade-without-ranker")
         if cfg.explore_epsilon is not None:
             trans_args += ["--explore-epsilon", str(cfg.explore_epsilon)]
+        if cfg.log_ship_to:
+            trans_args += ["--log-ship-to", cfg.log_ship_to]
         self.servers = [
             gen,
             rank,
