@@ -56,13 +56,6 @@ def repeat_rate(texts: Sequence[str]) -> float:
     return sum(c for c in counts.values() if c > 1) / len(texts)
 
 
-def repeat_counts(texts: Sequence[str]) -> list[int]:
-    """How many other texts in the window share each text's normalised wording (0 = unique)."""
-    keys = [normalise_text(t) for t in texts]
-    counts = Counter(keys)
-    return [counts[k] - 1 for k in keys]
-
-
 def _mean_offdiagonal(sim: np.ndarray) -> float:
     n = sim.shape[0]
     if n < 2:

@@ -14,7 +14,7 @@ import sys
 from pushgen import __version__
 from pushgen.errors import PushgenError
 
-# Each module registers its subcommands; a capability not built yet is simply absent from --help.
+# Each module registers its subcommands.
 COMMAND_MODULES = (
     "pushgen.commands.simulate",
     "pushgen.commands.data",

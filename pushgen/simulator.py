@@ -662,7 +662,7 @@ def _engagement(
     }
 
 
-def simulate(cfg: SimConfig | None = None, show_progress: bool = False) -> Simulation:
+def simulate(cfg: SimConfig | None = None) -> Simulation:
     """Simulate a world: videos, human pushes with engagement, and A/B tests, all from `cfg.seed`."""
     cfg = cfg or SimConfig()
     cfg.check()

@@ -151,10 +151,6 @@ def _atomic_copy(src: Path, dst: Path, expected_sha: str | None = None) -> None:
         raise
 
 
-def _files_manifest(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    return {rel: {"sha256": sha256_file(p), "size": p.stat().st_size} for rel, p in files.items()}
-
-
 # ----------------------------------------------------------------------------- the store
 
 
