@@ -18,6 +18,7 @@ def demo(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir):
         base_model=str(tiny_causal_lm_dir),
         backbone=str(tiny_encoder_dir),
         loop=False,  # the loop's pass is the slow test below (and a healthy window in test_loop)
+        report_videos=0,  # the report's replay runs in test_pipeline_local
     )
     return out, run_demo(cfg)
 
