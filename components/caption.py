@@ -22,7 +22,14 @@ def caption(
     batch_size: int = 4,
     max_frames: int = 4,
 ):
-    """Write the `captions` table for `videos` with the chosen captioner."""
+    """Write the `captions` table for `videos` with the chosen captioner.
+
+    Args:
+        videos: the videos table (video_id, title, description, asr, frames).
+        captioner: "text" (title + ASR, no model), or a vision-language model id or path.
+        batch_size: videos per model call (VLM captioners).
+        max_frames: frames per video the VLM sees.
+    """
     from pushgen.caption import VLMCaptionConfig, make_captioner
     from pushgen.contracts import read_table, write_table
     from pushgen.run_report import log_metrics

@@ -24,7 +24,15 @@ def clean(
     weighting: str = "bounded",
     config: dict = {},  # noqa: B006 (KFP reads the default; CleanConfig fields)
 ):
-    """Filter and weight `pushes`; pushes of videos without a caption are rejected."""
+    """Filter and weight `pushes`; pushes of videos without a caption are rejected.
+
+    Args:
+        pushes: historical pushes with their CTR, SVR, LVTR, HTR and PV.
+        captions: the caption step's table; a push whose video has none is set aside.
+        weighting: "bounded" (confidence in [0.3, 1]), "literal" (the paper's formula as
+            written) or "none" (every push at weight 1).
+        config: CleanConfig fields overriding the hard filter and cropping thresholds.
+    """
     import json
     from pathlib import Path
 

@@ -36,7 +36,25 @@ def gate(
     reason: str = "",
 ) -> bool:
     """Compare candidate and production on held-out data; returns whether to promote.
-    `reason` (why this run was started, e.g. the monitoring alert) is filed with the decision."""
+    `reason` (why this run was started, e.g. the monitoring alert) is filed with the decision.
+
+    Args:
+        generator: the candidate generator.
+        ranker: the candidate ranker.
+        captions: the caption step's table (the held-out videos' captions).
+        pushes: the historical pushes (the human baseline of the replay).
+        ab_tests: the A/B arms (the ranker's held-out pairs).
+        world: the simulator's world; without it the generator's uplift is not replayed.
+        store_uri: the artifact store holding the production version (LATEST).
+        parts: "generator", "ranker" or "both": what this run trained.
+        encoder: the category classifier's encoder for controllability.
+        n_videos: held-out videos the generators write for.
+        controllability_tolerance: the largest drop in controllability that still promotes.
+        uplift_tolerance: the largest drop in replayed true-CTR uplift that still promotes.
+        accuracy_tolerance: the largest drop in ranker pairwise accuracy that still promotes.
+        ece_tolerance: the largest rise in ranker ECE that still promotes.
+        reason: why this run started (filed with the decision).
+    """
     import json
     from pathlib import Path
 

@@ -24,7 +24,16 @@ def label(
     labeller: str = "embedding",
     backbone: str = "default",
 ):
-    """Label `pushes` with one of `categories`."""
+    """Label `pushes` with one of `categories`.
+
+    Args:
+        pushes: the cleaned pushes.
+        captions: captions, the context a frozen-LLM labeller reads.
+        categories: the style categories; empty means the default list.
+        labeller: "embedding" (zero-shot by sentence-embedding similarity) or "llm".
+        backbone: the labeller's encoder or LLM, any Hugging Face id or path; "default" is the
+            packaged all-MiniLM-L6-v2.
+    """
     from pushgen.contracts import read_table, write_table
     from pushgen.label import label_metrics, label_report, label_with_rejects, make_labeller
     from pushgen.run_report import log_metrics

@@ -28,7 +28,14 @@ def monitor(
 ) -> NamedTuple(
     "MonitorOutputs", [("style_collapse", bool), ("reward_drift", bool), ("retrain", bool)]
 ):
-    """Monitor the latest window; `config_json` holds `MonitorConfig` fields."""
+    """Monitor the latest window; `config_json` holds `MonitorConfig` fields.
+
+    Args:
+        serving_log: the serving log (a table, or a directory of shipped window parts).
+        feedback: exposures and clicks per request_id.
+        reference: the historical pushes (category, text, ctr) the style checks compare with.
+        config_json: `monitoring.config.MonitorConfig` fields as JSON.
+    """
     import json
     import shutil
     import tempfile

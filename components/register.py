@@ -40,7 +40,22 @@ def register(
 
     `gate_decision` (the gate step's JSON) goes into the manifest; a rejected candidate is
     stored with status "rejected" and `LATEST` stays on the production version. Registering
-    the same version with the same files again is a no-op (a rerun)."""
+    the same version with the same files again is a no-op (a rerun).
+
+    Args:
+        generator: the generator to publish.
+        ranker: the ranker to publish.
+        videos: the run's videos (serving's feature source).
+        captions: the run's captions.
+        summary: the evaluate step's Markdown summary.
+        report: the evaluate step's HTML report.
+        evaluation: the evaluate step's JSON figures.
+        eval_metrics: the evaluate step's flat metrics.
+        gate_decision: the gate step's decision (JSON).
+        store_uri: the artifact store (a directory or s3://bucket/prefix).
+        source_data_hash: the ingested data's content hash (in the default version name).
+        version: the version name; "" means time + data hash.
+    """
     import json
     from pathlib import Path
 

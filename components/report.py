@@ -28,7 +28,20 @@ def report(
     results: Output[Artifact],
     replay_videos: int = 24,
 ):
-    """Build the report; `replay_videos` 0 skips the replay."""
+    """Build the report; `replay_videos` 0 skips the replay.
+
+    Args:
+        videos: the run's videos table.
+        pushes: the historical pushes.
+        ab_tests: the A/B arms.
+        world: the simulator's world (its truth makes the replay possible; empty for real data).
+        captions: the caption step's table.
+        clean_metrics: the clean step's counts per rule.
+        labelled: the labelled pushes.
+        generator: the trained (or carried-over) generator.
+        ranker: the trained (or carried-over) ranker.
+        replay_videos: held-out videos the replay generates for; 0 skips it.
+    """
     import json
     import shutil
     import tempfile

@@ -42,7 +42,27 @@ def reward(
     "pairwise" or "plackett_luce"); `head_learning_rate` 0 means the same rate as the encoder. With
     `carry_from` (a release URI, from the `plan` step) that release's ranker is carried over.
     With `use_caption`, each pair carries its video's caption from `captions` (the materialize
-    step's `ab_captions`, read through Feast) as a context segment."""
+    step's `ab_captions`, read through Feast) as a context segment.
+
+    Args:
+        ab_tests: A/B arms (test_id, video_id, push_id, text, pv, clicks).
+        backbone: the encoder, any Hugging Face id or path; "default" is the packaged
+            all-MiniLM-L6-v2.
+        head: "segment_diff", "cls" or "listwise".
+        pool_layers: segment_diff: mean of the last N layers before pooling.
+        listwise_loss: listwise head: "pairwise" or "plackett_luce".
+        epochs: passes over the training pairs (or tests).
+        batch_size: pairs (or tests) per step.
+        learning_rate: the encoder's learning rate.
+        head_learning_rate: the fresh head's rate; 0 means the encoder's.
+        max_p_value: keep training pairs whose z-test p-value is at most this.
+        val_fraction: share of stories held out for validation.
+        pointwise: also train the pointwise baseline for comparison.
+        seed: split, initialisation and data order.
+        carry_from: a release URI to carry the ranker over from; "" trains.
+        captions: the videos' captions (the materialize step's `ab_captions`).
+        use_caption: train with the caption as each pair's context segment.
+    """
     if carry_from:
         import pandas as pd
 

@@ -38,7 +38,25 @@ def sft(
     `weighting` "none" trains every push at weight 1 (the data's confidence otherwise).
 
     With `carry_from` (a release URI, from the `plan` step) nothing is trained: that release's
-    generator and its recorded figures are carried over (a ranker-only retrain)."""
+    generator and its recorded figures are carried over (a ranker-only retrain).
+
+    Args:
+        labelled: labelled, weighted pushes (the clean and label steps).
+        captions: each video's caption, as read back through Feast by the materialize step.
+        base_model: the causal LM, any Hugging Face id or path; "default" is the packaged
+            SmolLM2-135M-Instruct.
+        categories: control categories; empty means those found in the data.
+        max_steps: optimiser steps.
+        batch_size: samples per step.
+        learning_rate: the LoRA adapters' learning rate.
+        lora_r: LoRA rank (alpha is 2 * r).
+        prompt_order: "category_first" or "caption_first" in the prompt.
+        val_fraction: share of videos held out for the validation loss.
+        max_length: prompt + push tokens; longer rows are set aside, not cut.
+        seed: data split, adapter initialisation and data order.
+        carry_from: a release URI to carry the generator over from; "" trains.
+        weighting: "data" (each push's confidence) or "none" (every push at weight 1).
+    """
     if carry_from:
         import pandas as pd
 

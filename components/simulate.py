@@ -31,7 +31,15 @@ def simulate_or_ingest(
     """Simulate (empty `data_location`) or ingest the three source tables; returns their hash.
 
     `content_hash` (from the `fingerprint` step) is not read: it is there so the step's cache
-    key changes exactly when the bytes at `data_location` do."""
+    key changes exactly when the bytes at `data_location` do.
+
+    Args:
+        data_location: a directory (or s3:// prefix) with videos, pushes and ab_tests tables;
+            empty simulates a world instead.
+        n_videos: videos in the simulated world.
+        seed: the simulation's seed.
+        content_hash: the data's content hash, from the `fingerprint` step (cache key only).
+    """
     import shutil
     import tempfile
     from pathlib import Path
