@@ -74,7 +74,6 @@ def reward(
         write_table(pd.DataFrame({"reject_reason": pd.Series(dtype=str)}), rejected.path)
         ranker.metadata.update({"carried_from": carry_from})
         return
-    import math
     from pathlib import Path
 
     import pandas as pd
@@ -84,7 +83,7 @@ def reward(
     from pushgen.ranker.pairs import PairConfig, StorySplitConfig
     from pushgen.ranker.recipe import RankerRecipeConfig, read_ab_tests, train_from_ab_tests
     from pushgen.ranker.train import RankerTrainConfig
-    from pushgen.run_report import log_metrics
+    from pushgen.run_report import finite_metrics, log_metrics
 
     if not 0.0 < max_p_value <= 1.0 or not 0.0 < val_fraction < 1.0:
         raise ConfigError("max_p_value must be in (0, 1] and val_fraction in (0, 1)")
@@ -131,13 +130,6 @@ def reward(
         # 1 when no training pair passed max_p_value and all pairs were used with evidence weights
         "pairs_fallback_all": float(bool(result.get("pairs_fallback"))),
     }
-    # KFP metrics must be finite numbers; a figure that cannot be computed is left out. Written
-    # as a file too, so kfp's local cache can serve this step again.
-    log_metrics(
-        metrics,
-        {
-            name: float(value)
-            for name, value in figures.items()
-            if value is not None and not (isinstance(value, float) and math.isnan(value))
-        },
-    )
+    # KFP metrics must be finite numbers; a figure that cannot be computed is left out
+    # (log_metrics drops it). Written as a file too, so kfp's local cache can serve this step.
+    log_metrics(metrics, {name: float(v) for name, v in finite_metrics(figures).items()})

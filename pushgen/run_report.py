@@ -29,9 +29,14 @@ def read_metrics(metadata: dict, path: str) -> dict:
                 found.update(data)
         except (ValueError, UnicodeDecodeError):
             pass  # not JSON: the metadata is the record
+    return finite_metrics(dict(sorted(found.items())))
+
+
+def finite_metrics(values: dict) -> dict[str, float]:
+    """The entries that are finite numbers (KFP Metrics hold nothing else); the rest left out."""
     return {
         k: v
-        for k, v in sorted(found.items())
+        for k, v in values.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
 
@@ -73,8 +78,9 @@ def log_metrics(metrics, values: dict[str, float]) -> None:
 
     kfp's local cache drops an entry whose artifact files are missing, and `log_metric` alone
     writes none: without the file a step with a Metrics output is never served from the cache.
+    Entries that are not finite numbers (None, NaN, text) are left out.
     """
-    for name, value in values.items():
+    for name, value in finite_metrics(values).items():
         metrics.log_metric(name, value)
     os.makedirs(os.path.dirname(metrics.path) or ".", exist_ok=True)
     with open(metrics.path, "w", encoding="utf-8") as fh:
