@@ -198,7 +198,12 @@ def test_frozen_set_scorer_is_order_invariant_and_learns_a_planted_direction():
 
 def test_probe_anchored_set_scorer_starts_at_the_probe_and_keeps_the_best_dev_epoch():
     from pushgen.errors import ConfigError
-    from pushgen.ranker.frozen import FrozenListwiseConfig, set_scorer_scores, train_set_scorer
+    from pushgen.ranker.frozen import (
+        FrozenListwiseConfig,
+        ensemble_scores,
+        set_scorer_scores,
+        train_set_scorer,
+    )
     from pushgen.ranker.listwise_train import ArmGroup
 
     rng = np.random.default_rng(1)
@@ -229,6 +234,11 @@ def test_probe_anchored_set_scorer_starts_at_the_probe_and_keeps_the_best_dev_ep
     trained = train_set_scorer(groups, table, cfg, probe_coef=w)
     np.testing.assert_allclose(trained.direct.weight.detach().numpy()[0], w)
     assert float(trained.score.weight.abs().sum()) > 0
+    # an ensemble scores the mean of its members
+    mean = ensemble_scores([kept, trained], sets, table)
+    for m, a, b in zip(mean, set_scorer_scores(kept, sets, table),
+                       set_scorer_scores(trained, sets, table), strict=True):  # fmt: skip
+        np.testing.assert_allclose(m, (a + b) / 2, atol=1e-6)
     with pytest.raises(ConfigError):
         FrozenListwiseConfig(anchor="mlp").check()
 

@@ -317,6 +317,16 @@ def set_scorer_scores(
     return out
 
 
+def ensemble_scores(
+    models: list, sets: list[tuple[list[str], str | None]], table: dict[str, np.ndarray],
+    captions: bool = False,
+) -> list[np.ndarray]:  # fmt: skip
+    """The mean of several set scorers' scores of each set (differences, and so pair logits,
+    are averaged too)."""
+    each = [set_scorer_scores(m, sets, table, captions) for m in models]
+    return [np.mean(member, axis=0) for member in zip(*each, strict=True)]
+
+
 def linear_probe(
     pairs, table: dict[str, np.ndarray], c: float = 1.0, use_weights: bool = False
 ) -> Any:

@@ -29,6 +29,7 @@ from pushgen.ranker.frozen import (
     ANCHORS,
     EmbeddingCache,
     FrozenListwiseConfig,
+    ensemble_scores,
     fit_temperature,
     linear_probe,
     set_scorer_scores,
@@ -147,13 +148,17 @@ def evaluate_frozen(
     select_epoch: bool = False,
     select_metric: str = "accuracy_significant",
     anchor_probe: str = "dev",
+    members: int = 1,
 ) -> dict:
     """The report: per feature set (each encoder, and all of them concatenated) the probe floor
     and the set transformer per loss, on held-out stories. `anchor_probe` (with `cfg.anchor`
     "probe"): which probe the set transformer starts from, "dev" for the one with the better dev
-    accuracy, or a probe's name. `select_epoch`: keep the set
+    accuracy, or a probe's name. `members`: the set transformer is the mean score of this many
+    models trained with different seeds. `select_epoch`: keep the set
     transformer's epoch (0 = before training) with the best dev significant-pair accuracy."""
     cfg = cfg or FrozenListwiseConfig()
+    if members < 1:
+        raise ConfigError(f"members must be at least 1, got {members}")
     if use_caption and "caption" not in source.arms.columns:
         # Upworthy has no caption; the lede (the story's opening line) is the context it has
         if "lede" not in source.arms.columns:
@@ -202,14 +207,21 @@ def evaluate_frozen(
 
                 return _dev_metric(score_with, dev, select_metric)
 
-            model = train_set_scorer(
-                s["fit_groups"], table, run_cfg, captions=use_caption,
-                probe_coef=coefs[anchor] if cfg.anchor == "probe" else None,
-                dev_score=dev_score if select_epoch else None,
-            )  # fmt: skip
+            # member m trains with seed + 1000 m (member 0 is the single model of this seed)
+            models = [
+                train_set_scorer(
+                    s["fit_groups"],
+                    table,
+                    replace(run_cfg, seed=cfg.seed + 1000 * m),
+                    captions=use_caption,
+                    probe_coef=coefs[anchor] if cfg.anchor == "probe" else None,
+                    dev_score=dev_score if select_epoch else None,
+                )  # fmt: skip
+                for m in range(members)
+            ]
 
-            def score(sets, model=model, table=table):
-                return set_scorer_scores(model, sets, table, captions=use_caption)
+            def score(sets, models=models, table=table):
+                return ensemble_scores(models, sets, table, captions=use_caption)
 
             raw_dev = pair_probs_by_test(score, dev)
             dev_logit = np.log(raw_dev / (1 - raw_dev))
@@ -221,7 +233,12 @@ def evaluate_frozen(
                 "temperature": temperature,
                 "train_s": time.perf_counter() - start,
                 **({"anchor_probe": anchor} if cfg.anchor == "probe" else {}),
-                **({"selection": model.selection} if hasattr(model, "selection") else {}),
+                "members": members,
+                **(
+                    {"selection": [m.selection for m in models if hasattr(m, "selection")]}
+                    if select_epoch
+                    else {}
+                ),  # fmt: skip
             }
         report["results"][name] = res
     return report
@@ -278,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=SELECT_METRICS,
         help="keep the epoch (0: before training) with the best dev figure",
     )
+    p.add_argument("--members", type=int, default=1, help="set transformers averaged (seeds)")
     p.add_argument("--lr", type=float, default=FrozenListwiseConfig.lr, help="set transformer")
     p.add_argument("--width", type=int, default=FrozenListwiseConfig.width)
     p.add_argument("--weight-decay", type=float, default=FrozenListwiseConfig.weight_decay)
@@ -296,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         losses=tuple(args.loss or ("pairwise", "plackett_luce")), fit_max_p=args.fit_max_p,
         fit_weight=args.fit_weight, use_caption=args.caption, select_epoch=bool(args.select_epoch),
         select_metric=args.select_epoch or "accuracy_significant", anchor_probe=args.anchor_probe,
+        members=args.members,
     )  # fmt: skip
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2))
