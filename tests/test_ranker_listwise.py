@@ -196,6 +196,53 @@ def test_frozen_set_scorer_is_order_invariant_and_learns_a_planted_direction():
         np.testing.assert_allclose(a, s[order], atol=1e-5)
 
 
+def test_probe_anchored_set_scorer_starts_at_the_probe_and_keeps_the_best_dev_epoch():
+    from pushgen.errors import ConfigError
+    from pushgen.ranker.frozen import (
+        FrozenListwiseConfig,
+        ensemble_scores,
+        set_scorer_scores,
+        train_set_scorer,
+    )
+    from pushgen.ranker.listwise_train import ArmGroup
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=8).astype(np.float32)
+    table, groups = {}, []
+    for t in range(60):
+        texts = [f"t{t}-{i}" for i in range(3)]
+        for x in texts:
+            table[x] = rng.normal(size=8).astype(np.float32)
+        quality = np.array([table[x] @ w for x in texts])
+        ii, jj = np.triu_indices(3, 1)
+        groups.append(
+            ArmGroup(texts, None, np.full(3, 1e4), 1e4 * expit(quality - 4), ii, jj,
+                      (quality[ii] > quality[jj]).astype(float), np.full(len(ii), 0.5),
+                      np.ones(len(ii)))
+        )  # fmt: skip
+    sets = [(g.texts, None) for g in groups[:10]]
+    probe = [np.array([table[x] @ w for x in g.texts]) for g in groups[:10]]
+    cfg = FrozenListwiseConfig(dim=8, width=16, epochs=2, batch_groups=16, anchor="probe")
+    with pytest.raises(ConfigError):
+        train_set_scorer(groups, table, cfg)
+    # a dev score that never improves keeps epoch 0: exactly the probe
+    kept = train_set_scorer(groups, table, cfg, probe_coef=w, dev_score=lambda m: 0.0)
+    assert kept.selection["epoch"] == 0 and len(kept.selection["dev_by_epoch"]) == 3
+    for s, want in zip(set_scorer_scores(kept, sets, table), probe, strict=True):
+        np.testing.assert_allclose(s, want, atol=1e-5)
+    # trained without selection, the probe's weights stay frozen and a correction is learned
+    trained = train_set_scorer(groups, table, cfg, probe_coef=w)
+    np.testing.assert_allclose(trained.direct.weight.detach().numpy()[0], w)
+    assert float(trained.score.weight.abs().sum()) > 0
+    # an ensemble scores the mean of its members
+    mean = ensemble_scores([kept, trained], sets, table)
+    for m, a, b in zip(mean, set_scorer_scores(kept, sets, table),
+                       set_scorer_scores(trained, sets, table), strict=True):  # fmt: skip
+        np.testing.assert_allclose(m, (a + b) / 2, atol=1e-6)
+    with pytest.raises(ConfigError):
+        FrozenListwiseConfig(anchor="mlp").check()
+
+
 def test_split_zip_parts_unpack_into_one_model_directory(tmp_path):
     from pushgen.models import unpack_split_zip
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from pushgen.errors import ConfigError
 
 KEEP_LAYERS = 4  # the cache keeps the mean-pooled states of the last 4 layers
+ANCHORS = ("none", "probe")
 
 
 def pooled_layer_states(
@@ -115,6 +117,10 @@ class FrozenListwiseConfig:
     weight_decay: float = 0.05  # AdamW decoupled weight decay
     loss: str = "pairwise"  # "pairwise" (weighted logistic over arm pairs) or "plackett_luce"
     seed: int = 0  # initialisation and batch order
+    # "none": the direct (linear) path trains with the rest; "probe": the direct path holds a
+    # fitted linear probe's weights, frozen, and the set layers' output starts at zero, so the
+    # model starts as the probe and learns only a correction that depends on the set
+    anchor: str = "none"
 
     def check(self) -> None:
         """Fail early on values that would waste a run."""
@@ -122,6 +128,8 @@ class FrozenListwiseConfig:
             raise ConfigError(f"loss must be pairwise or plackett_luce, got {self.loss!r}")
         if self.width % self.heads:
             raise ConfigError("width must be a multiple of heads")
+        if self.anchor not in ANCHORS:
+            raise ConfigError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
 
 
 def _set_scorer_class():
@@ -150,6 +158,14 @@ def _set_scorer_class():
             # depends on the other candidates
             self.direct = torch.nn.Linear(cfg.dim, 1, bias=False)
             self.score = torch.nn.Linear(cfg.width, 1, bias=False)
+            if cfg.anchor == "probe":  # the probe's weights come with `set_probe`
+                torch.nn.init.zeros_(self.score.weight)
+                self.direct.weight.requires_grad_(False)
+
+        def set_probe(self, coef) -> None:
+            """The direct path := the linear probe w (scores w . e), kept frozen."""
+            with torch.no_grad():
+                self.direct.weight.copy_(torch.as_tensor(coef, dtype=torch.float32).view(1, -1))
 
         def forward(self, cands, mask, caption=None):
             """cands [B, K, dim], mask [B, K] (True: a real candidate), caption [B, dim] or None
@@ -162,7 +178,9 @@ def _set_scorer_class():
                 h = torch.cat([h, c.unsqueeze(1)], dim=1)
                 keep = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             h = self.encoder(h, src_key_padding_mask=~keep)[:, : cands.shape[1]]
-            s = self.score(h)[..., 0] + self.direct(raw)[..., 0]
+            # an anchored probe sees the clean embedding, as it did when it was fitted
+            direct = self.direct(cands if self.cfg.anchor == "probe" else raw)[..., 0]
+            s = self.score(h)[..., 0] + direct
             return s.masked_fill(~mask, 0.0)
 
     return SetScorer
@@ -218,10 +236,18 @@ def _batch_tensors(examples, table: dict[str, np.ndarray], captions: bool):
 
 def train_set_scorer(
     groups: list, table: dict[str, np.ndarray], cfg: FrozenListwiseConfig, captions: bool = False,
-    max_set_size: int = 16,
+    max_set_size: int = 16, probe_coef: np.ndarray | None = None,
+    dev_score: Callable[[Any], float] | None = None,
 ) -> Any:  # fmt: skip
     """Fit a `SetScorer` on whole tests (`listwise_train.ArmGroup`s) whose texts (and captions,
-    when `captions`) are keys of `table` (text -> frozen embedding), with the chosen loss."""
+    when `captions`) are keys of `table` (text -> frozen embedding), with the chosen loss.
+
+    `probe_coef` (the linear probe's w, required when `cfg.anchor == "probe"`) starts the model
+    at the probe. `dev_score(model) -> float` (higher is better), when given, is measured before
+    training and after every epoch; the model keeps the best epoch's weights (the earliest on a
+    tie) and `model.selection` says which."""
+    import copy
+
     import torch
 
     from pushgen.ranker.listwise_train import epoch_examples, pairwise_set_loss, plackett_luce_loss
@@ -229,9 +255,28 @@ def train_set_scorer(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_set_scorer(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    model.train()
-    for _ in tqdm(range(cfg.epochs), desc="set scorer", disable=None):
+    if cfg.anchor == "probe":
+        if probe_coef is None:
+            raise ConfigError("anchor 'probe' needs the probe's weights (probe_coef)")
+        model.set_probe(probe_coef)
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[float] = []
+    best: tuple[float, int, dict] | None = None
+
+    def measure(epoch: int) -> None:
+        nonlocal best
+        if dev_score is None:
+            return
+        model.eval()
+        value = float(dev_score(model))
+        history.append(value)
+        if best is None or value > best[0]:
+            best = (value, epoch, copy.deepcopy(model.state_dict()))
+
+    measure(0)
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc="set scorer", disable=None):
+        model.train()
         examples = epoch_examples(groups, max_set_size, "hard", rng)
         for b0 in range(0, len(examples), cfg.batch_groups):
             batch = examples[b0 : b0 + cfg.batch_groups]
@@ -244,6 +289,10 @@ def train_set_scorer(
             opt.zero_grad()
             loss.backward()
             opt.step()
+        measure(epoch)
+    if best is not None:
+        model.load_state_dict(best[2])
+        model.selection = {"epoch": best[1], "dev": best[0], "dev_by_epoch": history}
     return model.eval()
 
 
@@ -266,6 +315,16 @@ def set_scorer_scores(
             scores = model(cands, mask, cap).numpy()
             out += [scores[n, : len(e.texts)] for n, e in enumerate(chunk)]
     return out
+
+
+def ensemble_scores(
+    models: list, sets: list[tuple[list[str], str | None]], table: dict[str, np.ndarray],
+    captions: bool = False,
+) -> list[np.ndarray]:  # fmt: skip
+    """The mean of several set scorers' scores of each set (differences, and so pair logits,
+    are averaged too)."""
+    each = [set_scorer_scores(m, sets, table, captions) for m in models]
+    return [np.mean(member, axis=0) for member in zip(*each, strict=True)]
 
 
 def linear_probe(

@@ -26,8 +26,10 @@ import pandas as pd
 from pushgen.errors import ConfigError
 from pushgen.ranker.evaluate import EvalConfig, _subset_lines
 from pushgen.ranker.frozen import (
+    ANCHORS,
     EmbeddingCache,
     FrozenListwiseConfig,
+    ensemble_scores,
     fit_temperature,
     linear_probe,
     set_scorer_scores,
@@ -83,11 +85,13 @@ def _pair_diffs(table: dict[str, np.ndarray], pairs: pd.DataFrame) -> np.ndarray
     )
 
 
-def _probes(s: dict, table: dict, val: pd.DataFrame, dev: pd.DataFrame) -> dict:
+def _probes(
+    s: dict, table: dict, val: pd.DataFrame, dev: pd.DataFrame
+) -> tuple[dict, dict[str, np.ndarray]]:
     """The floor: linear probes on e_a - e_b fitted on the fit split, C chosen and temperature
     fitted on the dev split; one on p < 0.1 pairs (the reference setup), one on the same weak,
-    evidence-weighted pairs the set transformer learns from."""
-    out = {}
+    evidence-weighted pairs the set transformer learns from. Their figures, and their weights."""
+    out, coefs = {}, {}
     x_dev, x_val = _pair_diffs(table, dev), _pair_diffs(table, val)
     y_dev = dev["label"].to_numpy(float)
     sig_dev = (dev["p_value"].to_numpy() < 0.05) & (y_dev != 0.5)
@@ -108,7 +112,27 @@ def _probes(s: dict, table: dict, val: pd.DataFrame, dev: pd.DataFrame) -> dict:
         p = 1.0 / (1.0 + np.exp(-probe.decision_function(x_val) / temperature))
         out[name] = {**_figures(p, val), "C": c, "dev_accuracy_significant": acc,
                      "temperature": temperature}  # fmt: skip
-    return out
+        coefs[name] = probe.coef_[0].astype(np.float32)
+    return out, coefs
+
+
+SELECT_METRICS = ("accuracy_significant", "log_loss")
+
+
+def _dev_metric(score, dev: pd.DataFrame, metric: str = "accuracy_significant") -> float:
+    """A set scorer's (`score(sets)`) figure on the dev split, higher is better: accuracy on
+    the significant decided pairs, or minus the log loss on all decided pairs after a fitted
+    temperature (smoother: every pair counts). Every test is scored with all its texts, as on
+    the held-out split."""
+    y = dev["label"].to_numpy(float)
+    p = np.clip(pair_probs_by_test(score, dev), 1e-7, 1 - 1e-7)
+    if metric == "log_loss":
+        logit = np.log(p / (1 - p)) / fit_temperature(np.log(p / (1 - p)), y)
+        keep = y != 0.5
+        q = 1.0 / (1.0 + np.exp(-logit[keep]))
+        return float(np.mean(y[keep] * np.log(q) + (1 - y[keep]) * np.log(1 - q)))
+    sig = (dev["p_value"].to_numpy() < 0.05) & (y != 0.5)
+    return float(np.mean((p[sig] > 0.5) == (y[sig] == 1)))
 
 
 def evaluate_frozen(
@@ -121,10 +145,20 @@ def evaluate_frozen(
     fit_max_p: float = 0.1,
     fit_weight: str = "uniform",
     use_caption: bool = False,
+    select_epoch: bool = False,
+    select_metric: str = "accuracy_significant",
+    anchor_probe: str = "dev",
+    members: int = 1,
 ) -> dict:
     """The report: per feature set (each encoder, and all of them concatenated) the probe floor
-    and the set transformer per loss, on held-out stories."""
+    and the set transformer per loss, on held-out stories. `anchor_probe` (with `cfg.anchor`
+    "probe"): which probe the set transformer starts from, "dev" for the one with the better dev
+    accuracy, or a probe's name. `members`: the set transformer is the mean score of this many
+    models trained with different seeds. `select_epoch`: keep the set
+    transformer's epoch (0 = before training) with the best dev significant-pair accuracy."""
     cfg = cfg or FrozenListwiseConfig()
+    if members < 1:
+        raise ConfigError(f"members must be at least 1, got {members}")
     if use_caption and "caption" not in source.arms.columns:
         # Upworthy has no caption; the lede (the story's opening line) is the context it has
         if "lede" not in source.arms.columns:
@@ -148,20 +182,46 @@ def evaluate_frozen(
         "layers": layers,
         "caption": "lede" if use_caption else None,
         "fit_pairs": {"max_p_value": fit_max_p, "weight": fit_weight},
+        "select_epoch": select_metric if select_epoch else None,
         "config": asdict(cfg),
         "results": {},
     }
     val, dev = s["val_pairs"], s["dev_pairs"]
     for name, table in tables.items():
         res: dict = {}
-        res.update(_probes(s, table, val, dev))
+        probes, coefs = _probes(s, table, val, dev)
+        res.update(probes)
+        # the anchor: the probe that did better on the dev split (the reference one on a tie)
+        anchor = anchor_probe
+        if anchor == "dev":
+            anchor = max(probes, key=lambda k: probes[k]["dev_accuracy_significant"])
+        elif anchor not in probes:
+            raise ConfigError(f"anchor_probe must be 'dev' or one of {sorted(probes)}")
         for loss in losses:
             start = time.perf_counter()
             run_cfg = replace(cfg, dim=len(next(iter(table.values()))), loss=loss)
-            model = train_set_scorer(s["fit_groups"], table, run_cfg, captions=use_caption)
 
-            def score(sets, model=model, table=table):
-                return set_scorer_scores(model, sets, table, captions=use_caption)
+            def dev_score(m, table=table):
+                def score_with(sets):
+                    return set_scorer_scores(m, sets, table, captions=use_caption)
+
+                return _dev_metric(score_with, dev, select_metric)
+
+            # member m trains with seed + 1000 m (member 0 is the single model of this seed)
+            models = [
+                train_set_scorer(
+                    s["fit_groups"],
+                    table,
+                    replace(run_cfg, seed=cfg.seed + 1000 * m),
+                    captions=use_caption,
+                    probe_coef=coefs[anchor] if cfg.anchor == "probe" else None,
+                    dev_score=dev_score if select_epoch else None,
+                )  # fmt: skip
+                for m in range(members)
+            ]
+
+            def score(sets, models=models, table=table):
+                return ensemble_scores(models, sets, table, captions=use_caption)
 
             raw_dev = pair_probs_by_test(score, dev)
             dev_logit = np.log(raw_dev / (1 - raw_dev))
@@ -172,6 +232,13 @@ def evaluate_frozen(
                 "dev_accuracy_significant": _figures(raw_dev, dev)["accuracy_significant"],
                 "temperature": temperature,
                 "train_s": time.perf_counter() - start,
+                **({"anchor_probe": anchor} if cfg.anchor == "probe" else {}),
+                "members": members,
+                **(
+                    {"selection": [m.selection for m in models if hasattr(m, "selection")]}
+                    if select_epoch
+                    else {}
+                ),  # fmt: skip
             }
         report["results"][name] = res
     return report
@@ -208,13 +275,46 @@ def main(argv: list[str] | None = None) -> None:
         "--fit-weight", default="posterior", choices=("uniform", "confidence", "posterior")
     )
     p.add_argument("--caption", action="store_true", help="the lede as the caption vector")
+    p.add_argument(
+        "--anchor",
+        default=FrozenListwiseConfig.anchor,
+        choices=ANCHORS,
+        help="probe: start the set transformer at the dev-chosen linear probe (frozen) and learn "
+        "a correction over the set",
+    )
+    p.add_argument(
+        "--anchor-probe",
+        default="dev",
+        choices=("dev", "linear_probe", "linear_probe_weak_pairs"),
+        help="the probe the anchored model starts from (dev: the better one on the dev split)",
+    )
+    p.add_argument(
+        "--select-epoch",
+        nargs="?",
+        const="accuracy_significant",
+        choices=SELECT_METRICS,
+        help="keep the epoch (0: before training) with the best dev figure",
+    )
+    p.add_argument("--members", type=int, default=1, help="set transformers averaged (seeds)")
+    p.add_argument("--lr", type=float, default=FrozenListwiseConfig.lr, help="set transformer")
+    p.add_argument("--width", type=int, default=FrozenListwiseConfig.width)
+    p.add_argument("--weight-decay", type=float, default=FrozenListwiseConfig.weight_decay)
+    p.add_argument(
+        "--loss", action="append", choices=("pairwise", "plackett_luce"), help="default: both"
+    )
     p.add_argument("--json", required=True, dest="json_out")
     args = p.parse_args(argv)
     source = read_ab_tests(args.ab_tests)
-    cfg = FrozenListwiseConfig(epochs=args.epochs, seed=args.seed)
+    cfg = FrozenListwiseConfig(
+        epochs=args.epochs, seed=args.seed, anchor=args.anchor, lr=args.lr, width=args.width,
+        weight_decay=args.weight_decay,
+    )  # fmt: skip
     report = evaluate_frozen(
         source, args.backbone or ["default"], args.emb_dir, args.layers, cfg,
-        fit_max_p=args.fit_max_p, fit_weight=args.fit_weight, use_caption=args.caption,
+        losses=tuple(args.loss or ("pairwise", "plackett_luce")), fit_max_p=args.fit_max_p,
+        fit_weight=args.fit_weight, use_caption=args.caption, select_epoch=bool(args.select_epoch),
+        select_metric=args.select_epoch or "accuracy_significant", anchor_probe=args.anchor_probe,
+        members=args.members,
     )  # fmt: skip
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2))
