@@ -345,11 +345,12 @@ def test_report_renders_in_headless_chromium(world, reference, tmp_path):
 
 
 def test_demo_monitor_stage_says_not_evaluated_on_a_handful_of_requests(world, tmp_path, capsys):
-    from pushgen.demo import DemoConfig, monitor
+    from pushgen.demo import DemoConfig, monitor, shipped_log
     from serving.serving_log import ServingLog, ServingLogConfig
 
     log, _ = _window(world, "healthy", seed=11, n=6)
-    writer = ServingLog(ServingLogConfig(tmp_path / "serving"))
+    # as the demo's transformer does: JSONL locally, the closed window shipped to the store
+    writer = ServingLog(ServingLogConfig(tmp_path / "serving", ship_to=str(shipped_log(tmp_path))))
     writer.write(log.to_dict("records"))
     writer.close()
     summary = monitor(DemoConfig(out=str(tmp_path), reference_requests=600), tmp_path, world)
