@@ -120,11 +120,6 @@ class ServingLog:
                 self._rows_in_file += 1
             self._fh.flush()
 
-    def rotate(self) -> None:
-        """Close the current file now (it is shipped if `ship_to` is set)."""
-        with self._lock:
-            self._close_current()
-
     def unshipped(self) -> list[Path]:
         """Closed files not yet in the artifact store."""
         with self._lock:
@@ -154,9 +149,13 @@ def ship_window(path: Path, store) -> str:
         if df[col].dtype == object:
             df[col] = df[col].map(lambda v: None if v is None else json.dumps(v)
                                   if isinstance(v, (list, dict)) else v)  # fmt: skip
-    key = f"{WINDOWS}/{path.stem}.parquet"
+    return _put_table(df, store, f"{WINDOWS}/{path.stem}.parquet")
+
+
+def _put_table(df: pd.DataFrame, store, key: str) -> str:
+    """`df` as parquet at `key` in `store` (through a temporary file); returns the key."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / f"{path.stem}.parquet"
+        local = Path(tmp) / "table.parquet"
         df.to_parquet(local, index=False)
         store.put_file(local, key)
     return key
@@ -183,12 +182,7 @@ def ship_feedback(feedback: pd.DataFrame, uri: str, name: str) -> str:
     from pushgen.store import ArtifactStore
 
     check_columns("feedback", feedback)  # rows are judged where they are read, none dropped here
-    key = f"{FEEDBACK}/{name}.parquet"
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "feedback.parquet"
-        feedback.to_parquet(local, index=False)
-        ArtifactStore.from_uri(uri).put_file(local, key)
-    return key
+    return _put_table(feedback, ArtifactStore.from_uri(uri), f"{FEEDBACK}/{name}.parquet")
 
 
 def read_serving_windows(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -199,6 +193,6 @@ def read_serving_windows(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 def read_serving_log(log_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All rows under `log_dir` as (valid, rejected) frames per the `serving_log` contract."""
     files = sorted(Path(log_dir).glob(SERVING_LOG_GLOB))
-    frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size > 0]
+    frames = [_read_jsonl(f) for f in files if f.stat().st_size > 0]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return validate("serving_log", df)
