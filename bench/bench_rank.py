@@ -29,6 +29,7 @@ cores:
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -195,6 +196,8 @@ def listwise_bench(args: argparse.Namespace, console: Console) -> None:
         table.add_column(col, justify="right")
     p50 = statistics.median
     typical: dict[int, float] = {}
+    figures: dict = {"threads": torch.get_num_threads(), "trained": bool(args.listwise_model),
+                     "positions": listwise.listwise.positions, "rows": []}  # fmt: skip
     for k in args.ks:
         texts = candidate_texts(k)
         enc = encode_sets_for(listwise, texts, cap)
@@ -207,6 +210,8 @@ def listwise_bench(args: argparse.Namespace, console: Console) -> None:
             lambda t=texts: one_pair_at_a_time(pairwise, t, cap), args.naive_repeats, f"naive K={k}"
         )
         typical[k] = p50(lw)
+        figures["rows"].append({"k": k, "tokens": enc, "listwise_ms": p50(lw) * 1e3,
+                                "all_pairs_ms": p50(pw) * 1e3, "one_at_a_time_ms": p50(naive) * 1e3})  # fmt: skip
         table.add_row(
             str(k), str(enc), f"{p50(lw) * 1e3:.1f}", f"{p50(pw) * 1e3:.1f}",
             f"{p50(naive) * 1e3:.1f}", f"{p50(pw) / p50(lw):.1f}x", f"{p50(naive) / p50(lw):.1f}x",
@@ -224,13 +229,19 @@ def listwise_bench(args: argparse.Namespace, console: Console) -> None:
         f"= {long / typical[16]:.1f}x a typical K=16 request ({typical[16] * 1e3:.1f} ms), "
         f"{long / typical[8]:.1f}x a typical K=8 one ({typical[8] * 1e3:.1f} ms); target <= 5x"
     )
+    figures["token_budget"] = {"chars_per_text": len(long_texts[0]), "long_k16_ms": long * 1e3,
+                               "typical_k16_ms": typical[16] * 1e3, "typical_k8_ms": typical[8] * 1e3}  # fmt: skip
     if args.listwise_model and args.order_sets:
         flip = order_flip_rate(listwise, args.order_sets)
+        figures["order"] = flip
         console.print(
             f"order invariance: chosen candidate changed on {flip['flip_rate']:.1%} of "
             f"{flip['sets']} K=8 sets under a random permutation (target <= 2%); "
             f"max |score difference| {flip['max_score_diff']:.2e}"
         )
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(figures, indent=2))
 
 
 def encode_sets_for(ranker, texts: list[str], caption: str | None) -> int:
@@ -274,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--order-sets", type=int, default=200, help="listwise: K=8 sets for the order check"
     )
+    parser.add_argument("--json", dest="json_out", help="listwise: write the figures here")
     args = parser.parse_args(argv)
     if args.listwise:
         listwise_bench(args, Console(width=160))

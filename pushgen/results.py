@@ -93,24 +93,26 @@ def render_section(results: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def replace_section(readme: Path, text: str) -> None:
-    """Rewrite README's text between START and END (the markers must be there, once each)."""
+def replace_section(readme: Path, text: str, markers: tuple[str, str] = (START, END)) -> None:
+    """Rewrite README's text between the two markers (each must be there once)."""
+    start, end = markers
     body = readme.read_text()
-    if body.count(START) != 1 or body.count(END) != 1:
-        raise DataContractError(f"{readme} needs the results markers once each:\n{START}\n{END}")
-    head, rest = body.split(START)
-    _, tail = rest.split(END)
+    if body.count(start) != 1 or body.count(end) != 1:
+        raise DataContractError(f"{readme} needs these markers once each:\n{start}\n{end}")
+    head, rest = body.split(start)
+    _, tail = rest.split(end)
     tmp = readme.with_name(f".{readme.name}.tmp")
-    tmp.write_text(f"{head}{START}\n{text}{END}{tail}")
+    tmp.write_text(f"{head}{start}\n{text}{end}{tail}")
     tmp.replace(readme)
 
 
-def read_section(readme: Path) -> str:
-    """The README's current text between the markers."""
+def read_section(readme: Path, markers: tuple[str, str] = (START, END)) -> str:
+    """The README's current text between the two markers."""
+    start, end = markers
     body = readme.read_text()
-    if START not in body or END not in body:
-        raise DataContractError(f"{readme} has no results markers")
-    return body.split(START)[1].split(END)[0].removeprefix("\n")
+    if start not in body or end not in body:
+        raise DataContractError(f"{readme} has no {start} marker")
+    return body.split(start)[1].split(end)[0].removeprefix("\n")
 
 
 def load_results(path: Path) -> dict:

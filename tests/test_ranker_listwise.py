@@ -313,3 +313,20 @@ def test_the_ranker_server_scores_a_listwise_model_in_one_pass(listwise_run, tmp
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_bench_json_renders_into_the_readme_section(listwise_run, tmp_path):
+    """bench_rank --listwise --json writes what listwise_results renders (the README's source)."""
+    from bench.bench_rank import main as bench_main
+    from pushgen.ranker.listwise_results import collect, render
+
+    out, _ = listwise_run
+    path = tmp_path / "bench.json"
+    bench_main(["--listwise", "--listwise-model", str(out), "--model", str(out), "--ks", "2,8,16",
+                "--repeats", "2", "--naive-repeats", "1", "--order-sets", "4", "--threads", "1",
+                "--json", str(path)])  # fmt: skip
+    bench = __import__("json").loads(path.read_text())
+    assert [r["k"] for r in bench["rows"]] == [2, 8, 16]
+    assert bench["order"]["sets"] == 4 and bench["token_budget"]["long_k16_ms"] > 0
+    text = render(collect(bench, [], None, "test machine"))
+    assert "| 8 |" in text and "Order invariance" in text and "Token budget" in text

@@ -85,13 +85,31 @@ def _pair_diffs(table: dict[str, np.ndarray], pairs: pd.DataFrame) -> np.ndarray
     )
 
 
+def mcnemar_vs(p_floor: np.ndarray, p_model: np.ndarray, pairs: pd.DataFrame) -> dict:
+    """Paired comparison on the significant decided pairs: how many only the model got right
+    (`model_only`), only the floor got right (`floor_only`), and the exact McNemar p-value
+    (two-sided binomial test on the discordant pairs)."""
+    from scipy.stats import binomtest
+
+    y = pairs["label"].to_numpy(float)
+    sig = (pairs["p_value"].to_numpy() < 0.05) & (y != 0.5)
+    right_floor = (p_floor[sig] > 0.5) == (y[sig] == 1)
+    right_model = (p_model[sig] > 0.5) == (y[sig] == 1)
+    model_only = int(np.sum(right_model & ~right_floor))
+    floor_only = int(np.sum(right_floor & ~right_model))
+    n = model_only + floor_only
+    p_value = binomtest(model_only, n, 0.5).pvalue if n else 1.0
+    return {"model_only": model_only, "floor_only": floor_only, "p_value": float(p_value)}
+
+
 def _probes(
     s: dict, table: dict, val: pd.DataFrame, dev: pd.DataFrame
-) -> tuple[dict, dict[str, np.ndarray]]:
+) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The floor: linear probes on e_a - e_b fitted on the fit split, C chosen and temperature
     fitted on the dev split; one on p < 0.1 pairs (the reference setup), one on the same weak,
-    evidence-weighted pairs the set transformer learns from. Their figures, and their weights."""
-    out, coefs = {}, {}
+    evidence-weighted pairs the set transformer learns from. Their figures, their weights, and
+    their held-out probabilities."""
+    out, coefs, preds = {}, {}, {}
     x_dev, x_val = _pair_diffs(table, dev), _pair_diffs(table, val)
     y_dev = dev["label"].to_numpy(float)
     sig_dev = (dev["p_value"].to_numpy() < 0.05) & (y_dev != 0.5)
@@ -113,7 +131,8 @@ def _probes(
         out[name] = {**_figures(p, val), "C": c, "dev_accuracy_significant": acc,
                      "temperature": temperature}  # fmt: skip
         coefs[name] = probe.coef_[0].astype(np.float32)
-    return out, coefs
+        preds[name] = p
+    return out, coefs, preds
 
 
 SELECT_METRICS = ("accuracy_significant", "log_loss")
@@ -189,7 +208,7 @@ def evaluate_frozen(
     val, dev = s["val_pairs"], s["dev_pairs"]
     for name, table in tables.items():
         res: dict = {}
-        probes, coefs = _probes(s, table, val, dev)
+        probes, coefs, probe_preds = _probes(s, table, val, dev)
         res.update(probes)
         # the anchor: the probe that did better on the dev split (the reference one on a tie)
         anchor = anchor_probe
@@ -234,6 +253,7 @@ def evaluate_frozen(
                 "train_s": time.perf_counter() - start,
                 **({"anchor_probe": anchor} if cfg.anchor == "probe" else {}),
                 "members": members,
+                "vs_linear_probe": mcnemar_vs(probe_preds["linear_probe"], p_val, val),
                 **(
                     {"selection": [m.selection for m in models if hasattr(m, "selection")]}
                     if select_epoch
