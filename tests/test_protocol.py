@@ -70,3 +70,32 @@ def test_local_model_server_binds_only_the_host_it_is_given():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_one_batch_for_many_sets_gives_each_sets_win_matrix(tiny_encoder_dir, tmp_path):
+    """`win_matrices` (what the server calls) scores several sets in one batch and gives what
+    `win_matrix` gives for each alone, the caption folded in as `text [SEP] caption`."""
+    import shutil
+
+    import numpy as np
+
+    from pushgen.ranker.select import PairwiseRanker, RankerSettings, caption_segment
+
+    model_dir = tmp_path / "ranker"
+    shutil.copytree(tiny_encoder_dir, model_dir)
+    RankerSettings(max_length=32, use_caption=True).save(model_dir)
+    ranker = PairwiseRanker.from_pretrained(model_dir, device="cpu")
+    sets = [(["a cat naps", "dogs run", "why do cats nap?"], "a video of cats"), (["x", "y"], None)]
+    wins = ranker.win_matrices(sets)
+    raws = ranker.win_matrices(sets, raw=True)
+    for (texts, caption), win, raw in zip(sets, wins, raws, strict=True):
+        np.testing.assert_allclose(win, ranker.win_matrix(texts, caption), atol=1e-6)
+        np.testing.assert_allclose(raw, ranker.raw_win_matrix(texts, caption), atol=1e-6)
+        np.testing.assert_allclose(win + win.T, 1.0, atol=1e-12)
+    a, b = ranker.pair_inputs(["p", "q"], "cap")
+    sep = ranker.tokenizer.sep_token
+    assert a == ["p", "q"] and b == [f"q {sep} cap", f"p {sep} cap"] == [
+        caption_segment("q", "cap", sep),
+        caption_segment("p", "cap", sep),
+    ]
+    assert ranker.win_matrices([]) == []
