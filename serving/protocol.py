@@ -16,7 +16,7 @@ from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pushgen.categories import resolve_categories
@@ -82,14 +82,14 @@ class _Request(BaseModel):
         except ValidationError as exc:
             raise InvalidInput(_message(exc.errors()[0], cls)) from None
 
-    @staticmethod
-    def _check_k(categories: int, n: int) -> None:
-        """K = categories x n_per_category candidates, at most `max_candidates`."""
-        if categories * n > LIMITS.max_candidates:
-            raise ValueError(
-                f"{categories} categories x n_per_category {n} = {categories * n} candidates; "
-                f"the limit is {LIMITS.max_candidates}"
-            )
+
+def _check_k(categories: int, n: int) -> None:
+    """K = categories x n_per_category candidates, at most `max_candidates`."""
+    if categories * n > LIMITS.max_candidates:
+        raise ValueError(
+            f"{categories} categories x n_per_category {n} = {categories * n} candidates; "
+            f"the limit is {LIMITS.max_candidates}"
+        )
 
 
 class GenerateRequest(_Request):
@@ -103,7 +103,7 @@ class GenerateRequest(_Request):
 
     @model_validator(mode="after")
     def _k(self) -> GenerateRequest:
-        self._check_k(len(self.categories), self.n_per_category)
+        _check_k(len(self.categories), self.n_per_category)
         return self
 
 
@@ -143,7 +143,7 @@ class PushRequest(_Request):
     def _video_or_caption(self) -> PushRequest:
         if self.video_id is None and self.caption is None:
             raise ValueError("give 'video_id' (looked up in the feature store) or 'caption'")
-        self._check_k(len(self.categories or resolve_categories()), self.n_per_category)
+        _check_k(len(self.categories or resolve_categories()), self.n_per_category)
         return self
 
 
@@ -183,10 +183,9 @@ def _message(err: Any, model: type[BaseModel]) -> str:
     meta = model.model_fields[loc[0]].metadata if loc and loc[0] in model.model_fields else []
     bounds = {k: getattr(m, k) for m in meta for k in ("ge", "le") if hasattr(m, k)}
     ctx = {**err.get("ctx", {}), **bounds, "input": value, "got": type(value).__name__}
-    text = _MESSAGES.get(err["type"], "field '{where}': " + err["msg"])
-    return text.format(
-        where=where, n=len(str(value).strip()), allowed=sorted(model.model_fields), **ctx
-    )
+    text = _MESSAGES.get(err["type"], "field '{where}': {msg}")  # client data only as values
+    n, allowed = len(str(value).strip()), sorted(model.model_fields)
+    return text.format(where=where, n=n, allowed=allowed, msg=err["msg"], **ctx)
 
 
 def v1_instances(body: Any, limits: RequestLimits) -> list[Any]:
@@ -224,7 +223,7 @@ class V2Signature(NamedTuple):
     outputs: list[V2Tensor]
 
 
-def _values(tensor: Any, spec: V2Tensor) -> list[Any]:
+def _values(tensor: InferInput, spec: V2Tensor) -> list[Any]:
     """A tensor's values, flat, once its datatype and shape match `spec`."""
     shape, name = list(tensor.shape or []), spec.name
     if tensor.datatype != spec.datatype:
