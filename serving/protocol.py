@@ -1,26 +1,27 @@
-"""Pure request parsing and response building for the three served models (no I/O, no torch).
+"""Request schemas for the three served models, and v2 tensors read into them (no I/O, no torch).
 
 Every served model speaks KServe v1 (`{"instances": [...]}` -> `{"predictions": [...]}`) and the
-v2 open inference protocol (named tensors). Both are parsed here into one typed request per model,
-so validation lives in one place and a bad request fails the same way on either protocol: an
-`InvalidInput` (HTTP 400) whose message names the field and the problem.
+v2 open inference protocol (named tensors, read with kserve's `InferInput.as_numpy()`). Both end
+in one pydantic model per served model, so a bad request fails the same way on either protocol:
+an `InvalidInput` (HTTP 400) whose one-line message names the field and the problem.
 
-    req = parse_rank_v1({"instances": [{"texts": ["a", "b"]}]}, limits)[0]
+    req = rank_request({"texts": ["a", "b"]}, LIMITS)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pushgen.categories import resolve_categories
 from pushgen.contracts import MAX_TEXT_CHARS
-from pushgen.errors import PushgenError
+from pushgen.errors import ConfigError, PushgenError
 
 
 @dataclass(frozen=True)
@@ -39,340 +40,254 @@ class RequestLimits:
     max_pairs: int = 240
 
 
-@dataclass(frozen=True)
-class GenerateRequest:
+LIMITS = RequestLimits()  # the `Field` bounds of the request models below
+
+
+def _known(names: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return tuple(resolve_categories(names))
+    except PushgenError as exc:  # pydantic reports a ValueError as this field's problem
+        raise ValueError(str(exc)) from None
+
+
+# strict: `42` is not a string, `true` or "2" not a count; every string is stripped first
+Caption = Annotated[str, Field(strict=True, min_length=1, max_length=LIMITS.max_caption_chars)]
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=LIMITS.max_text_chars)]
+VideoId = Annotated[str, Field(strict=True, min_length=1, max_length=LIMITS.max_id_chars)]
+PerCategory = Annotated[int, Field(strict=True, ge=1, le=LIMITS.max_n_per_category)]
+Names = tuple[Annotated[str, Field(strict=True)], ...]
+Categories = Annotated[Names, Field(min_length=1), AfterValidator(_known)]
+
+
+class _Request(BaseModel):
+    """Unknown fields are refused, a JSON null counts as absent, positional args fill fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        super().__init__(**dict(zip(type(self).model_fields, args, strict=False)), **data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_absent(cls, data: Any) -> Any:
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+    @classmethod
+    def parse(cls, instance: Any, limits: RequestLimits = LIMITS) -> Any:
+        """`instance` validated, or an `InvalidInput` (400) naming its first problem."""
+        if limits != LIMITS:  # the Field bounds are LIMITS: other limits would half apply
+            raise ConfigError(f"requests are checked against serving.protocol.LIMITS: {limits}")
+        try:
+            return cls.model_validate(instance)
+        except ValidationError as exc:
+            raise InvalidInput(_message(exc.errors()[0], cls)) from None
+
+
+def _check_k(categories: int, n: int) -> None:
+    """K = categories x n_per_category candidates, at most `max_candidates`."""
+    if categories * n > LIMITS.max_candidates:
+        raise ValueError(
+            f"{categories} categories x n_per_category {n} = {categories * n} candidates; "
+            f"the limit is {LIMITS.max_candidates}"
+        )
+
+
+class GenerateRequest(_Request):
     """One generation: a caption, the categories to write in, and candidates per category."""
 
-    caption: str
-    categories: tuple[str, ...]
-    n_per_category: int = 1
-    video_id: str | None = None
-    max_new_tokens: int | None = None  # None: the server's default budget
+    caption: Caption
+    categories: Categories = Field(default_factory=lambda: tuple(resolve_categories()))
+    n_per_category: PerCategory = 1
+    video_id: VideoId | None = None
+    max_new_tokens: int | None = Field(None, strict=True, ge=1, le=LIMITS.max_new_tokens)
+
+    @model_validator(mode="after")
+    def _k(self) -> GenerateRequest:
+        _check_k(len(self.categories), self.n_per_category)
+        return self
 
 
-@dataclass(frozen=True)
-class RankRequest:
-    """One ranking: candidate texts (K >= 1) and, optionally, the caption they were written for."""
-
-    texts: tuple[str, ...]
-    caption: str | None = None
-
-
-@dataclass(frozen=True)
-class PushRequest:
-    """One end-to-end push: a video id (looked up in Feast) or a caption given directly."""
-
-    video_id: str | None
-    caption: str | None
-    categories: tuple[str, ...] | None = None
-    n_per_category: int = 1
-
-
-@dataclass
-class V2Tensor:
-    """A v2 tensor spec: name, datatype, shape (-1 = variable) and whether it must be present."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-    required: bool = True
-    help: str = ""
-
-    def metadata(self) -> dict[str, Any]:
-        """The entry for the v2 model-metadata endpoint."""
-        return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
-
-
-@dataclass
-class V2Signature:
-    """Inputs and outputs of one model in the v2 protocol (served by the metadata endpoint)."""
-
-    inputs: list[V2Tensor]
-    outputs: list[V2Tensor] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# field checks shared by both protocols
-
-
-def _bad(msg: str) -> InvalidInput:
-    return InvalidInput(msg)
-
-
-def _text(value: Any, name: str, max_chars: int, *, required: bool = True) -> str | None:
-    if value is None:
-        if required:
-            raise _bad(f"missing field '{name}'")
-        return None
-    if not isinstance(value, str):
-        raise _bad(f"field '{name}' must be a string, got {type(value).__name__}")
-    value = value.strip()
-    if not value:
-        raise _bad(f"field '{name}' is empty")
-    if len(value) > max_chars:
-        raise _bad(f"field '{name}' has {len(value)} characters; the limit is {max_chars}")
-    return value
-
-
-def _int(value: Any, name: str, lo: int, hi: int, default: int) -> int:
-    if value is None:
-        return default
-    # bool is an int subclass; `true` is not a count
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise _bad(f"field '{name}' must be an integer, got {type(value).__name__}")
-    if not lo <= int(value) <= hi:
-        raise _bad(f"field '{name}' must be between {lo} and {hi}, got {value}")
-    return int(value)
-
-
-def _categories(value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        raise _bad("field 'categories' must be a list of strings")
-    if not value:
-        raise _bad("field 'categories' is empty; omit it to use every category")
-    try:
-        return tuple(resolve_categories(value))
-    except PushgenError as exc:
-        raise _bad(f"field 'categories': {exc}") from None
-
-
-def _object(instance: Any, allowed: set[str]) -> Mapping[str, Any]:
-    if not isinstance(instance, dict):
-        raise _bad(f"each instance must be a JSON object, got {type(instance).__name__}")
-    unknown = sorted(set(instance) - allowed)
-    if unknown:
-        raise _bad(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-    return instance
-
-
-def generate_request(instance: Any, limits: RequestLimits) -> GenerateRequest:
-    """Validate one generator instance: `{caption, categories?, n_per_category?, video_id?}`."""
-    obj = _object(
-        instance, {"caption", "categories", "n_per_category", "video_id", "max_new_tokens"}
-    )
-    caption = _text(obj.get("caption"), "caption", limits.max_caption_chars)
-    categories = _categories(obj.get("categories")) or tuple(resolve_categories())
-    n = _int(obj.get("n_per_category"), "n_per_category", 1, limits.max_n_per_category, 1)
-    if len(categories) * n > limits.max_candidates:
-        raise _bad(
-            f"{len(categories)} categories x n_per_category {n} = {len(categories) * n} "
-            f"candidates; the limit is {limits.max_candidates}"
-        )
-    video_id = _text(obj.get("video_id"), "video_id", limits.max_id_chars, required=False)
-    budget = obj.get("max_new_tokens")
-    if budget is not None:
-        budget = _int(budget, "max_new_tokens", 1, limits.max_new_tokens, 1)
-    return GenerateRequest(caption, categories, n, video_id, budget)
-
-
-def _texts_from_generator(obj: Mapping[str, Any]) -> list[Any]:
-    """The guarded texts of a generator prediction (an InferenceGraph step maps it to an instance)."""
-    cands = obj["candidates"]
-    if not isinstance(cands, list) or not all(isinstance(c, dict) and "text" in c for c in cands):
-        raise _bad("field 'candidates' must be a list of objects with a 'text'")
-    return [c["text"] for c in cands if c.get("guard_ok", True)]
-
-
-def rank_request(instance: Any, limits: RequestLimits) -> RankRequest:
-    """Validate one ranker instance: `{texts: [K strings], caption?}` with 1 <= K <= limit.
+class RankRequest(_Request):
+    """One ranking: candidate texts (K >= 1) and, optionally, the caption they were written for.
 
     A generator prediction (`{candidates: [...], ...}`) is accepted too: its guarded candidates
     are the texts, which lets an InferenceGraph chain generator -> ranker directly.
     """
-    if isinstance(instance, dict) and "candidates" in instance and "texts" not in instance:
-        instance = {"texts": _texts_from_generator(instance), "caption": instance.get("caption")}
-    obj = _object(instance, {"texts", "caption"})
-    texts = obj.get("texts")
-    if texts is None:
-        raise _bad("missing field 'texts'")
-    if not isinstance(texts, list):
-        raise _bad(f"field 'texts' must be a list of strings, got {type(texts).__name__}")
-    if not texts:
-        raise _bad("field 'texts' is empty: K=0 candidates, need at least 1")
-    if len(texts) > limits.max_candidates:
-        raise _bad(
-            f"field 'texts' has K={len(texts)} candidates; the limit is {limits.max_candidates}"
-        )
-    clean = tuple(_text(t, f"texts[{i}]", limits.max_text_chars) for i, t in enumerate(texts))
-    caption = _text(obj.get("caption"), "caption", limits.max_caption_chars, required=False)
-    return RankRequest(clean, caption)  # type: ignore[arg-type]
+
+    texts: tuple[Text, ...] = Field(min_length=1, max_length=LIMITS.max_candidates)
+    caption: Caption | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_generator(cls, data: Any) -> Any:
+        if not (isinstance(data, dict) and "candidates" in data and "texts" not in data):
+            return data
+        cands = data["candidates"]
+        if not isinstance(cands, list) or any(
+            not isinstance(c, dict) or "text" not in c for c in cands
+        ):
+            raise ValueError("field 'candidates' must be a list of objects with a 'text'")
+        texts = [c["text"] for c in cands if c.get("guard_ok", True)]
+        return {"texts": texts, "caption": data.get("caption")}
 
 
-def push_request(instance: Any, limits: RequestLimits) -> PushRequest:
-    """Validate one transformer instance: `{video_id | caption, categories?, n_per_category?}`."""
-    obj = _object(instance, {"video_id", "caption", "categories", "n_per_category"})
-    video_id = _text(obj.get("video_id"), "video_id", limits.max_id_chars, required=False)
-    caption = _text(obj.get("caption"), "caption", limits.max_caption_chars, required=False)
-    if video_id is None and caption is None:
-        raise _bad("give 'video_id' (looked up in the feature store) or 'caption'")
-    categories = _categories(obj.get("categories"))
-    n = _int(obj.get("n_per_category"), "n_per_category", 1, limits.max_n_per_category, 1)
-    k = len(categories or resolve_categories()) * n
-    if k > limits.max_candidates:
-        raise _bad(f"{k} candidates requested; the limit is {limits.max_candidates}")
-    return PushRequest(video_id, caption, categories, n)
+class PushRequest(_Request):
+    """One end-to-end push: a video id (looked up in Feast) or a caption given directly."""
+
+    video_id: VideoId | None = None
+    caption: Caption | None = None
+    categories: Categories | None = None  # None: every category
+    n_per_category: PerCategory = 1
+
+    @model_validator(mode="after")
+    def _video_or_caption(self) -> PushRequest:
+        if self.video_id is None and self.caption is None:
+            raise ValueError("give 'video_id' (looked up in the feature store) or 'caption'")
+        _check_k(len(self.categories or resolve_categories()), self.n_per_category)
+        return self
 
 
-# ---------------------------------------------------------------------------------------------
-# v1: {"instances": [...]} (a bare object counts as one instance)
+class _V1Body(_Request):
+    model_config = ConfigDict(extra="ignore")
+    instances: list[Any] = Field(min_length=1, max_length=LIMITS.max_instances)
+
+
+generate_request = GenerateRequest.parse
+rank_request = RankRequest.parse
+push_request = PushRequest.parse
+
+_MESSAGES = {  # pydantic error type -> the reason clients read; ge/le come from the Field
+    "missing": "missing field '{where}'",
+    "extra_forbidden": "unknown field '{where}'; allowed: {allowed}",
+    "string_type": "field '{where}' must be a string, got {got}",
+    "int_type": "field '{where}' must be an integer, got {got}",
+    "tuple_type": "field '{where}' must be a list, got {got}",
+    "list_type": "field '{where}' must be a list, got {got}",
+    "model_type": "each instance must be a JSON object, got {got}",
+    "string_too_short": "field '{where}' is empty",
+    "string_too_long": "field '{where}' has {n} characters; the limit is {max_length}",
+    "too_short": "field '{where}' is empty: K=0, need at least {min_length}",
+    "too_long": "field '{where}' has K={actual_length}; the limit is {max_length}",
+    "greater_than_equal": "field '{where}' must be between {ge} and {le}, got {input}",
+    "less_than_equal": "field '{where}' must be between {ge} and {le}, got {input}",
+    "value_error": "field '{where}': {error}",
+}
+
+
+def _message(err: Any, model: type[BaseModel]) -> str:
+    """One pydantic error as one line: the field's path (`texts[1]`) and the reason."""
+    loc, value = err["loc"], err["input"]
+    if err["type"] == "value_error" and not loc:  # a whole-request rule (model_validator)
+        return str(err["ctx"]["error"])
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    meta = model.model_fields[loc[0]].metadata if loc and loc[0] in model.model_fields else []
+    bounds = {k: getattr(m, k) for m in meta for k in ("ge", "le") if hasattr(m, k)}
+    ctx = {**err.get("ctx", {}), **bounds, "input": value, "got": type(value).__name__}
+    text = _MESSAGES.get(err["type"], "field '{where}': {msg}")  # client data only as values
+    n, allowed = len(str(value).strip()), sorted(model.model_fields)
+    return text.format(where=where, n=n, allowed=allowed, msg=err["msg"], **ctx)
 
 
 def v1_instances(body: Any, limits: RequestLimits) -> list[Any]:
     """The instances of a v1 body; a bare JSON object is one instance (handy for curl)."""
     if isinstance(body, bytes | bytearray | str):
         # kserve hands the raw body over when the content type is not JSON
-        raise _bad("request body must be JSON sent with 'Content-Type: application/json'")
+        raise InvalidInput("request body must be JSON sent with 'Content-Type: application/json'")
     if not isinstance(body, dict):
-        raise _bad(f"request body must be a JSON object, got {type(body).__name__}")
+        raise InvalidInput(f"request body must be a JSON object, got {type(body).__name__}")
     if "instances" not in body:
         return [body]
-    instances = body["instances"]
-    if not isinstance(instances, list):
-        raise _bad("field 'instances' must be a list")
-    if not instances:
-        raise _bad("field 'instances' is empty")
-    if len(instances) > limits.max_instances:
-        raise _bad(f"{len(instances)} instances; the limit is {limits.max_instances} per request")
-    return instances
+    return _V1Body.parse({"instances": body["instances"]}, limits).instances
 
 
 # ---------------------------------------------------------------------------------------------
-# v2: named tensors
+# v2: named tensors, read with kserve's public InferInput API into the same instance dicts
 
 
-def _flat(data: Any) -> list[Any]:
-    if isinstance(data, np.ndarray):
-        return data.reshape(-1).tolist()
-    out: list[Any] = []
-    stack = [data]
-    while stack:  # iterative flatten: a hostile deeply nested list must not blow the stack
-        item = stack.pop()
-        if isinstance(item, list | tuple):
-            stack.extend(reversed(item))
-        else:
-            out.append(item)
-    return out
+class V2Tensor(NamedTuple):
+    """A v2 tensor spec: name, datatype and shape (-1 = any length)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def metadata(self) -> dict[str, Any]:
+        """The entry for the v2 model-metadata endpoint."""
+        return self._asdict()
 
 
-def _tensor_values(tensor: InferInput, spec: V2Tensor) -> list[Any]:
+class V2Signature(NamedTuple):
+    """Inputs and outputs of one model in the v2 protocol (served by the metadata endpoint)."""
+
+    inputs: list[V2Tensor]
+    outputs: list[V2Tensor]
+
+
+def _values(tensor: InferInput, spec: V2Tensor) -> list[Any]:
+    """A tensor's values, flat, once its datatype and shape match `spec`."""
+    shape, name = list(tensor.shape or []), spec.name
     if tensor.datatype != spec.datatype:
-        raise _bad(f"input '{spec.name}' must have datatype {spec.datatype}, got {tensor.datatype}")
-    shape = list(tensor.shape or [])
+        raise InvalidInput(
+            f"input '{name}' must have datatype {spec.datatype}, got {tensor.datatype}"
+        )
     if len(shape) != len(spec.shape) or any(
-        want != -1 and got != want for got, want in zip(shape, spec.shape, strict=False)
+        d < 0 or want not in (-1, d) for d, want in zip(shape, spec.shape, strict=False)
     ):
-        raise _bad(f"input '{spec.name}' must have shape {spec.shape} (-1 = any), got {shape}")
-    if any((not isinstance(d, int)) or d < 0 for d in shape):
-        raise _bad(f"input '{spec.name}' has an invalid shape {shape}")
-    raw = tensor._raw_data
-    if raw is not None:
-        raise _bad(f"input '{spec.name}': binary tensor data is not supported; send JSON data")
-    values = _flat(tensor.data)
-    if len(values) != int(np.prod(shape)):
-        raise _bad(f"input '{spec.name}' has {len(values)} values but shape {shape}")
-    if spec.datatype == "BYTES":
-        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
-    return values
+        raise InvalidInput(f"input '{name}' must have shape {spec.shape} (-1 = any), got {shape}")
+    try:
+        values = tensor.as_numpy().reshape(-1).tolist()
+    except ValueError:
+        n = np.asarray(tensor.data, dtype=object).size
+        raise InvalidInput(f"input '{name}' has {n} values but shape {shape}") from None
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
 
 
-def v2_inputs(request: InferRequest, signature: V2Signature) -> dict[str, list[Any]]:
-    """Named input values of a v2 request, checked against the model's signature."""
-    by_name: dict[str, InferInput] = {}
-    for tensor in request.inputs:
-        if tensor.name in by_name:
-            raise _bad(f"input '{tensor.name}' given twice")
-        by_name[tensor.name] = tensor
-    specs = {s.name: s for s in signature.inputs}
-    unknown = sorted(set(by_name) - set(specs))
-    if unknown:
-        raise _bad(f"unknown input(s) {unknown}; expected {sorted(specs)}")
-    values: dict[str, list[Any]] = {}
-    for name, spec in specs.items():
-        if name not in by_name:
-            if spec.required:
-                raise _bad(f"missing input '{name}' ({spec.datatype} {spec.shape})")
-            continue
-        values[name] = _tensor_values(by_name[name], spec)
-    return values
-
-
-def v2_parameter(request: InferRequest, name: str) -> Any:
-    """A request-level parameter (`{"parameters": {...}}`), or None."""
-    params = request.parameters or {}
-    value = params.get(name) if isinstance(params, dict) else None
-    # gRPC-style InferParameter objects never reach us (gRPC is off), plain JSON values do
-    return value
+def v2_instance(request: InferRequest, signature: V2Signature) -> dict[str, Any]:
+    """A v2 request as the instance dict v1 uses, so one model validates both protocols (and
+    reports missing inputs); the counts come as request parameters."""
+    names, specs = [t.name for t in request.inputs], {s.name: s for s in signature.inputs}
+    if unknown := sorted(set(names) - set(specs)):
+        raise InvalidInput(f"unknown input(s) {unknown}; expected {sorted(specs)}")
+    if len(set(names)) < len(names):
+        raise InvalidInput(f"an input is given twice: {names}")
+    values = {t.name: _values(t, specs[t.name]) for t in request.inputs}
+    instance = {k: v if specs[k].shape == [-1] else v[0] for k, v in values.items()}
+    params = request.parameters if isinstance(request.parameters, dict) else {}
+    return instance | {k: params[k] for k in ("n_per_category", "max_new_tokens") if k in params}
 
 
 def v2_response(
     request: InferRequest, model_name: str, outputs: Sequence[tuple[str, str, list[int], Any]]
 ) -> InferResponse:
     """An `InferResponse` from `(name, datatype, shape, data)` tuples."""
-    infer_outputs = [
-        InferOutput(name=name, datatype=dtype, shape=shape, data=data)
-        for name, dtype, shape, data in outputs
+    tensors = [InferOutput(name=n, datatype=t, shape=s, data=d) for n, t, s, d in outputs]
+    return InferResponse(response_id=request.id or "", model_name=model_name, infer_outputs=tensors)
+
+
+def _tensors(*specs: str) -> list[V2Tensor]:
+    """`"texts BYTES -1"` -> V2Tensor("texts", "BYTES", [-1]): name, datatype, shape (-1 = any)."""
+    return [
+        V2Tensor(name, dtype, [int(d) for d in dims])
+        for name, dtype, *dims in map(str.split, specs)
     ]
-    return InferResponse(
-        response_id=request.id or "", model_name=model_name, infer_outputs=infer_outputs
-    )
 
-
-# ---------------------------------------------------------------------------------------------
-# signatures
 
 GENERATOR_V2 = V2Signature(
-    inputs=[
-        V2Tensor("caption", "BYTES", [1], help="the video caption"),
-        V2Tensor("categories", "BYTES", [-1], required=False, help="styles to write in"),
-        V2Tensor("video_id", "BYTES", [1], required=False, help="for logging only"),
-    ],
-    outputs=[
-        V2Tensor("category", "BYTES", [-1]),
-        V2Tensor("text", "BYTES", [-1]),
-        V2Tensor("guard_ok", "BOOL", [-1]),
-    ],
+    _tensors("caption BYTES 1", "categories BYTES -1", "video_id BYTES 1"),
+    _tensors("category BYTES -1", "text BYTES -1", "guard_ok BOOL -1"),
 )
-
 RANKER_V2 = V2Signature(
-    inputs=[
-        V2Tensor("texts", "BYTES", [-1], help="K candidate pushes"),
-        V2Tensor("caption", "BYTES", [1], required=False, help="the video caption"),
-    ],
-    outputs=[
-        V2Tensor("scores", "FP32", [-1]),
-        V2Tensor("win_matrix", "FP32", [-1, -1]),
-        V2Tensor("chosen", "INT64", [1]),
-    ],
+    _tensors("texts BYTES -1", "caption BYTES 1"),
+    _tensors("scores FP32 -1", "win_matrix FP32 -1 -1", "chosen INT64 1"),
 )
-
 PUSH_V2 = V2Signature(
-    inputs=[
-        V2Tensor("video_id", "BYTES", [1], required=False),
-        V2Tensor("caption", "BYTES", [1], required=False),
-        V2Tensor("categories", "BYTES", [-1], required=False),
-    ],
-    outputs=[
-        V2Tensor("text", "BYTES", [1]),
-        V2Tensor("category", "BYTES", [1]),
-        V2Tensor("score", "FP32", [1]),
-        V2Tensor("alternative_texts", "BYTES", [-1]),
-        V2Tensor("alternative_categories", "BYTES", [-1]),
-        V2Tensor("alternative_scores", "FP32", [-1]),
-    ],
+    _tensors("video_id BYTES 1", "caption BYTES 1", "categories BYTES -1"),
+    _tensors(
+        "text BYTES 1",
+        "category BYTES 1",
+        "score FP32 1",
+        "alternative_texts BYTES -1",
+        "alternative_categories BYTES -1",
+        "alternative_scores FP32 -1",
+    ),
 )
-
-
-def v2_instance(request: InferRequest, signature: V2Signature) -> dict[str, Any]:
-    """A v2 request as the same instance dict v1 uses, so one validator covers both protocols."""
-    values = v2_inputs(request, signature)
-    list_inputs = {s.name for s in signature.inputs if s.shape == [-1]}
-    instance: dict[str, Any] = {
-        name: (vals if name in list_inputs else vals[0]) for name, vals in values.items()
-    }
-    for name in ("n_per_category", "max_new_tokens"):
-        value = v2_parameter(request, name)
-        if value is not None:
-            instance[name] = value
-    return instance

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from kserve.errors import InvalidInput
 
 from serving.base import Parsed, PushgenModel
@@ -46,29 +45,9 @@ class RankerServeConfig:
     dtype: str = "auto"
 
 
-def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.where(~np.eye(k, dtype=bool))
-
-
 def pair_inputs(ranker: Any, req: RankRequest) -> tuple[list[str], list[str]]:
-    """The (a, b) inputs of every ordered pair of one request, caption folded in as the model expects."""
-    ii, jj = _pairs(len(req.texts))
-    a = [req.texts[i] for i in ii]
-    b = ranker._second([req.texts[j] for j in jj], req.caption)
-    return a, b
-
-
-def rank_from_probs(probs: np.ndarray, k: int, method: str) -> dict[str, Any]:
-    """Scores, symmetrised win matrix and choice from the raw pair probabilities of one request."""
-    from pushgen.ranker.select import aggregate
-
-    raw = np.full((k, k), 0.5)
-    ii, jj = _pairs(k)
-    raw[ii, jj] = probs
-    win = (raw + 1.0 - raw.T) / 2.0  # both orders averaged, as PairwiseRanker.win_matrix does
-    result = aggregate(win, method)
-    return {"scores": result.scores, "win_matrix": result.win_matrix, "chosen": result.chosen,
-            "method": result.method}  # fmt: skip
+    """The (a, b) model inputs of every ordered pair of one request (for the benchmarks)."""
+    return ranker.pair_inputs(req.texts, req.caption)
 
 
 def within_budget(ranker: Any, req: RankRequest) -> RankRequest:
@@ -78,45 +57,25 @@ def within_budget(ranker: Any, req: RankRequest) -> RankRequest:
     budget = ranker.settings.max_length  # a pair never reads more than this from either side
     texts = list(req.texts) + ([req.caption] if req.caption else [])
     cut = cut_to_token_budget(texts, ranker.tokenizer, budget)
-    return RankRequest(tuple(cut[: len(req.texts)]), cut[-1] if req.caption else None)
-
-
-def score_requests_listwise(
-    ranker: Any, requests: list[RankRequest], method: str
-) -> list[dict[str, Any]]:
-    """Rank several requests with a listwise ranker: one forward pass for all of them (each
-    request one sequence of its K candidates); the win matrix is sigmoid(s_i - s_j) of the
-    pass's scores, so the response has the same fields as the pairwise path's."""
-    from pushgen.ranker.listwise import win_from_scores
-    from pushgen.ranker.select import aggregate
-
-    scores = ranker.score_sets([(req.texts, req.caption) for req in requests])
-    out = []
-    for s in scores:
-        result = aggregate(win_from_scores(s, ranker.listwise.temperature), method)
-        out.append({"scores": result.scores, "win_matrix": result.win_matrix,
-                    "chosen": result.chosen, "method": result.method})  # fmt: skip
-    return out
+    # built without validation, as before: a cut text may decode to "" and is still scored
+    return RankRequest.model_construct(
+        texts=tuple(cut[: len(req.texts)]), caption=cut[-1] if req.caption else None
+    )
 
 
 def score_requests(ranker: Any, requests: list[RankRequest], method: str) -> list[dict[str, Any]]:
-    """Rank several requests with one `score_pairs` call over all their pairs (blocking); a
-    listwise ranker scores each request in one pass instead (`score_requests_listwise`)."""
-    if hasattr(ranker, "score_sets"):
-        return score_requests_listwise(ranker, requests, method) if requests else []
-    requests = [within_budget(ranker, req) for req in requests]  # the pairwise path only
-    a_all: list[str] = []
-    b_all: list[str] = []
-    bounds = [0]
-    for req in requests:
-        a, b = pair_inputs(ranker, req)
-        a_all += a
-        b_all += b
-        bounds.append(len(a_all))
-    probs = ranker.score_pairs(a_all, b_all, None) if a_all else np.zeros(0)
+    """Rank several requests with one `win_matrices` call (blocking): every pair of every request
+    in one batch, or for a listwise ranker every request's candidate set in one pass. The
+    pairwise path cuts texts to the token budget first (a listwise ranker budgets its own)."""
+    from pushgen.ranker.select import aggregate
+
+    if not hasattr(ranker, "score_sets"):
+        requests = [within_budget(ranker, req) for req in requests]
+    wins = ranker.win_matrices([(req.texts, req.caption) for req in requests])
+    results = [aggregate(win, method) for win in wins]
     return [
-        rank_from_probs(probs[lo:hi], len(req.texts), method)
-        for req, lo, hi in zip(requests, bounds[:-1], bounds[1:], strict=True)
+        {"scores": r.scores, "win_matrix": r.win_matrix, "chosen": r.chosen, "method": r.method}
+        for r in results
     ]
 
 

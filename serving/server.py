@@ -24,7 +24,7 @@ from http import HTTPStatus
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve import Model, ModelServer
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, NoModelReady, ServerNotReady
 from kserve.protocol.rest.server import RESTServer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -147,7 +147,14 @@ class _PushgenRESTServer(RESTServer):
 
 
 class LocalModelServer(ModelServer):
-    """A kserve ModelServer that binds `config.host` and answers pushgen errors with 4xx/503."""
+    """A kserve ModelServer that binds `config.host` and answers pushgen errors with 4xx/503.
+
+    `start` is ModelServer's single-worker, REST-only start written with public kserve API
+    (`register_model`, `Model.start`, `RESTServer`, `servers`), except for the host: kserve offers
+    no way to choose it (`RESTServer` builds its `uvicorn.Config` with host 0.0.0.0), so it is set on
+    that public `config` before serving, which works because uvicorn reads it only when serving.
+    `tests/test_protocol.py` pins this: a server started on 127.0.0.2 must not answer on 127.0.0.1.
+    """
 
     def __init__(self, config: ServerConfig):
         super().__init__(
@@ -159,11 +166,18 @@ class LocalModelServer(ModelServer):
         )
         self.host = config.host
         self.pushgen_config = config
+        self.rest_server: _PushgenRESTServer | None = None
 
     def start(self, models: list[Model]) -> None:  # type: ignore[override]
-        """Register `models`, then serve REST on (host, port) until stopped."""
-        self._register_and_check_atleast_one_model_is_ready(models)
-        self._rest_server = _PushgenRESTServer(
+        """Register `models` (at least one ready), then serve REST on (host, port) until stopped."""
+        if not any(model.ready for model in models):
+            raise NoModelReady(models)
+        for model in models:
+            if model.ready:
+                self.register_model(model)
+                model.enable_latency_logging = self.enable_latency_logging
+            model.start()
+        self.rest_server = _PushgenRESTServer(
             "kserve.model_server:app",
             self.dataplane,
             self.model_repository_extension,
@@ -175,12 +189,15 @@ class LocalModelServer(ModelServer):
             timeout_keep_alive=self.timeout_keep_alive,
             pushgen_config=self.pushgen_config,
         )
-        # the one thing ModelServer does not let us choose: uvicorn reads it at serve() time
-        self._rest_server.config.host = self.host
-        self.servers.append(self._rest_server.start())
+        self.rest_server.config.host = self.host  # see the class docstring
+        self.servers.append(self.rest_server.start())
         self.setup_event_loop()
         self.register_signal_handler()
-        asyncio.run(self._serve())
+        asyncio.run(_serve_all(self.servers))
+
+
+async def _serve_all(servers: list) -> None:
+    await asyncio.gather(*servers)
 
 
 def add_server_args(parser, max_inflight: int | None = None) -> None:  # noqa: ANN001 - argparse

@@ -262,6 +262,14 @@ class ListwiseRanker:
 
         return self.score_sets([(_check_texts(texts), caption)])[0]
 
+    def win_matrices(
+        self, sets: Sequence[tuple[Sequence[str], str | None]], raw: bool = False
+    ) -> list[np.ndarray]:
+        """The win matrix of each candidate set `(texts, caption)`, all sets in one pass (as
+        `PairwiseRanker.win_matrices`); `raw` changes nothing: they are antisymmetric already."""
+        scores = self.score_sets(sets) if sets else []
+        return [win_from_scores(s, self.listwise.temperature) for s in scores]
+
     def win_matrix(self, texts: Sequence[str], caption: str | None = None) -> np.ndarray:
         """W[i, j] = sigmoid((s_i - s_j) / T) from one pass; W + W.T = 1 exactly."""
         return win_from_scores(self.scores(texts, caption), self.listwise.temperature)

@@ -1,7 +1,8 @@
 """Selection: score candidate pairs with the pairwise ranker and aggregate them into a ranking.
 
 `PairwiseRanker.win_matrix` puts all K(K-1) ordered pairs through the cross-encoder in one batch
-and returns W with W[i, j] = P(i beats j). It averages both orders, W = (P + 1 - P.T) / 2, so the
+and returns W with W[i, j] = P(i beats j); `win_matrices` does the same for many candidate sets
+at once (the server's batches). It averages both orders, W = (P + 1 - P.T) / 2, so the
 matrix is exactly antisymmetric even where the model is not (the evaluation reports how far the
 raw model is). `rank` aggregates W into per-candidate scores:
 - `copeland`: number of pairwise wins (W > 0.5), ties broken by the mean win probability;
@@ -227,8 +228,16 @@ class PairwiseRanker:
 
     def _second(self, texts_b: Sequence[str], caption: str | None) -> list[str]:
         if self.settings.use_caption and caption:
-            return [f"{b} {self.tokenizer.sep_token} {caption}" for b in texts_b]
+            return [caption_segment(b, caption, self.tokenizer.sep_token) for b in texts_b]
         return list(texts_b)
+
+    def pair_inputs(
+        self, texts: Sequence[str], caption: str | None = None
+    ) -> tuple[list[str], list[str]]:
+        """The model's (a, b) inputs for every ordered pair (i, j), i != j, row by row, with the
+        caption folded into b when the model was trained with it."""
+        ii, jj = np.where(~np.eye(len(texts), dtype=bool))
+        return [texts[i] for i in ii], self._second([texts[j] for j in jj], caption)
 
     def score_pairs(
         self, texts_a: Sequence[str], texts_b: Sequence[str], caption: str | None = None
@@ -255,22 +264,32 @@ class PairwiseRanker:
                 out.append(torch.sigmoid(logits).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def win_matrices(
+        self, sets: Sequence[tuple[Sequence[str], str | None]], raw: bool = False
+    ) -> list[np.ndarray]:
+        """The win matrix of each candidate set `(texts, caption)`, the K(K-1) ordered pairs of
+        all sets scored in one batch: W[i, j] = P(i beats j), both orders averaged so W + W.T = 1
+        exactly (`raw=True`: the model's P as it says it); diag 0.5. Texts are used as given
+        (`win_matrix` checks them; serving has validated them)."""
+        pairs = [self.pair_inputs(texts, caption) for texts, caption in sets]
+        a = [text for set_a, _ in pairs for text in set_a]
+        b = [text for _, set_b in pairs for text in set_b]
+        ends = np.cumsum([0] + [len(set_a) for set_a, _ in pairs])
+        probs = self.score_pairs(a, b) if a else np.zeros(0)
+        out = []
+        for (texts, _), lo, hi in zip(sets, ends[:-1], ends[1:], strict=True):
+            p = np.full((len(texts), len(texts)), 0.5)
+            p[~np.eye(len(texts), dtype=bool)] = probs[lo:hi]  # row-major, as pair_inputs
+            out.append(p if raw else (p + 1.0 - p.T) / 2.0)
+        return out
+
     def raw_win_matrix(self, texts: Sequence[str], caption: str | None = None) -> np.ndarray:
         """P[i, j] = model's P(i beats j) for all ordered pairs, scored in one batch; diag 0.5."""
-        texts = _check_texts(texts)
-        k = len(texts)
-        ii, jj = np.where(~np.eye(k, dtype=bool))
-        probs = np.full((k, k), 0.5)
-        if len(ii):
-            probs[ii, jj] = self.score_pairs(
-                [texts[i] for i in ii], [texts[j] for j in jj], caption
-            )
-        return probs
+        return self.win_matrices([(_check_texts(texts), caption)], raw=True)[0]
 
     def win_matrix(self, texts: Sequence[str], caption: str | None = None) -> np.ndarray:
         """W[i, j] = P(i beats j), both orders averaged so W + W.T = 1 exactly; diag 0.5."""
-        raw = self.raw_win_matrix(texts, caption)
-        return (raw + 1.0 - raw.T) / 2.0
+        return self.win_matrices([(_check_texts(texts), caption)])[0]
 
     def rank(
         self, texts: Sequence[str], caption: str | None = None, method: str = "copeland"
@@ -294,6 +313,12 @@ class PairwiseRanker:
 
         chosen, compared = knockout(len(texts), compare)
         return _knockout_result(len(texts), chosen, compared, probs)
+
+
+def caption_segment(text: str, caption: str, sep_token: str | None) -> str:
+    """`text [SEP] caption`: the caption as a third segment after b, which a and b both attend to
+    but neither pools (`pushgen.ranker.model`); the one spelling for training and inference."""
+    return f"{text} {sep_token or ' '} {caption}"
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -23,7 +23,7 @@ from pushgen.models import check_bf16_setting, use_bf16_autocast
 from pushgen.ranker.metrics import pairwise_metrics
 from pushgen.ranker.model import build_pair_model, check_head
 from pushgen.ranker.pairs import both_orders
-from pushgen.ranker.select import PairwiseRanker, RankerSettings
+from pushgen.ranker.select import PairwiseRanker, RankerSettings, caption_segment
 
 LABEL_MODES = ("hard", "posterior")
 
@@ -202,9 +202,10 @@ def _pair_inputs(pairs: pd.DataFrame, tokenizer, cfg: RankerTrainConfig) -> tupl
     if cfg.use_caption:
         if "caption" not in pairs.columns:
             raise DataContractError("use_caption is set but the pairs have no `caption` column")
-        sep = tokenizer.sep_token or " "
+        captions = pairs["caption"].astype(str)
         second = [
-            f"{b} {sep} {c}" for b, c in zip(second, pairs["caption"].astype(str), strict=True)
+            caption_segment(b, c, tokenizer.sep_token)
+            for b, c in zip(second, captions, strict=True)
         ]
     return pairs["text_a"].astype(str).tolist(), second
 
@@ -295,8 +296,8 @@ def score_both_orders(ranker: PairwiseRanker, pairs: pd.DataFrame) -> tuple[np.n
     if ranker.settings.use_caption and "caption" in pairs.columns:
         sep = ranker.tokenizer.sep_token
         caps = pairs["caption"].astype(str).tolist()
-        b_cap = [f"{x} {sep} {c}" for x, c in zip(b, caps, strict=True)]
-        a_cap = [f"{x} {sep} {c}" for x, c in zip(a, caps, strict=True)]
+        b_cap = [caption_segment(x, c, sep) for x, c in zip(b, caps, strict=True)]
+        a_cap = [caption_segment(x, c, sep) for x, c in zip(a, caps, strict=True)]
         ranker_caption_free = RankerSettings(**{**asdict(ranker.settings), "use_caption": False})
         plain = PairwiseRanker(ranker.model, ranker.tokenizer, ranker_caption_free, ranker.device)
         return plain.score_pairs(a, b_cap), plain.score_pairs(b, a_cap)
