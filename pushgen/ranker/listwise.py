@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from pushgen.errors import ConfigError, PushgenError
+from pushgen.models import DTYPES, pick_device
 from pushgen.ranker.budget import char_precut
 
 LISTWISE_HEAD_FILE = "listwise_head.safetensors"
@@ -214,10 +215,10 @@ class ListwiseRanker:
 
         from pushgen.ranker.select import RankerSettings
 
-        if dtype not in ("float32", "bfloat16", "auto"):
+        if dtype not in DTYPES:  # "auto" loads fp32 here; serving casts after resolve_dtype
             raise ConfigError(f"the listwise ranker runs float32 or bfloat16, not {dtype!r}")
         settings, listwise = RankerSettings.load(model_dir), ListwiseSettings.load(model_dir)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = load_listwise_model(model_dir, listwise.pool_layers).to(device).eval()
         ranker = cls(model, tokenizer, settings, listwise, device)

@@ -28,6 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pushgen.errors import ConfigError, DataContractError
+from pushgen.models import pick_device
 from pushgen.ranker.pairs import PairConfig, build_pairs_report
 
 LISTWISE_LOSSES = ("pairwise", "plackett_luce")
@@ -244,7 +245,7 @@ def fit_listwise(model, tokenizer, groups: list[ArmGroup], cfg, listwise) -> dic
 
     from pushgen.ranker.listwise import encode_sets
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(cfg.device)
     model.to(device).train()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

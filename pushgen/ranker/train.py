@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pushgen.errors import ConfigError, DataContractError
-from pushgen.models import check_bf16_setting, use_bf16_autocast
+from pushgen.models import check_bf16_setting, pick_device, use_bf16_autocast
 from pushgen.ranker.metrics import pairwise_metrics
 from pushgen.ranker.model import build_pair_model, check_head
 from pushgen.ranker.pairs import both_orders
@@ -161,10 +161,9 @@ def optimizer_with_head_rate(model, cfg: RankerTrainConfig):
 
 def run_trainer(model, tokenizer, dataset: EncodedDataset, cfg: RankerTrainConfig, loss: str):
     """Fit `model` on `dataset` with the weighted Trainer; returns the Trainer's train output."""
-    import torch
     from transformers import DataCollatorWithPadding, TrainingArguments
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(cfg.device)
     use_cpu = device == "cpu"
     bf16 = use_bf16_autocast(cfg.bf16, device)
     with tempfile.TemporaryDirectory(prefix="pushgen-ranker-") as scratch:
