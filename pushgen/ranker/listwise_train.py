@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from pushgen.errors import ConfigError, DataContractError
@@ -179,8 +180,6 @@ def epoch_examples(
 def pairwise_set_loss(scores, batch: list[SetExample], use_weights: bool = True):
     """Evidence-weighted logistic loss over the labelled pairs of every set in the batch,
     divided by the batch's weight sum."""
-    import torch
-
     rows = np.concatenate([np.full(len(b.pair_i), n) for n, b in enumerate(batch)])
     ii = np.concatenate([b.pair_i for b in batch])
     jj = np.concatenate([b.pair_j for b in batch])
@@ -199,8 +198,6 @@ def pairwise_set_loss(scores, batch: list[SetExample], use_weights: bool = True)
 def plackett_luce_loss(scores, batch: list[SetExample], rng: np.random.Generator):
     """Plackett-Luce negative log-likelihood of a CTR order drawn from the arms' Beta(1 + clicks,
     1 + pv - clicks) posteriors (soft labels), per ranked position, averaged over the batch."""
-    import torch
-
     total, count = scores.new_zeros(()), 0
     for n, b in enumerate(batch):
         draw = rng.beta(1.0 + b.clicks, 1.0 + np.maximum(b.pv - b.clicks, 0.0))
@@ -214,8 +211,6 @@ def plackett_luce_loss(scores, batch: list[SetExample], rng: np.random.Generator
 
 
 def _optimizer_and_schedule(model, cfg, total_steps: int):
-    import torch
-
     head_lr = cfg.head_learning_rate or cfg.learning_rate
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
@@ -240,8 +235,6 @@ def _optimizer_and_schedule(model, cfg, total_steps: int):
 def fit_listwise(model, tokenizer, groups: list[ArmGroup], cfg, listwise) -> dict:
     """The training loop: fresh orders each epoch, one forward pass per batch of tests."""
     import time
-
-    import torch
 
     from pushgen.ranker.listwise import encode_sets
 
