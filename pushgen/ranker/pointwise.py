@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pushgen.errors import DataContractError, PushgenError
 from pushgen.models import pick_device
 from pushgen.ranker.model import load_encoder
 from pushgen.ranker.select import RankerSettings
-from pushgen.ranker.train import EncodedDataset, RankerTrainConfig, run_trainer
+from pushgen.ranker.train import EncodedDataset, RankerTrainConfig
+from pushgen.ranker.trainer import run_trainer
 
 
 def logit_ctr(clicks: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -99,8 +101,6 @@ class PointwiseScorer:
         return cls(model, AutoTokenizer.from_pretrained(str(model_dir)), settings, device)
 
     def score(self, texts: list[str]) -> np.ndarray:
-        import torch
-
         out, bs = [], self.settings.batch_size
         with torch.inference_mode():
             for start in range(0, len(texts), bs):
