@@ -18,7 +18,6 @@ epoch shows each test in a fresh random candidate order; a test with more arms t
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -293,7 +292,7 @@ def train_listwise(
 ) -> dict:
     """Train the listwise head on whole tests, save it to `out_dir` (encoder safetensors, head,
     tokenizer, `ranker_config.json`, `listwise_config.json`) and return its metrics (validation
-    pairs scored one pass per held-out test)."""
+    pairs scored one pass per held-out test); the recipe writes them to `train_metrics.json`."""
     from pushgen.ranker.listwise import ListwiseRanker, ListwiseSettings, build_listwise_model
     from pushgen.ranker.select import RankerSettings
 
@@ -334,7 +333,6 @@ def train_listwise(
 
         ranker = ListwiseRanker.from_pretrained(out, device=cfg.device)
         metrics["val"] = score_and_measure(ranker, pairs_val)
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
 

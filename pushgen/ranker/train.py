@@ -10,7 +10,6 @@ backbone; the default is the packaged all-MiniLM-L6-v2.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -146,7 +145,9 @@ def train_ranker(
     cfg: RankerTrainConfig | None = None,
 ) -> dict:
     """Train the pairwise cross-encoder on both orders of `pairs_train`, save it to `out_dir`,
-    and return metrics (training loss and speed; validation accuracy, AUC, ECE, antisymmetry)."""
+    and return metrics (training loss and speed; validation accuracy, AUC, ECE, antisymmetry).
+    The recipe (`train_from_ab_tests`) writes them, with the pair statistics, to
+    `train_metrics.json`."""
     from pushgen.ranker.trainer import run_trainer  # torch and the Trainer: not at CLI start
 
     cfg = cfg or RankerTrainConfig()
@@ -190,7 +191,6 @@ def train_ranker(
     if pairs_val is not None and not pairs_val.empty:
         ranker = PairwiseRanker.from_pretrained(out, device=cfg.device)
         metrics["val"] = score_and_measure(ranker, pairs_val)
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
 
