@@ -9,14 +9,8 @@ import pytest
 
 from pushgen.errors import DataContractError
 from pushgen.generator.generate import CandidateGenerator, GenerationConfig
-from pushgen.generator.sft import (
-    GeneratorTrainConfig,
-    collate_sft,
-    fit,
-    prepare_sft_data,
-    train_generator,
-    weighted_push_loss,
-)
+from pushgen.generator.sft import GeneratorTrainConfig, prepare_sft_data, train_generator
+from pushgen.generator.trainer import collate_sft, fit, weighted_push_loss
 
 PUSHES = {
     "Humor": "Hilarious! The cat steals the show",
@@ -167,7 +161,7 @@ def test_loss_on_the_kept_logits_equals_the_loss_on_all_logits(tiny_causal_lm_di
     same gradient as computing every position's logits."""
     import torch
 
-    from pushgen.generator.sft import logits_needed
+    from pushgen.generator.trainer import logits_needed
     from pushgen.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(tiny_causal_lm_dir, device="cpu")

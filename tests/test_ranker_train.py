@@ -161,7 +161,7 @@ def test_segment_diff_head_learns_the_planted_preference_and_reloads(segment_dif
 def test_segment_masks_split_a_b_and_a_caption_segment(tiny_encoder_dir):
     from transformers import AutoTokenizer
 
-    from pushgen.ranker.model import segment_masks
+    from pushgen.ranker.segment_diff import segment_masks
 
     tok = AutoTokenizer.from_pretrained(tiny_encoder_dir)
     enc = tok(["a b c", "d"], [f"x y {tok.sep_token} some caption", "z"], padding=True,
@@ -195,7 +195,7 @@ def test_pooling_more_layers_changes_the_score_and_never_exceeds_the_encoder(tin
 
 def test_head_learning_rate_applies_to_the_head_only(tiny_encoder_dir):
     from pushgen.ranker.model import build_pair_model
-    from pushgen.ranker.train import optimizer_with_head_rate
+    from pushgen.ranker.trainer import optimizer_with_head_rate
 
     for head, head_names in (("segment_diff", {"score.weight"}),
                              ("cls", {"classifier.weight", "classifier.bias"})):  # fmt: skip

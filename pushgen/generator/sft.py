@@ -3,8 +3,9 @@
 Each row (video_id, caption, category, text, confidence) becomes `prompt(task, category, caption)
 -> text`. The loss is the mean token cross-entropy over the push tokens only (prompt tokens are
 masked), and a batch's loss is the confidence-weighted mean of its samples' losses, so a
-zero-weight sample contributes nothing. Training runs in the transformers `Trainer`; a validation
-set is held out by video so no video's pushes sit on both sides.
+zero-weight sample contributes nothing. Training runs in the transformers `Trainer` (the loss,
+collator and `fit` are in `trainer.py`); a validation set is held out by video so no video's
+pushes sit on both sides.
 
     metrics = train_generator(labelled_df, "runs/generator", GeneratorTrainConfig(max_steps=30))
 
@@ -32,7 +33,7 @@ from pushgen.contracts import write_rejected
 from pushgen.errors import ConfigError, DataContractError
 from pushgen.generator.generate import GENERATOR_MANIFEST, MERGED_SUBDIR
 from pushgen.generator.prompts import PromptTemplate, encode_prompt, encode_target
-from pushgen.models import check_bf16_setting, use_bf16_autocast
+from pushgen.models import check_bf16_setting
 
 SPLIT_FILE = "split.json"  # which videos trained and which were held out (for evaluation)
 SFT_COLUMNS = ("video_id", "caption", "category", "text", "confidence")
@@ -249,189 +250,12 @@ def build_sft_table(
     return table[~no_caption].reset_index(drop=True), rejected
 
 
-def collate_sft(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
-    """Right-pad a batch: pads get attention 0 and label -100; weights become a float tensor."""
-    import torch
-
-    width = max(len(e["input_ids"]) for e in batch)
-    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, e in enumerate(batch):
-        n = len(e["input_ids"])
-        input_ids[i, :n] = torch.tensor(e["input_ids"])
-        labels[i, :n] = torch.tensor(e["labels"])
-        attention_mask[i, :n] = 1
-    weight = torch.tensor([float(e["weight"]) for e in batch], dtype=torch.float32)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "weight": weight}  # fmt: skip
-
-
-# --- loss and trainer ------------------------------------------------------------------------
-def weighted_push_loss(logits: Any, labels: Any, weight: Any) -> Any:
-    """Confidence-weighted mean over samples of each sample's mean push-token cross-entropy.
-
-    `logits` may cover only the last `logits.shape[1]` positions of the sequence (the model run
-    with `logits_to_keep`): they are aligned with the end of `labels`.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    kept = logits.shape[1]
-    shift_logits = logits[:, :-1, :]
-    shift_labels = labels[:, labels.shape[1] - kept + 1 :]
-    mask = shift_labels != -100
-    # cross-entropy on the push tokens only, as rows of one contiguous (tokens, vocab) matrix
-    token_loss = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
-    token_loss[mask] = F.cross_entropy(
-        shift_logits[mask].float(), shift_labels[mask], reduction="none"
-    )
-    per_sample = token_loss.sum(1) / mask.sum(1).clamp(min=1).float()
-    weight = weight.to(per_sample.dtype)
-    # A batch of only zero-weight samples has nothing to teach: loss 0, gradient 0.
-    return (per_sample * weight).sum() / weight.sum().clamp(min=torch.finfo(weight.dtype).tiny)
-
-
-def logits_needed(labels: Any) -> int:
-    """How many final positions of a right-padded batch the loss needs logits for: from the
-    token before the earliest push token to the end (the prompt's logits are never used, and
-    over a 49k vocabulary they cost more than the rest of the step)."""
-    import torch
-
-    has_label = (labels != -100).any(dim=0)
-    if not bool(has_label.any()):
-        return 1
-    first = int(torch.nonzero(has_label)[0])
-    return labels.shape[1] - max(first - 1, 0)
-
-
-def _trainer_class() -> type:
-    """`Trainer` with the weighted push loss (built lazily: transformers is a heavy import)."""
-    from transformers import Trainer
-
-    class WeightedSFTTrainer(Trainer):
-        # Our loss is a per-batch mean, so the Trainer must divide it for gradient accumulation.
-        loss_is_scaled_for_ga = False
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            inputs = dict(inputs)  # the eval loop reads labels from the caller's dict afterwards
-            labels, weight = inputs.pop("labels"), inputs.pop("weight")
-            outputs = model(**inputs, logits_to_keep=logits_needed(labels))
-            loss = weighted_push_loss(outputs.logits, labels, weight)
-            return (loss, outputs) if return_outputs else loss
-
-    return WeightedSFTTrainer
-
-
-def _progress_callback_class() -> type:
-    """A progress bar that shows the latest losses instead of printing a dict per step."""
-    from transformers.trainer_callback import ProgressCallback
-
-    class LossBarCallback(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            bar = getattr(self, "training_bar", None)
-            if bar is not None and logs:
-                shown = {k: f"{logs[k]:.3f}" for k in ("loss", "eval_loss") if k in logs}
-                if shown:
-                    bar.set_postfix(shown, refresh=False)
-
-    return LossBarCallback
-
-
-def build_lora_model(model: Any, cfg: GeneratorTrainConfig) -> Any:
-    """Wrap `model` with fresh LoRA adapters; the base weights are frozen by peft."""
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora)
-
-
-@dataclass
-class FitResult:
-    """A finished SFT run: the adapted model and its loss curves."""
-
-    model: Any  # the peft model (base frozen, adapters trained)
-    train_loss: list[dict[str, float]]  # [{step, loss}] one per optimiser step
-    val_loss: list[dict[str, float]]  # [{step, eval_loss}], step 0 = before training
-    steps: int
-
-
-def fit(
-    model: Any, tokenizer: Any, data: SFTData, cfg: GeneratorTrainConfig, work_dir: str | Path
-) -> FitResult:
-    """Train LoRA adapters on `data` with the weighted loss in the transformers Trainer."""
-    import torch
-    from transformers import TrainingArguments, set_seed
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    set_seed(cfg.seed)
-    peft_model = build_lora_model(model, cfg)
-    has_val = bool(data.val)
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type="constant_with_warmup",  # short runs: no need to decay
-        weight_decay=cfg.weight_decay,
-        logging_steps=1,  # a loss per step is the training curve the metrics report
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=cfg.eval_steps,
-        save_strategy="no",
-        report_to="none",
-        seed=cfg.seed,
-        remove_unused_columns=False,  # keep `weight`: the collator and loss need it
-        prediction_loss_only=True,
-        use_cpu=str(model.device) == "cpu",
-        bf16=model.dtype == torch.bfloat16 or use_bf16_autocast(cfg.bf16, str(model.device)),
-        disable_tqdm=True,  # our own bar below, without a printed dict per step
-        dataloader_num_workers=0,
-    )
-    trainer = _trainer_class()(
-        model=peft_model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.val or None,
-        data_collator=lambda batch: collate_sft(batch, tokenizer.pad_token_id),
-    )
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    if cfg.progress:
-        trainer.add_callback(_progress_callback_class()())
-    initial = []
-    if has_val and cfg.eval_before_training:
-        # train() starts a fresh log history, so the untuned loss is kept here as step 0
-        initial = [{"step": 0, "eval_loss": trainer.evaluate()["eval_loss"]}]
-    trainer.train()
-    if has_val and trainer.state.global_step % cfg.eval_steps:
-        trainer.evaluate()  # so the validation curve ends at the last step
-    train_curve, val_curve = loss_history(trainer.state.log_history)
-    return FitResult(peft_model, train_curve, initial + val_curve, trainer.state.global_step)
-
-
-def loss_history(log_history: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """(train [{step, loss}], validation [{step, eval_loss}]) from a Trainer's log history."""
-    train = [{"step": e["step"], "loss": e["loss"]} for e in log_history if "loss" in e]
-    val = [
-        {"step": e["step"], "eval_loss": e["eval_loss"]} for e in log_history if "eval_loss" in e
-    ]
-    return train, val
-
-
 # --- the recipe: load -> data -> model + LoRA -> train -> save ---------------------------------
 def train_generator(
     data: pd.DataFrame, out_dir: str | Path, cfg: GeneratorTrainConfig | None = None
 ) -> dict[str, Any]:
     """Fine-tune the generator on labelled, cleaned pushes; write the adapter dir; return metrics."""
+    from pushgen.generator.trainer import fit  # torch and the Trainer: not at CLI start
     from pushgen.models import load_causal_lm
 
     cfg = cfg or GeneratorTrainConfig()

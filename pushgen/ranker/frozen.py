@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from pushgen.errors import ConfigError
@@ -35,8 +36,6 @@ def pooled_layer_states(
     texts: list[str], backbone: str | None, batch_size: int = 64, max_length: int = 64
 ) -> np.ndarray:
     """[n, KEEP_LAYERS, hidden] float32: each text's token mean in each of the last layers."""
-    import torch
-
     from pushgen.ranker.model import load_encoder
 
     model, tokenizer = load_encoder(backbone, num_labels=None)
@@ -132,64 +131,57 @@ class FrozenListwiseConfig:
             raise ConfigError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
 
 
-def _set_scorer_class():
-    import torch
+class SetScorer(torch.nn.Module):
+    """Scores K candidate vectors jointly: no positions, so permuting the candidates
+    permutes the scores (up to float noise). A caption vector, when given, is one more
+    token that every candidate attends to and that is not scored."""
 
-    class SetScorer(torch.nn.Module):
-        """Scores K candidate vectors jointly: no positions, so permuting the candidates
-        permutes the scores (up to float noise). A caption vector, when given, is one more
-        token that every candidate attends to and that is not scored."""
+    def __init__(self, cfg: FrozenListwiseConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.norm_in = torch.nn.LayerNorm(cfg.dim)
+        self.drop_in = torch.nn.Dropout(cfg.input_dropout)
+        self.proj = torch.nn.Linear(cfg.dim, cfg.width)
+        self.caption_type = torch.nn.Parameter(torch.zeros(cfg.width))
+        layer = torch.nn.TransformerEncoderLayer(
+            cfg.width, cfg.heads, 2 * cfg.width, cfg.dropout, batch_first=True,
+            norm_first=True,
+        )  # fmt: skip
+        self.encoder = torch.nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        # the direct path is the linear probe on the raw embedding; the set layers add what
+        # depends on the other candidates
+        self.direct = torch.nn.Linear(cfg.dim, 1, bias=False)
+        self.score = torch.nn.Linear(cfg.width, 1, bias=False)
+        if cfg.anchor == "probe":  # the probe's weights come with `set_probe`
+            torch.nn.init.zeros_(self.score.weight)
+            self.direct.weight.requires_grad_(False)
 
-        def __init__(self, cfg: FrozenListwiseConfig) -> None:
-            super().__init__()
-            self.cfg = cfg
-            self.norm_in = torch.nn.LayerNorm(cfg.dim)
-            self.drop_in = torch.nn.Dropout(cfg.input_dropout)
-            self.proj = torch.nn.Linear(cfg.dim, cfg.width)
-            self.caption_type = torch.nn.Parameter(torch.zeros(cfg.width))
-            layer = torch.nn.TransformerEncoderLayer(
-                cfg.width, cfg.heads, 2 * cfg.width, cfg.dropout, batch_first=True,
-                norm_first=True,
-            )  # fmt: skip
-            self.encoder = torch.nn.TransformerEncoder(
-                layer, cfg.layers, enable_nested_tensor=False
-            )
-            # the direct path is the linear probe on the raw embedding; the set layers add what
-            # depends on the other candidates
-            self.direct = torch.nn.Linear(cfg.dim, 1, bias=False)
-            self.score = torch.nn.Linear(cfg.width, 1, bias=False)
-            if cfg.anchor == "probe":  # the probe's weights come with `set_probe`
-                torch.nn.init.zeros_(self.score.weight)
-                self.direct.weight.requires_grad_(False)
+    def set_probe(self, coef) -> None:
+        """The direct path := the linear probe w (scores w . e), kept frozen."""
+        with torch.no_grad():
+            self.direct.weight.copy_(torch.as_tensor(coef, dtype=torch.float32).view(1, -1))
 
-        def set_probe(self, coef) -> None:
-            """The direct path := the linear probe w (scores w . e), kept frozen."""
-            with torch.no_grad():
-                self.direct.weight.copy_(torch.as_tensor(coef, dtype=torch.float32).view(1, -1))
-
-        def forward(self, cands, mask, caption=None):
-            """cands [B, K, dim], mask [B, K] (True: a real candidate), caption [B, dim] or None
-            -> scores [B, K] (padding slots score 0)."""
-            raw = self.drop_in(cands)
-            h = self.proj(self.norm_in(raw))
-            keep = mask
-            if caption is not None:
-                c = self.proj(self.norm_in(self.drop_in(caption))) + self.caption_type
-                h = torch.cat([h, c.unsqueeze(1)], dim=1)
-                keep = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            h = self.encoder(h, src_key_padding_mask=~keep)[:, : cands.shape[1]]
-            # an anchored probe sees the clean embedding, as it did when it was fitted
-            direct = self.direct(cands if self.cfg.anchor == "probe" else raw)[..., 0]
-            s = self.score(h)[..., 0] + direct
-            return s.masked_fill(~mask, 0.0)
-
-    return SetScorer
+    def forward(self, cands, mask, caption=None):
+        """cands [B, K, dim], mask [B, K] (True: a real candidate), caption [B, dim] or None
+        -> scores [B, K] (padding slots score 0)."""
+        raw = self.drop_in(cands)
+        h = self.proj(self.norm_in(raw))
+        keep = mask
+        if caption is not None:
+            c = self.proj(self.norm_in(self.drop_in(caption))) + self.caption_type
+            h = torch.cat([h, c.unsqueeze(1)], dim=1)
+            keep = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        h = self.encoder(h, src_key_padding_mask=~keep)[:, : cands.shape[1]]
+        # an anchored probe sees the clean embedding, as it did when it was fitted
+        direct = self.direct(cands if self.cfg.anchor == "probe" else raw)[..., 0]
+        s = self.score(h)[..., 0] + direct
+        return s.masked_fill(~mask, 0.0)
 
 
 def build_set_scorer(cfg: FrozenListwiseConfig) -> Any:
     """A fresh `SetScorer` for `cfg`."""
     cfg.check()
-    return _set_scorer_class()(cfg)
+    return SetScorer(cfg)
 
 
 def save_set_scorer(model: Any, out_dir: str | Path, extra: dict | None = None) -> None:
@@ -218,8 +210,6 @@ def load_set_scorer(model_dir: str | Path) -> Any:
 
 def _batch_tensors(examples, table: dict[str, np.ndarray], captions: bool):
     """Padded [B, K, dim] candidate vectors, [B, K] mask and [B, dim] captions (or None)."""
-    import torch
-
     k = max(len(e.texts) for e in examples)
     dim = len(next(iter(table.values())))
     cands = np.zeros((len(examples), k, dim), np.float32)
@@ -247,8 +237,6 @@ def train_set_scorer(
     training and after every epoch; the model keeps the best epoch's weights (the earliest on a
     tie) and `model.selection` says which."""
     import copy
-
-    import torch
 
     from pushgen.ranker.listwise_train import epoch_examples, pairwise_set_loss, plackett_luce_loss
 
@@ -301,8 +289,6 @@ def set_scorer_scores(
     captions: bool = False,
 ) -> list[np.ndarray]:  # fmt: skip
     """Scores of each candidate set in one pass per batch (texts must be keys of `table`)."""
-    import torch
-
     from pushgen.ranker.listwise_train import SetExample
 
     out = []

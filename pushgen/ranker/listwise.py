@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
 
 from pushgen.errors import ConfigError, PushgenError
+from pushgen.models import DTYPES, pick_device
 from pushgen.ranker.budget import char_precut
 
 LISTWISE_HEAD_FILE = "listwise_head.safetensors"
@@ -77,8 +80,6 @@ def encode_sets(
     """Padded tensors for a batch of candidate sets: input_ids, attention_mask, position_ids,
     token_type_ids and candidate_index (the candidate a token belongs to, -1 for [CLS],
     separators, caption and padding)."""
-    import torch
-
     cls_id, sep_id, pad_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
     if sep_id is None:
         raise PushgenError("the listwise head needs a tokenizer with a separator token")
@@ -118,50 +119,43 @@ def encode_sets(
     return out
 
 
-def _listwise_class():
-    import torch
+class ListwiseModel(torch.nn.Module):
+    """Encoder + per-candidate mean pooling + one linear score: [B, T] -> scores [B, K]."""
 
-    class ListwiseModel(torch.nn.Module):
-        """Encoder + per-candidate mean pooling + one linear score: [B, T] -> scores [B, K]."""
+    def __init__(self, encoder, pool_layers: int = 1) -> None:
+        super().__init__()
+        n_layers = getattr(encoder.config, "num_hidden_layers", pool_layers)
+        self.encoder, self.pool_layers = encoder, min(max(pool_layers, 1), n_layers)
+        self.config = encoder.config
+        self.dropout = torch.nn.Dropout(getattr(encoder.config, "hidden_dropout_prob", 0.1))
+        # no bias: only score differences matter
+        self.score = torch.nn.Linear(encoder.config.hidden_size, 1, bias=False)
+        torch.nn.init.normal_(self.score.weight, std=0.02)
 
-        def __init__(self, encoder, pool_layers: int = 1) -> None:
-            super().__init__()
-            n_layers = getattr(encoder.config, "num_hidden_layers", pool_layers)
-            self.encoder, self.pool_layers = encoder, min(max(pool_layers, 1), n_layers)
-            self.config = encoder.config
-            self.dropout = torch.nn.Dropout(getattr(encoder.config, "hidden_dropout_prob", 0.1))
-            # no bias: only score differences matter
-            self.score = torch.nn.Linear(encoder.config.hidden_size, 1, bias=False)
-            torch.nn.init.normal_(self.score.weight, std=0.02)
+    def forward(
+        self, input_ids, attention_mask, candidate_index, position_ids=None,
+        token_type_ids=None, n_candidates: int | None = None,
+    ):  # fmt: skip
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            output_hidden_states=self.pool_layers > 1, **extra,
+        )  # fmt: skip
+        if self.pool_layers > 1:
+            hidden = torch.stack(out.hidden_states[-self.pool_layers :]).mean(dim=0)
+        else:
+            hidden = out.last_hidden_state
+        k = n_candidates or int(candidate_index.max().item()) + 1
+        member = candidate_index.unsqueeze(-1) == torch.arange(k, device=hidden.device)
+        member = member.to(hidden.dtype)  # [B, T, K]
+        pooled = torch.einsum("btk,bth->bkh", member, hidden)
+        pooled = pooled / member.sum(1).clamp_min(1.0).unsqueeze(-1)
+        return self.score(self.dropout(pooled))[..., 0]  # [B, K]
 
-        def forward(
-            self, input_ids, attention_mask, candidate_index, position_ids=None,
-            token_type_ids=None, n_candidates: int | None = None,
-        ):  # fmt: skip
-            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            out = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                output_hidden_states=self.pool_layers > 1, **extra,
-            )  # fmt: skip
-            if self.pool_layers > 1:
-                hidden = torch.stack(out.hidden_states[-self.pool_layers :]).mean(dim=0)
-            else:
-                hidden = out.last_hidden_state
-            k = n_candidates or int(candidate_index.max().item()) + 1
-            member = candidate_index.unsqueeze(-1) == torch.arange(k, device=hidden.device)
-            member = member.to(hidden.dtype)  # [B, T, K]
-            pooled = torch.einsum("btk,bth->bkh", member, hidden)
-            pooled = pooled / member.sum(1).clamp_min(1.0).unsqueeze(-1)
-            return self.score(self.dropout(pooled))[..., 0]  # [B, K]
-
-        def save_pretrained(self, out_dir: str | Path, **kwargs: Any) -> None:
-            from safetensors.torch import save_file
-
-            self.encoder.save_pretrained(out_dir, **kwargs)
-            weight = self.score.weight.detach().float().cpu().contiguous()
-            save_file({"score.weight": weight}, str(Path(out_dir) / LISTWISE_HEAD_FILE))
-
-    return ListwiseModel
+    def save_pretrained(self, out_dir: str | Path, **kwargs: Any) -> None:
+        self.encoder.save_pretrained(out_dir, **kwargs)
+        weight = self.score.weight.detach().float().cpu().contiguous()
+        save_file({"score.weight": weight}, str(Path(out_dir) / LISTWISE_HEAD_FILE))
 
 
 def build_listwise_model(backbone: str | None, pool_layers: int = 1) -> tuple[Any, Any]:
@@ -171,18 +165,17 @@ def build_listwise_model(backbone: str | None, pool_layers: int = 1) -> tuple[An
     encoder, tokenizer = load_encoder(backbone, num_labels=None)
     if tokenizer.sep_token_id is None:
         raise PushgenError("the listwise head needs a tokenizer with a separator token")
-    return _listwise_class()(encoder, pool_layers), tokenizer
+    return ListwiseModel(encoder, pool_layers), tokenizer
 
 
 def load_listwise_model(model_dir: str | Path, pool_layers: int = 1) -> Any:
     """A listwise model saved by `train_listwise`."""
-    from safetensors.torch import load_file
     from transformers import AutoModel
 
     head_file = Path(model_dir) / LISTWISE_HEAD_FILE
     if not head_file.exists():
         raise PushgenError(f"{model_dir}: listwise ranker without its {LISTWISE_HEAD_FILE}")
-    model = _listwise_class()(AutoModel.from_pretrained(str(model_dir)), pool_layers)
+    model = ListwiseModel(AutoModel.from_pretrained(str(model_dir)), pool_layers)
     model.score.load_state_dict({"weight": load_file(str(head_file))["score.weight"]})
     return model
 
@@ -209,15 +202,14 @@ class ListwiseRanker:
         cls, model_dir: str | Path, device: str | None = None, dtype: str = "float32"
     ) -> ListwiseRanker:
         """Load a ranker saved by `train_listwise` (fp32, or bf16 with dtype="bfloat16")."""
-        import torch
         from transformers import AutoTokenizer
 
         from pushgen.ranker.select import RankerSettings
 
-        if dtype not in ("float32", "bfloat16", "auto"):
+        if dtype not in DTYPES:  # "auto" loads fp32 here; serving casts after resolve_dtype
             raise ConfigError(f"the listwise ranker runs float32 or bfloat16, not {dtype!r}")
         settings, listwise = RankerSettings.load(model_dir), ListwiseSettings.load(model_dir)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = load_listwise_model(model_dir, listwise.pool_layers).to(device).eval()
         ranker = cls(model, tokenizer, settings, listwise, device)
@@ -231,8 +223,6 @@ class ListwiseRanker:
     ) -> list[np.ndarray]:
         """Raw scores of each candidate set, all sets in one forward pass per permutation
         (scores averaged over `permutations` random orders; the first is the given order)."""
-        import torch
-
         for texts, _ in sets:
             if len(texts) > self.listwise.max_candidates:
                 raise ConfigError(

@@ -18,16 +18,17 @@ epoch shows each test in a fresh random candidate order; a test with more arms t
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from pushgen.errors import ConfigError, DataContractError
+from pushgen.models import pick_device
 from pushgen.ranker.pairs import PairConfig, build_pairs_report
 
 LISTWISE_LOSSES = ("pairwise", "plackett_luce")
@@ -178,8 +179,6 @@ def epoch_examples(
 def pairwise_set_loss(scores, batch: list[SetExample], use_weights: bool = True):
     """Evidence-weighted logistic loss over the labelled pairs of every set in the batch,
     divided by the batch's weight sum."""
-    import torch
-
     rows = np.concatenate([np.full(len(b.pair_i), n) for n, b in enumerate(batch)])
     ii = np.concatenate([b.pair_i for b in batch])
     jj = np.concatenate([b.pair_j for b in batch])
@@ -198,8 +197,6 @@ def pairwise_set_loss(scores, batch: list[SetExample], use_weights: bool = True)
 def plackett_luce_loss(scores, batch: list[SetExample], rng: np.random.Generator):
     """Plackett-Luce negative log-likelihood of a CTR order drawn from the arms' Beta(1 + clicks,
     1 + pv - clicks) posteriors (soft labels), per ranked position, averaged over the batch."""
-    import torch
-
     total, count = scores.new_zeros(()), 0
     for n, b in enumerate(batch):
         draw = rng.beta(1.0 + b.clicks, 1.0 + np.maximum(b.pv - b.clicks, 0.0))
@@ -213,8 +210,6 @@ def plackett_luce_loss(scores, batch: list[SetExample], rng: np.random.Generator
 
 
 def _optimizer_and_schedule(model, cfg, total_steps: int):
-    import torch
-
     head_lr = cfg.head_learning_rate or cfg.learning_rate
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
@@ -240,11 +235,9 @@ def fit_listwise(model, tokenizer, groups: list[ArmGroup], cfg, listwise) -> dic
     """The training loop: fresh orders each epoch, one forward pass per batch of tests."""
     import time
 
-    import torch
-
     from pushgen.ranker.listwise import encode_sets
 
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(cfg.device)
     model.to(device).train()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -299,7 +292,7 @@ def train_listwise(
 ) -> dict:
     """Train the listwise head on whole tests, save it to `out_dir` (encoder safetensors, head,
     tokenizer, `ranker_config.json`, `listwise_config.json`) and return its metrics (validation
-    pairs scored one pass per held-out test)."""
+    pairs scored one pass per held-out test); the recipe writes them to `train_metrics.json`."""
     from pushgen.ranker.listwise import ListwiseRanker, ListwiseSettings, build_listwise_model
     from pushgen.ranker.select import RankerSettings
 
@@ -340,7 +333,6 @@ def train_listwise(
 
         ranker = ListwiseRanker.from_pretrained(out, device=cfg.device)
         metrics["val"] = score_and_measure(ranker, pairs_val)
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
 

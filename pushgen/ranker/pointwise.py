@@ -18,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pushgen.errors import DataContractError, PushgenError
+from pushgen.models import pick_device
 from pushgen.ranker.model import load_encoder
 from pushgen.ranker.select import RankerSettings
-from pushgen.ranker.train import EncodedDataset, RankerTrainConfig, run_trainer
+from pushgen.ranker.train import EncodedDataset, RankerTrainConfig
+from pushgen.ranker.trainer import run_trainer
 
 
 def logit_ctr(clicks: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -88,19 +91,16 @@ class PointwiseScorer:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str | None = None) -> PointwiseScorer:
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         settings = RankerSettings.load(model_dir)
         if settings.kind != "pointwise":
             raise PushgenError(f"{model_dir} holds a {settings.kind} model, not a pointwise one")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = pick_device(device)
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
         return cls(model, AutoTokenizer.from_pretrained(str(model_dir)), settings, device)
 
     def score(self, texts: list[str]) -> np.ndarray:
-        import torch
-
         out, bs = [], self.settings.batch_size
         with torch.inference_mode():
             for start in range(0, len(texts), bs):

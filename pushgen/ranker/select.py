@@ -32,11 +32,13 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
 from pushgen.errors import ConfigError, PushgenError
+from pushgen.models import DTYPES as MODEL_DTYPES
+from pushgen.models import check_dtype, pick_device, resolve_dtype
 
 METHODS = ("copeland", "bradley_terry", "knockout")
-# Numeric modes for inference: "auto" is bf16 where the hardware has bf16 units (CUDA, CPU
-# AMX/AVX512-BF16), else fp32; "int8" is dynamic int8 quantisation of the Linear layers (CPU).
-DTYPES = ("auto", "float32", "bfloat16", "int8")
+# Numeric modes for inference: `pushgen.models.DTYPES` ("auto": bf16 where the hardware has bf16
+# units, else fp32), plus "int8", dynamic int8 quantisation of the Linear layers (CPU).
+DTYPES = (*MODEL_DTYPES, "int8")
 RANKER_CONFIG_FILE = "ranker_config.json"
 
 # compare(pairs) -> P(i beats j) for each (i, j) in pairs; one call per knockout round.
@@ -198,11 +200,9 @@ class PairwiseRanker:
         import torch
         from transformers import AutoTokenizer
 
-        from pushgen.models import has_bf16_units
         from pushgen.ranker.model import load_pair_model
 
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        check_dtype(dtype, DTYPES)
         settings = RankerSettings.load(model_dir)
         if settings.head == "listwise":  # one pass per candidate set, same interface
             from pushgen.ranker.listwise import ListwiseRanker
@@ -210,12 +210,11 @@ class PairwiseRanker:
             return ListwiseRanker.from_pretrained(model_dir, device, dtype)  # type: ignore[return-value]
         if settings.kind != "pairwise":
             raise PushgenError(f"{model_dir} holds a {settings.kind} model, not a pairwise ranker")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = load_pair_model(model_dir, settings.head, tokenizer, settings.pool_layers)
         model.to(device).eval()
-        if dtype == "auto":
-            dtype = "bfloat16" if has_bf16_units(device) else "float32"
+        dtype = resolve_dtype(dtype, device, DTYPES)
         if dtype == "bfloat16":
             model.to(torch.bfloat16)
         elif dtype == "int8":

@@ -10,8 +10,6 @@ backbone; the default is the packaged all-MiniLM-L6-v2.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pushgen.errors import ConfigError, DataContractError
-from pushgen.models import check_bf16_setting, use_bf16_autocast
+from pushgen.models import check_bf16_setting
 from pushgen.ranker.metrics import pairwise_metrics
 from pushgen.ranker.model import build_pair_model, check_head
 from pushgen.ranker.pairs import both_orders
@@ -108,95 +106,6 @@ class EncodedDataset:
         return item
 
 
-def make_weighted_trainer_class(loss: str):
-    """A Trainer whose loss is a per-example weighted BCE-with-logits or MSE on one logit.
-
-    The weight column is popped before the forward pass (the model does not know it); weighted
-    means divide by the batch's weight sum so the learning rate means the same for any weighting.
-    """
-    import torch
-    from transformers import Trainer
-
-    class WeightedTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            weight = inputs.pop("weight").float()
-            target = inputs.pop("labels").float()
-            outputs = model(**inputs)
-            logit = outputs.logits[:, 0].float()
-            if loss == "bce":
-                per = torch.nn.functional.binary_cross_entropy_with_logits(
-                    logit, target, reduction="none"
-                )
-            else:
-                per = (logit - target) ** 2
-            value = (per * weight).sum() / weight.sum().clamp_min(1e-8)
-            return (value, outputs) if return_outputs else value
-
-    return WeightedTrainer
-
-
-def optimizer_with_head_rate(model, cfg: RankerTrainConfig):
-    """AdamW with the head's parameters at `cfg.head_learning_rate`, the encoder's at
-    `cfg.learning_rate`; weight decay on matrices only (not on biases and LayerNorm gains)."""
-    import torch
-
-    from pushgen.ranker.model import head_parameter_names
-
-    head = head_parameter_names(model)
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            groups.setdefault((name in head, param.ndim >= 2), []).append(param)
-    return torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "lr": cfg.head_learning_rate if is_head else cfg.learning_rate,
-                "weight_decay": cfg.weight_decay if decays else 0.0,
-            }
-            for (is_head, decays), params in groups.items()
-        ]
-    )
-
-
-def run_trainer(model, tokenizer, dataset: EncodedDataset, cfg: RankerTrainConfig, loss: str):
-    """Fit `model` on `dataset` with the weighted Trainer; returns the Trainer's train output."""
-    import torch
-    from transformers import DataCollatorWithPadding, TrainingArguments
-
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    use_cpu = device == "cpu"
-    bf16 = use_bf16_autocast(cfg.bf16, device)
-    with tempfile.TemporaryDirectory(prefix="pushgen-ranker-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,  # nothing is checkpointed: the final model is saved by the caller
-            num_train_epochs=cfg.epochs,
-            per_device_train_batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay,
-            warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
-            logging_steps=cfg.logging_steps,
-            save_strategy="no",
-            report_to="none",
-            seed=cfg.seed,
-            use_cpu=use_cpu,
-            bf16=bf16,  # autocast only: weights and optimiser state stay fp32
-            dataloader_num_workers=0,  # tokenised up front; workers would only add fork cost
-            disable_tqdm=None,
-            remove_unused_columns=False,  # keep `weight`: compute_loss pops it before forward
-        )
-        # the Trainer builds the warm-up/decay schedule around a given optimiser's group rates
-        optimizer = optimizer_with_head_rate(model, cfg) if cfg.head_learning_rate else None
-        trainer = make_weighted_trainer_class(loss)(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            optimizers=(optimizer, None),
-        )
-        return trainer.train()
-
-
 def _pair_inputs(pairs: pd.DataFrame, tokenizer, cfg: RankerTrainConfig) -> tuple[list, list]:
     second = pairs["text_b"].astype(str).tolist()
     if cfg.use_caption:
@@ -237,7 +146,11 @@ def train_ranker(
     cfg: RankerTrainConfig | None = None,
 ) -> dict:
     """Train the pairwise cross-encoder on both orders of `pairs_train`, save it to `out_dir`,
-    and return metrics (training loss and speed; validation accuracy, AUC, ECE, antisymmetry)."""
+    and return metrics (training loss and speed; validation accuracy, AUC, ECE, antisymmetry).
+    The recipe (`train_from_ab_tests`) writes them, with the pair statistics, to
+    `train_metrics.json`."""
+    from pushgen.ranker.trainer import run_trainer  # torch and the Trainer: not at CLI start
+
     cfg = cfg or RankerTrainConfig()
     cfg.check()
     _check_pairs(pairs_train, "training pairs")
@@ -279,7 +192,6 @@ def train_ranker(
     if pairs_val is not None and not pairs_val.empty:
         ranker = PairwiseRanker.from_pretrained(out, device=cfg.device)
         metrics["val"] = score_and_measure(ranker, pairs_val)
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
 
