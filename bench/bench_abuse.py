@@ -427,7 +427,7 @@ def budget_baseline(models: Path, repeats: int = 3) -> Table:
 
     from pushgen.ranker.select import PairwiseRanker
     from serving.protocol import RankRequest
-    from serving.ranker import pair_inputs, score_requests
+    from serving.ranker import score_requests
 
     torch.set_num_threads(1)
     ranker = PairwiseRanker.from_pretrained(models / "ranker", device="cpu")
@@ -443,7 +443,7 @@ def budget_baseline(models: Path, repeats: int = 3) -> Table:
         return min(times) * 1000
 
     def naive(req: RankRequest) -> None:  # the old path: every pair of uncut texts tokenised
-        ranker.score_pairs(*pair_inputs(ranker, req))
+        ranker.score_pairs(*ranker.pair_inputs(req.texts, req.caption))
 
     typ = best(lambda: score_requests(ranker, [typical], "copeland"))
     rows = [

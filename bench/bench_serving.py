@@ -205,10 +205,11 @@ def bench_chain(models: Path, work: Path, clients: int, seconds: float, feature_
 
 def bench_pairs_in_process(models: Path, reps: int = 5) -> list[dict]:
     from pushgen.ranker.select import PairwiseRanker
-    from serving.ranker import RankRequest, pair_inputs
+    from serving.ranker import RankRequest
 
     ranker = PairwiseRanker.from_pretrained(models / "ranker", device="cpu")
-    a, b = pair_inputs(ranker, RankRequest(tuple(TEXTS), CAPTION))
+    req = RankRequest(tuple(TEXTS), CAPTION)
+    a, b = ranker.pair_inputs(req.texts, req.caption)
     ranker.score_pairs(a, b)  # warm-up
 
     def one_batch() -> None:

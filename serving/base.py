@@ -17,13 +17,8 @@ from typing import Any, TypeVar
 from kserve import Model
 from kserve.protocol.infer_type import InferRequest
 
-from serving.protocol import (
-    RequestLimits,
-    V2Signature,
-    v1_instances,
-    v2_instance,
-    v2_response,
-)
+from serving.envelope import V2Signature, v1_instances, v2_instance, v2_response
+from serving.protocol import RequestLimits
 from serving.server import Overloaded
 
 T = TypeVar("T")

@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pushgen.models import DTYPES, resolve_dtype
 from serving.base import PushgenModel
-from serving.hardware import DTYPES, resolve_dtype
-from serving.protocol import GENERATOR_V2, GenerateRequest, RequestLimits, generate_request
+from serving.envelope import GENERATOR_V2
+from serving.protocol import GenerateRequest, RequestLimits, generate_request
 from serving.server import add_server_args, serve, server_config
 from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
 

@@ -24,9 +24,10 @@ from typing import Any
 
 from kserve.errors import InvalidInput
 
+from pushgen.models import resolve_dtype
 from serving.base import Parsed, PushgenModel
-from serving.hardware import resolve_dtype
-from serving.protocol import RANKER_V2, RankRequest, RequestLimits, rank_request
+from serving.envelope import RANKER_V2
+from serving.protocol import RankRequest, RequestLimits, rank_request
 from serving.server import Overloaded, add_server_args, serve, server_config
 from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
 
@@ -43,11 +44,6 @@ class RankerServeConfig:
     # "auto": bf16 where the hardware has bf16 matrix units (CUDA, or CPU AMX/AVX512-BF16: about
     # 2.4x less CPU time per batch than fp32, win probabilities within 0.002), else fp32
     dtype: str = "auto"
-
-
-def pair_inputs(ranker: Any, req: RankRequest) -> tuple[list[str], list[str]]:
-    """The (a, b) model inputs of every ordered pair of one request (for the benchmarks)."""
-    return ranker.pair_inputs(req.texts, req.caption)
 
 
 def within_budget(ranker: Any, req: RankRequest) -> RankRequest:

@@ -60,7 +60,7 @@ class StackConfig:
     ranker_batching: bool = True  # dynamic batching of concurrent ranker requests
     max_new_tokens: int = 24  # generator length budget
     dtype: str = (
-        "auto"  # both models: bf16 where the hardware has bf16 units (see serving.hardware)
+        "auto"  # both models: bf16 where the hardware has bf16 units (pushgen.models.resolve_dtype)
     )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the servers
     explore_epsilon: float | None = None  # transformer's exploration share; None: its default

@@ -38,9 +38,10 @@ from kserve.errors import InvalidInput
 
 from pushgen.categories import DEFAULT_CATEGORIES
 from serving.base import PushgenModel
+from serving.envelope import PUSH_V2
 from serving.explore import DEFAULT_EPSILON, choose, log_rows, request_rng
 from serving.gate import IN_INFERENCE
-from serving.protocol import PUSH_V2, PushRequest, RequestLimits, push_request
+from serving.protocol import PushRequest, RequestLimits, push_request
 from serving.server import (
     NotFoundError,
     ServerConfig,
