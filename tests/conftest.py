@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,39 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
     from pushgen.models import build_tiny_encoder
 
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API for the session: moto's standalone server in a thread on 127.0.0.1.
+
+    One server serves every test; they keep apart by bucket name. (test_serving_log starts its
+    own on a fixed port: it stops and restarts it to play an S3 outage.)
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_variables(s3_endpoint: str) -> dict[str, str]:
+    """The environment that points boto3 and pushgen at the session's S3 server (moto's keys)."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PUSHGEN_S3_ENDPOINT": s3_endpoint,
+    }
+
+
+@pytest.fixture
+def s3_env(s3_variables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Credentials and endpoint through the environment only, the way the pipeline gets them."""
+    for name, value in s3_variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3_variables["PUSHGEN_S3_ENDPOINT"]
