@@ -107,22 +107,12 @@ def test_added_removed_files_and_foreign_manifests_are_refused(local_version, tm
 
 
 @pytest.fixture
-def s3_store(weights, monkeypatch, request):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
-                 "AWS_DEFAULT_REGION": "us-east-1", "PUSHGEN_S3_ENDPOINT": endpoint}.items():  # fmt: skip
-        monkeypatch.setenv(k, v)
+def s3_store(weights, s3_env, request):
     bucket = f"{BUCKET}-{request.node.name[5:30].replace('_', '-')}".strip("-")
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    boto3.client("s3", endpoint_url=s3_env).create_bucket(Bucket=bucket)
     store = ArtifactStore.from_uri(f"s3://{bucket}/p")
     store.register("v1", weights)
-    yield store, endpoint
-    server.stop()
+    return store, s3_env
 
 
 def test_s3_download_and_cache_are_verified_on_every_load(s3_store, tmp_path):

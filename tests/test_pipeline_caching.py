@@ -1,8 +1,10 @@
 """Caching hygiene: ingest is keyed by the data's content hash; fingerprint and register never
 cached; new data at the same URI is read again by kfp's local runner (real cache)."""
 
+import json
 import shutil
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -81,6 +83,17 @@ def test_new_data_at_the_same_uri_is_read_again(tmp_path):
     assert fresh["simulate-or-ingest/videos"] != first["simulate-or-ingest/videos"]
     assert len(pd.read_parquet(first["simulate-or-ingest/videos"])) == 12
     assert len(pd.read_parquet(fresh["simulate-or-ingest/videos"])) == 17
+
+
+def test_without_a_data_location_the_step_simulates_a_world(tmp_path):
+    # the fast tier's whole pipeline run ingests the demo's tables (conftest.py training_run)
+    out = _run(tmp_path / "root", "")
+    assert len(pd.read_parquet(out["simulate-or-ingest/videos"])) == 30  # n_videos
+    assert len(pd.read_parquet(out["simulate-or-ingest/ab_tests"])) > 0
+    for name in ("pushes", "world", "rejected"):
+        assert Path(out[f"simulate-or-ingest/{name}"]).is_file(), name
+    metrics = json.loads(Path(out["simulate-or-ingest/metrics"]).read_text())
+    assert metrics["simulated"] == 1 and metrics["videos_rows"] == 30
 
 
 @pytest.mark.slow

@@ -1,7 +1,10 @@
-"""The whole training pipeline, run here by kfp's local runner on tiny models and ~30 videos."""
+"""The whole training pipeline, run by kfp's local runner on tiny models and the demo's 40 videos.
+
+The run is the session's `training_run` (tests/conftest.py): the fast tier's only whole pipeline
+run, which test_demo serves and monitors too.
+"""
 
 import json
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,25 +15,12 @@ from pushgen.store import ArtifactStore, sha256_file
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir):
-    root = tmp_path_factory.mktemp("pipeline")
-    params = {
-        "n_videos": 30,
-        "base_model": str(tiny_causal_lm_dir),
-        "backbone": str(tiny_encoder_dir),
-        "sft_max_steps": 2,
-        "sft_batch_size": 4,
-        "reward_epochs": 1.0,
-        "reward_use_caption": True,  # the ranker reads its captions through Feast too
-        "version": "t1",
-    }
-    started = time.perf_counter()
-    artifacts = run_local(params, root)
-    return root, params, artifacts, time.perf_counter() - started
+def local_run(training_run):
+    return training_run.out / "pipeline", training_run.params, training_run.artifacts
 
 
 def test_every_step_produces_its_artifacts(local_run):
-    root, _, artifacts, _ = local_run
+    root, _, artifacts = local_run
     for name in (
         "simulate-or-ingest/videos",
         "simulate-or-ingest/ab_tests",
@@ -67,7 +57,7 @@ def test_every_step_produces_its_artifacts(local_run):
 
 
 def test_release_is_registered_and_loads_back(local_run, tmp_path):
-    root, _, artifacts, _ = local_run
+    root, _, artifacts = local_run
     store = ArtifactStore.from_uri(root / "store")
     manifest = store.resolve("latest")
     assert manifest["version"] == "t1"
@@ -87,7 +77,7 @@ def test_release_is_registered_and_loads_back(local_run, tmp_path):
 
 
 def test_rerun_is_served_from_the_cache(local_run):
-    root, params, first, _ = local_run
+    root, params, first = local_run
     again = run_local(params, root)
     # Every step is cached: the rerun points at the first run's outputs and retrains nothing.
     for name in ("caption/captions", "label/labelled", "sft/generator", "reward/ranker"):

@@ -1,26 +1,64 @@
 """The reward KFP component: compiles, and runs under kfp's local runner on simulated A/B tests."""
 
+import inspect
 import json
 import warnings
 
 import pandas as pd
 import pytest
+import yaml
 from kfp import compiler, dsl, local
 from kfp.dsl import Dataset
 
+from components import PUSHGEN_IMAGE
 from components.reward import reward
 from pushgen.errors import DataContractError
 from pushgen.ranker.pairs import PairConfig
 from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
 from pushgen.ranker.train import RankerTrainConfig
 
+# How kfp writes a Python annotation as a parameter type in the compiled spec.
+KFP_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN"}
+
 
 def test_component_compiles_with_its_interface(tmp_path):
     path = tmp_path / "reward.yaml"
     compiler.Compiler().compile(reward, str(path))
-    spec = path.read_text()
-    for name in ("ab_tests", "ranker", "rejected", "metrics", "backbone", "max_p_value"):
-        assert name in spec
+    spec = yaml.safe_load(path.read_text())
+    component = spec["components"]["comp-reward"]
+    inputs, outputs = component["inputDefinitions"], component["outputDefinitions"]
+
+    def schema(artifacts: dict) -> dict:
+        return {name: a["artifactType"]["schemaTitle"] for name, a in artifacts.items()}
+
+    assert schema(inputs["artifacts"]) == {
+        "ab_tests": "system.Dataset",
+        "captions": "system.Dataset",
+    }
+    assert inputs["artifacts"]["captions"].get("isOptional") is True  # only with use_caption
+    assert "isOptional" not in inputs["artifacts"]["ab_tests"]
+    assert schema(outputs["artifacts"]) == {
+        "ranker": "system.Model",
+        "rejected": "system.Dataset",
+        "metrics": "system.Metrics",
+    }
+    # every parameter of the function, with its type and default, and its Args: line for the UI
+    signature = inspect.signature(reward.python_func).parameters
+    expected = {name: p for name, p in signature.items() if p.annotation in KFP_TYPES}
+    params = inputs["parameters"]
+    assert set(params) == set(expected) >= {"backbone", "max_p_value", "epochs", "use_caption"}
+    for name, p in expected.items():
+        assert params[name]["parameterType"] == KFP_TYPES[p.annotation], name
+        assert params[name]["defaultValue"] == p.default and params[name]["isOptional"], name
+        assert params[name]["description"], name
+    assert params["max_p_value"]["parameterType"] == "NUMBER_DOUBLE"
+    # the executor runs this function from the project image through kfp's executor, no pip
+    executor = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    assert executor["image"] == PUSHGEN_IMAGE
+    assert executor["args"] == ["--executor_input", "{{$}}", "--function_to_execute", "reward"]
+    command = "\n".join(executor["command"])
+    assert "python3 -m kfp.dsl.executor_main" in command and "\ndef reward(" in command
+    assert "pip install" not in command  # install_kfp_package=False: it runs offline
 
 
 def test_component_trains_a_ranker_locally(sim_dir, tiny_encoder_dir, tmp_path):

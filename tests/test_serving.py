@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import select
 import signal
 import socket
@@ -453,8 +454,10 @@ def test_cli_push_against_the_stack(stack, capsys):
         )
         == 0
     )
+    # Humor's candidate fails the guard, so the push is Curiosity's, with the ranker's score
     out = capsys.readouterr().out
-    assert out.startswith("[") or out.startswith("no push:")
+    push = re.escape(f"[Curiosity] {TINY_PUSHES['Curiosity']}  score=") + r"-?\d+\.\d{3}\n"
+    assert re.fullmatch(push, out), out
     assert main(["push", "--video-id", "no-such-video", "--url", stack.url]) == 2
     assert "404" in capsys.readouterr().err
 

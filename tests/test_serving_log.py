@@ -39,6 +39,8 @@ def _rows(request_id: str, n: int = 3) -> list[dict]:
 
 @pytest.fixture
 def moto_s3(monkeypatch):
+    """A moto S3 server of this test's own, not the session's `s3_endpoint` (conftest.py): the
+    outage test stops it and starts it again on the same port, which would cut off the others."""
     from moto.server import ThreadedMotoServer
 
     with socket.socket() as sock:  # a fixed port, so a stopped server can come back on it

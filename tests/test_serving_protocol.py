@@ -10,7 +10,6 @@ import boto3
 import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
-from moto.server import ThreadedMotoServer
 
 from pushgen.errors import ConfigError
 from serving.envelope import RANKER_V2, v1_instances, v2_instance
@@ -99,7 +98,7 @@ def test_pickle_checkpoints_are_refused(tmp_path):
         check_safe_weights(empty)
 
 
-def test_ranker_loads_from_s3(tiny_encoder_dir, tmp_path, monkeypatch):
+def test_ranker_loads_from_s3(tiny_encoder_dir, tmp_path, s3_env):
     """A ranker uploaded to a real S3 API (moto server) is fetched, validated and served in-process."""
     import asyncio
 
@@ -107,32 +106,20 @@ def test_ranker_loads_from_s3(tiny_encoder_dir, tmp_path, monkeypatch):
     from serving.ranker import RankerModel, RankerServeConfig
 
     RankerSettings(max_length=16).save(tiny_encoder_dir)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "PUSHGEN_S3_ENDPOINT": endpoint}.items():  # fmt: skip
-            monkeypatch.setenv(k, v)
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="pushgen-models")
-        for f in Path(tiny_encoder_dir).iterdir():
-            s3.upload_file(str(f), "pushgen-models", f"v1/ranker/{f.name}")
-        model = RankerModel(
-            "ranker", "s3://pushgen-models/v1/ranker",
-            RankerServeConfig(dynamic_batching=False),
-            storage=StorageConfig(root=tmp_path, cache_dir=tmp_path / "cache"),
-        )  # fmt: skip
-        assert model.load() and model.ready
-        assert (
-            tmp_path / "cache" / "pushgen-models" / "v1" / "ranker" / "model.safetensors"
-        ).exists()
-        parsed = model.preprocess({"instances": [{"texts": ["a", "b", "c"]}]})
-        out = asyncio.run(model.predict(parsed))
-        assert len(out["predictions"][0]["scores"]) == 3
-    finally:
-        server.stop()
+    s3 = boto3.client("s3", endpoint_url=s3_env)
+    s3.create_bucket(Bucket="pushgen-models")
+    for f in Path(tiny_encoder_dir).iterdir():
+        s3.upload_file(str(f), "pushgen-models", f"v1/ranker/{f.name}")
+    model = RankerModel(
+        "ranker", "s3://pushgen-models/v1/ranker",
+        RankerServeConfig(dynamic_batching=False),
+        storage=StorageConfig(root=tmp_path, cache_dir=tmp_path / "cache"),
+    )  # fmt: skip
+    assert model.load() and model.ready
+    assert (tmp_path / "cache" / "pushgen-models" / "v1" / "ranker" / "model.safetensors").exists()
+    parsed = model.preprocess({"instances": [{"texts": ["a", "b", "c"]}]})
+    out = asyncio.run(model.predict(parsed))
+    assert len(out["predictions"][0]["scores"]) == 3
 
 
 # --- serving log --------------------------------------------------------------------------

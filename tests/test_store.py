@@ -10,7 +10,6 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import settings as moto_settings
-from moto.server import ThreadedMotoServer
 
 from pushgen.errors import PushgenError
 from pushgen.store import (
@@ -22,27 +21,6 @@ from pushgen.store import (
     hash_paths,
     sha256_file,
 )
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A real S3 API: moto's standalone server in a thread, bound to 127.0.0.1 on a free port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint, monkeypatch):
-    """Credentials and endpoint through the environment only, the way the pipeline gets them."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("PUSHGEN_S3_ENDPOINT", s3_endpoint)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return s3_endpoint
 
 
 @pytest.fixture
