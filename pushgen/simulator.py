@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import tomllib
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,268 +31,21 @@ from pushgen.categories import DEFAULT_CATEGORIES
 from pushgen.contracts import write_table
 from pushgen.errors import ConfigError, DataContractError
 
-# --- the vocabulary of the world -----------------------------------------------------------------
+# --- the vocabulary of the world (pushgen/world_vocabulary.toml) --------------------------------
 
-TOPICS: dict[str, dict[str, list[str]]] = {
-    "cooking": {
-        "things": ["dumplings", "sourdough", "ramen", "paella", "tiramisu", "tacos"],
-        "verbs": ["cook", "bake", "fold", "plate"],
-    },
-    "pets": {
-        "things": ["puppy", "kitten", "parrot", "rescue dog", "hamster", "pony"],
-        "verbs": ["train", "groom", "rescue", "adopt"],
-    },
-    "travel": {
-        "things": [
-            "night market",
-            "hidden beach",
-            "mountain hut",
-            "train ride",
-            "old town",
-            "canyon hike",
-        ],
-        "verbs": ["explore", "visit", "plan", "pack"],
-    },
-    "sports": {
-        "things": [
-            "free kick",
-            "marathon",
-            "slam dunk",
-            "bike race",
-            "boxing match",
-            "surf session",
-        ],
-        "verbs": ["train", "win", "practice", "score"],
-    },
-    "music": {
-        "things": [
-            "guitar solo",
-            "street concert",
-            "piano cover",
-            "drum battle",
-            "choir",
-            "violin duet",
-        ],
-        "verbs": ["play", "record", "perform", "mix"],
-    },
-    "tech": {
-        "things": ["phone repair", "robot arm", "gaming pc", "drone", "smart home", "3d printer"],
-        "verbs": ["build", "fix", "set up", "test"],
-    },
-    "comedy": {
-        "things": ["prank", "stand-up set", "sketch", "blooper reel", "roast", "impression"],
-        "verbs": ["pull off", "film", "improvise", "stage"],
-    },
-    "news": {
-        "things": [
-            "flood rescue",
-            "city council vote",
-            "heatwave",
-            "election night",
-            "bridge opening",
-            "power outage",
-        ],
-        "verbs": ["report", "cover", "explain", "follow"],
-    },
-    "fitness": {
-        "things": [
-            "plank challenge",
-            "yoga flow",
-            "kettlebell workout",
-            "morning run",
-            "stretch routine",
-            "pull-up",
-        ],
-        "verbs": ["train", "master", "try", "finish"],
-    },
-    "diy": {
-        "things": [
-            "bookshelf",
-            "garden bed",
-            "bike repair",
-            "wall shelf",
-            "tiny house",
-            "paint job",
-        ],
-        "verbs": ["build", "fix", "restore", "make"],
-    },
-}
-FIRST_NAMES = [
-    "Maria",
-    "Liam",
-    "Aisha",
-    "Kenji",
-    "Sofia",
-    "Mateo",
-    "Chloe",
-    "Omar",
-    "Priya",
-    "Lucas",
-    "Elena",
-    "Noah",
-    "Yuki",
-    "Amara",
-    "Diego",
-    "Hanna",
-    "Ravi",
-    "Zoe",
-    "Felix",
-    "Leila",
-    "Tomas",
-    "Ines",
-    "Kofi",
-    "Mei",
-]
-LAST_NAMES = [
-    "Lopez",
-    "Novak",
-    "Okafor",
-    "Tanaka",
-    "Rossi",
-    "Silva",
-    "Dubois",
-    "Haddad",
-    "Sharma",
-    "Berg",
-    "Kowalski",
-    "Moreau",
-    "Nguyen",
-    "Mensah",
-    "Costa",
-    "Fischer",
-]
-PLACES = [
-    "Lisbon",
-    "Osaka",
-    "Nairobi",
-    "Denver",
-    "Krakow",
-    "Marseille",
-    "Hanoi",
-    "Cusco",
-    "Bergen",
-    "Austin",
-    "Seville",
-    "Busan",
-    "Accra",
-    "Tallinn",
-    "Porto",
-    "Dublin",
-    "Mumbai",
-    "Quebec",
-    "Valparaiso",
-    "Tbilisi",
-]
+_VOCAB = tomllib.loads(
+    resources.files("pushgen").joinpath("world_vocabulary.toml").read_text("utf-8")
+)
+TOPICS: dict[str, dict[str, list[str]]] = _VOCAB["topics"]
+FIRST_NAMES: list[str] = _VOCAB["first_names"]
+LAST_NAMES: list[str] = _VOCAB["last_names"]
+PLACES: list[str] = _VOCAB["places"]
 # names a writer may invent: absent from every video, so their presence is always unfaithful
-INVENTED_NAMES = ["Taylor Swift", "Elon Musk", "Beyonce", "Ronaldo", "Oprah", "Drake"]
-EMOJIS = ["🔥", "😂", "❤️", "👀", "⏰", "✨", "😱", "👍"]
-
+INVENTED_NAMES: list[str] = _VOCAB["invented_names"]
+EMOJIS: list[str] = _VOCAB["emojis"]
 # Each style has several templates (varied wording) and cue phrases that identify it.
-TEMPLATES: dict[str, list[str]] = {
-    "Suspense": [
-        "You won't believe what {name} found in {place}",
-        "Wait for it... {name}'s {thing} ends in a way nobody expected",
-        "What happens next in {place} will shock you",
-        "The secret behind {name}'s {thing} is finally out",
-        "Nobody expected this ending from {name}",
-        "A mystery in {place}: watch till the end",
-    ],
-    "Emotion": [
-        "This heartwarming moment with {name} will melt your heart",
-        "{name}'s story in {place} brought everyone to tears",
-        "A touching {thing} that will make you cry",
-        "So moving: {name} and the {thing} in {place}",
-        "Pure love: {name} shares a wholesome moment",
-    ],
-    "Practical": [
-        "{num} tips from {name} to master the {thing}",
-        "How to {verb} a {thing} like {name}: a quick guide",
-        "The easy way to {verb} a {thing}, step by step",
-        "Learn the trick {name} uses for the {thing}",
-        "Save time with {name}'s {num}-step {thing} guide",
-    ],
-    "Humor": [
-        "Hilarious! {name} vs the {thing}",
-        "You'll laugh out loud at {name} in {place}",
-        "The funniest {thing} fail of the week",
-        "Can't stop laughing at {name}'s {thing}",
-        "Comedy gold: {name} tries a {thing}",
-    ],
-    "Curiosity": [
-        "Why does {name} {verb} the {thing} this way?",
-        "Ever wondered how a {thing} is done in {place}?",
-        "What if you tried the {thing} like {name}?",
-        "The real reason {name} loves this {thing}",
-        "How did {name} pull this off in {place}?",
-    ],
-    "Urgency": [
-        "Don't miss {name}'s {thing}, watch now",
-        "Breaking: {name} in {place} right now",
-        "Last chance to see {name}'s {thing} today",
-        "Hurry, {name}'s {thing} is live now",
-        "Before it's gone: {num} minutes of {thing} today",
-    ],
-    "Social proof": [
-        "Millions are watching {name}'s {thing}",
-        "Everyone in {place} is talking about {name}",
-        "Trending: {name}'s {thing} goes viral",
-        "{num}k fans love this {thing} by {name}",
-        "The most watched {thing} of the week, by {name}",
-    ],
-    "Direct address": [
-        "Hey, {name} made this {thing} just for you",
-        "Your {thing} moment: {name} in {place}",
-        "We picked this {thing} for you, from {name}",
-        "You deserve this: {name}'s {thing}",
-        "Made for you: {name}'s best {thing}",
-    ],
-}
-CUES: dict[str, tuple[str, ...]] = {
-    "Suspense": (
-        "won't believe",
-        "wait for it",
-        "nobody expected",
-        "what happens next",
-        "secret",
-        "mystery",
-        "shock",
-        "till the end",
-    ),
-    "Emotion": (
-        "heartwarming",
-        "heart",
-        "tears",
-        "touching",
-        "cry",
-        "moving",
-        "love:",
-        "pure love",
-        "wholesome",
-    ),
-    "Practical": (
-        "tips",
-        "how to",
-        "guide",
-        "easy way",
-        "step by step",
-        "trick",
-        "save time",
-        "learn",
-    ),
-    "Humor": ("hilarious", "laugh", "funniest", "comedy", "fail"),
-    "Curiosity": ("why ", "ever wondered", "what if", "real reason", "how did", "?"),
-    "Urgency": (
-        "don't miss",
-        "now",
-        "breaking",
-        "last chance",
-        "today",
-        "hurry",
-        "before it's gone",
-    ),
-    "Social proof": ("millions", "everyone", "trending", "viral", "fans", "most watched"),
-    "Direct address": ("hey", "for you", "your ", "you deserve", "made for you"),
-}
+TEMPLATES: dict[str, list[str]] = _VOCAB["templates"]
+CUES: dict[str, tuple[str, ...]] = {c: tuple(ks) for c, ks in _VOCAB["cues"].items()}
 _CUE_RES = {c: re.compile("|".join(re.escape(k) for k in ks)) for c, ks in CUES.items()}
 _NUMBER_RE = re.compile(r"\d+")
 # capitalised words at the start of a sentence or after a colon are not names
