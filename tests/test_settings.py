@@ -9,23 +9,31 @@ from typing import Literal
 
 import pytest
 
+from components.clean import clean
 from components.reward import reward
 from components.sft import sft
+from components.simulate import simulate_or_ingest
 from pipelines.monitoring import monitoring_pipeline
 from pipelines.training import training_pipeline
+from pushgen.clean import CleanConfig
 from pushgen.cli import build_parser, main
+from pushgen.commands import data as data_cli
 from pushgen.commands import generator as generator_cli
 from pushgen.commands import ranker as ranker_cli
+from pushgen.commands import simulate as simulate_cli
 from pushgen.errors import ConfigError
 from pushgen.generator.sft import GeneratorTrainConfig
 from pushgen.ranker.recipe import RankerRecipeConfig
 from pushgen.ranker.train import RankerTrainConfig
 from pushgen.settings import add_options, component_defaults, in_cli_terms, options_from
+from pushgen.simulator import SimConfig
 
 RECIPE = RankerRecipeConfig()
 GENERATOR = GeneratorTrainConfig()
 RANKER_ARGV = ["train-ranker", "--ab-tests", "ab.parquet", "--out", "out"]
 GENERATOR_ARGV = ["train-generator", "--sim", "sim", "--out", "out"]
+CLEAN_ARGV = ["clean", "--pushes", "pushes.parquet", "--out", "out.parquet"]
+SIMULATE_ARGV = ["simulate", "--out", "sim"]
 
 # (config, field, {layer: name there}) for every setting exposed in more than one layer; layers:
 # "cli" (the option's dest), "component", "pipeline" (training), "monitoring" (its pipeline)
@@ -94,6 +102,14 @@ GENERATOR_SETTINGS = [
     (GENERATOR.template, "order", {"cli": "order", "component": "prompt_order"}),
 ]
 
+CLEAN = CleanConfig()
+CLEAN_SETTINGS = [
+    (CLEAN, "weighting", {"cli": "weighting", "component": "weighting"}),
+    *[(CLEAN, name, {"cli": name}) for name in data_cli.CLEAN_OPTIONS],
+]
+# the simulate component's n_videos (200) is the pipeline's small world, not SimConfig's 1000
+SIMULATE_SETTINGS = [(SimConfig(), name, {"cli": name}) for name in simulate_cli.OPTIONS]
+
 
 def _layer_defaults(argv: list[str], component) -> dict:
     """{layer: {name: default}} as each layer ships it (the compiled specs for KFP)."""
@@ -111,8 +127,13 @@ def _layer_defaults(argv: list[str], component) -> dict:
 
 @pytest.mark.parametrize(
     "settings, argv, component",
-    [(RANKER_SETTINGS, RANKER_ARGV, reward), (GENERATOR_SETTINGS, GENERATOR_ARGV, sft)],
-    ids=["ranker", "generator"],
+    [
+        (RANKER_SETTINGS, RANKER_ARGV, reward),
+        (GENERATOR_SETTINGS, GENERATOR_ARGV, sft),
+        (CLEAN_SETTINGS, CLEAN_ARGV, clean),
+        (SIMULATE_SETTINGS, SIMULATE_ARGV, simulate_or_ingest),
+    ],
+    ids=["ranker", "generator", "clean", "simulate"],
 )
 def test_every_layer_has_the_dataclass_default(settings, argv, component):
     layers = _layer_defaults(argv, component)
@@ -127,8 +148,12 @@ def test_every_layer_has_the_dataclass_default(settings, argv, component):
 
 @pytest.mark.parametrize(
     "settings, component, prefix",
-    [(RANKER_SETTINGS, reward, "reward_"), (GENERATOR_SETTINGS, sft, "sft_")],
-    ids=["ranker", "generator"],
+    [
+        (RANKER_SETTINGS, reward, "reward_"),
+        (GENERATOR_SETTINGS, sft, "sft_"),
+        (CLEAN_SETTINGS, clean, "clean_"),
+    ],
+    ids=["ranker", "generator", "clean"],
 )
 def test_every_shared_setting_is_in_the_table(settings, component, prefix):
     """A new setting in a component's keyword-only part or in the pipeline needs a row above."""
@@ -158,8 +183,10 @@ def test_every_shared_setting_is_in_the_table(settings, component, prefix):
             GENERATOR_ARGV,
             [(GENERATOR, generator_cli.TRAIN_OPTIONS), (GENERATOR.template, ["order"])],
         ),
+        (CLEAN_ARGV, [(CLEAN, data_cli.CLEAN_OPTIONS)]),
+        (SIMULATE_ARGV, [(SimConfig(), simulate_cli.OPTIONS)]),
     ],
-    ids=["train-ranker", "train-generator"],
+    ids=["train-ranker", "train-generator", "clean", "simulate"],
 )
 def test_help_shows_the_dataclass_help_and_default(argv, options, capsys):
     with pytest.raises(SystemExit):
@@ -183,6 +210,8 @@ def test_bad_values_are_reported_under_their_flags(capsys):
     assert "--val-fraction must be in (0, 1), got 1.0" in capsys.readouterr().err
     assert main([*GENERATOR_ARGV, "--val-fraction", "1"]) == 2
     assert "--val-fraction must be in [0, 1), got 1.0" in capsys.readouterr().err
+    assert main([*CLEAN_ARGV, "--min-ctr", "2"]) == 2
+    assert "--min-ctr is a rate and must lie in [0, 1], got 2.0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="batch_size"):
         RankerTrainConfig(batch_size=0)
 
