@@ -11,9 +11,12 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
 from components import COMPONENT_DEFAULTS
+from pushgen.clean import CleanConfig
+from pushgen.settings import component_defaults
 
 
 @dsl.component(**COMPONENT_DEFAULTS)
+@component_defaults(CleanConfig())
 def clean(
     pushes: Input[Dataset],
     captions: Input[Dataset],
@@ -21,10 +24,12 @@ def clean(
     removed: Output[Dataset],
     report: Output[Artifact],
     metrics: Output[Metrics],
-    weighting: str = "bounded",
     config: dict = {},  # noqa: B006 (KFP reads the default; CleanConfig fields)
+    *,
+    weighting: str,
 ):
     """Filter and weight `pushes`; pushes of videos without a caption are rejected.
+    `weighting` takes its default from `CleanConfig` (one source with the CLI).
 
     Args:
         pushes: historical pushes with their CTR, SVR, LVTR, HTR and PV.

@@ -12,29 +12,35 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import COMPONENT_DEFAULTS
+from pushgen.ranker.recipe import RankerRecipeConfig
+from pushgen.settings import component_defaults
+
+RECIPE = RankerRecipeConfig()  # the defaults of the settings after `*` below
 
 
 @dsl.component(**COMPONENT_DEFAULTS)
+@component_defaults(RECIPE.train, RECIPE.pairs, RECIPE.split, RECIPE)
 def reward(
     ab_tests: Input[Dataset],
     ranker: Output[Model],
     rejected: Output[Dataset],
     metrics: Output[Metrics],
     backbone: str = "default",
-    head: str = "segment_diff",
-    pool_layers: int = 1,
-    listwise_loss: str = "pairwise",
-    epochs: float = 2.0,
-    batch_size: int = 32,
-    learning_rate: float = 2e-4,
     head_learning_rate: float = 0.0,
-    max_p_value: float = 0.1,
-    val_fraction: float = 0.2,
-    pointwise: bool = False,
-    seed: int = 0,
     carry_from: str = "",
     captions: Input[Dataset] = None,
-    use_caption: bool = False,
+    *,
+    head: str,
+    pool_layers: int,
+    listwise_loss: str,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    max_p_value: float,
+    val_fraction: float,
+    pointwise: bool,
+    seed: int,
+    use_caption: bool,
 ):
     """Train the ranker on `ab_tests`; `backbone` is any HF encoder id/path or "default", `head`
     "segment_diff" (score(a) - score(b), pooled over the last `pool_layers` layers) or "cls" (the
@@ -43,6 +49,9 @@ def reward(
     `carry_from` (a release URI, from the `plan` step) that release's ranker is carried over.
     With `use_caption`, each pair carries its video's caption from `captions` (the materialize
     step's `ab_captions`, read through Feast) as a context segment.
+
+    The settings after `*` take their defaults from `RankerRecipeConfig` (one source with the
+    CLI and the pipeline).
 
     Args:
         ab_tests: A/B arms (test_id, video_id, push_id, text, pv, clicks).
@@ -85,8 +94,6 @@ def reward(
     from pushgen.ranker.train import RankerTrainConfig
     from pushgen.run_report import finite_metrics, log_metrics
 
-    if not 0.0 < max_p_value <= 1.0 or not 0.0 < val_fraction < 1.0:
-        raise ConfigError("max_p_value must be in (0, 1] and val_fraction in (0, 1)")
     if use_caption and captions is None:
         raise ConfigError("use_caption needs the captions input (the materialize step's)")
     cfg = RankerRecipeConfig(

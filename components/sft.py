@@ -12,33 +12,42 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import COMPONENT_DEFAULTS
+from pushgen.generator.sft import GeneratorTrainConfig
+from pushgen.settings import component_defaults
+
+TRAIN = GeneratorTrainConfig()  # the defaults of the settings after `*` below
 
 
 @dsl.component(**COMPONENT_DEFAULTS)
+@component_defaults(TRAIN, prompt_order=TRAIN.template.order)
 def sft(
     labelled: Input[Dataset],
     captions: Input[Dataset],
     generator: Output[Model],
     rejected: Output[Dataset],
     metrics: Output[Metrics],
-    base_model: str = "default",
     categories: list = [],  # noqa: B006 (KFP reads the default; empty = categories in the data)
-    max_steps: int = 60,
-    batch_size: int = 8,
-    learning_rate: float = 1e-3,
-    lora_r: int = 16,
-    prompt_order: str = "category_first",
-    val_fraction: float = 0.15,
-    max_length: int = 320,
-    seed: int = 0,
     carry_from: str = "",
     weighting: str = "data",
+    *,
+    prompt_order: str,
+    base_model: str,
+    max_steps: int,
+    batch_size: int,
+    learning_rate: float,
+    lora_r: int,
+    val_fraction: float,
+    max_length: int,
+    seed: int,
 ):
     """Fine-tune the generator; `base_model` is any HF causal LM id/path or "default";
     `weighting` "none" trains every push at weight 1 (the data's confidence otherwise).
 
     With `carry_from` (a release URI, from the `plan` step) nothing is trained: that release's
     generator and its recorded figures are carried over (a ranker-only retrain).
+
+    The settings after `*` take their defaults from `GeneratorTrainConfig` (one source with the
+    CLI and the pipeline).
 
     Args:
         labelled: labelled, weighted pushes (the clean and label steps).

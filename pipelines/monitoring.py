@@ -28,6 +28,8 @@ from components.ingest_feedback import ingest_feedback
 from components.monitor import monitor
 from components.retrain_request import retrain_due, retrain_request
 from pipelines.training import DEFAULT_STORE, ClusterConfig, build_training_pipeline
+from pushgen.generator.sft import GeneratorTrainConfig
+from pushgen.ranker.train import RankerTrainConfig
 
 PIPELINE_NAME = "pushgen-monitoring"
 # Small settings for the nested training run of a local loop (the demo and tests).
@@ -55,11 +57,12 @@ def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
         config_json: str = "{}",
         training_data_uri: str = "",
         store_uri: str = DEFAULT_STORE,
-        base_model: str = "default",
+        base_model: str = GeneratorTrainConfig.base_model,
         backbone: str = "default",
         n_videos: int = 200,
-        sft_max_steps: int = 60,
-        reward_epochs: float = 2.0,
+        sft_max_steps: int = GeneratorTrainConfig.max_steps,
+        reward_epochs: float = RankerTrainConfig.epochs,
+        reward_batch_size: int = RankerTrainConfig.batch_size,
         gate_videos: int = 12,
         report_videos: int = 24,
         image: str = PUSHGEN_IMAGE,
@@ -102,6 +105,7 @@ def build_monitoring_pipeline(cfg: ClusterConfig | None = None):
                 backbone=backbone,
                 sft_max_steps=sft_max_steps,
                 reward_epochs=reward_epochs,
+                reward_batch_size=reward_batch_size,
                 gate_videos=gate_videos,
                 report_videos=report_videos,
                 retrain_part=wanted.outputs["part"],

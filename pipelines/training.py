@@ -44,6 +44,8 @@ from components.sft import sft
 from components.simulate import simulate_or_ingest
 from pushgen.categories import DEFAULT_CATEGORIES
 from pushgen.errors import ConfigError
+from pushgen.generator.sft import GeneratorTrainConfig
+from pushgen.ranker.train import RankerTrainConfig
 
 PIPELINE_NAME = "pushgen-training"
 DEFAULT_STORE = "s3://pushgen-models/pushgen"
@@ -57,7 +59,7 @@ class ClusterConfig:
     sft_gpus: int = 1  # GPUs for LoRA SFT
     reward_gpus: int = 1  # GPUs for reward-model training
     sft_memory: str = "32G"  # an 8B base model in bf16 plus activations needs this much host RAM
-    reward_memory: str = "16G"  # a BERT-300M-class cross-encoder with batch 64 fits easily
+    reward_memory: str = "16G"  # a BERT-300M-class cross-encoder at the default batch fits easily
     train_cpu: str = "4"  # data loading and tokenisation for the training steps
     cpu: str = "1"  # every other step is light pandas work
     memory: str = "4G"  # enough for ~1M pushes in pandas
@@ -159,15 +161,17 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
         data_location: str = "",
         n_videos: int = 200,
         seed: int = 0,
-        base_model: str = "default",
+        base_model: str = GeneratorTrainConfig.base_model,
         backbone: str = "default",
         categories: list = list(DEFAULT_CATEGORIES),  # noqa: B006 (KFP reads the default)
         captioner: str = "text",
-        sft_max_steps: int = 60,
-        sft_batch_size: int = 8,
-        reward_epochs: float = 2.0,
-        reward_batch_size: int = 16,
-        reward_use_caption: bool = False,
+        # the training settings' defaults are the config dataclasses' (one source with the CLI
+        # and the components)
+        sft_max_steps: int = GeneratorTrainConfig.max_steps,
+        sft_batch_size: int = GeneratorTrainConfig.batch_size,
+        reward_epochs: float = RankerTrainConfig.epochs,
+        reward_batch_size: int = RankerTrainConfig.batch_size,
+        reward_use_caption: bool = RankerTrainConfig.use_caption,
         store_uri: str = DEFAULT_STORE,
         version: str = "",
         retrain_part: str = "both",

@@ -39,19 +39,44 @@ PV_CAP = 10_000  # ... and the exposure term at 10k views
 class CleanConfig:
     """How pushes are filtered and weighted (defaults: the paper's values)."""
 
-    min_ctr: float = 0.006  # keep CTR > this (0.6%)
-    max_svr: float = 0.40  # keep short-view rate < this (40%)
-    min_lvtr: float = 0.50  # keep long-view-through rate > this (50%)
-    max_htr: float = 0.01  # keep hate/negative-feedback rate < this (1%)
-    min_pv: int = 800  # keep exposures > this
-    cluster_by: Literal["topic", "embedding"] = "topic"  # what a soft-filter cluster is
-    n_embedding_clusters: int = 8  # k-means clusters of caption embeddings (cluster_by=embedding)
-    quantile_low: float = 0.05  # drop pushes with CTR below this quantile of their cluster
-    quantile_high: float = 0.95  # drop pushes with CTR above this quantile of their cluster
-    min_cluster_size: int = 20  # smaller clusters skip the soft filter (quantiles meaningless)
-    weighting: Weighting = "bounded"  # confidence: bounded (default), literal (paper), none (1)
-    encoder: str | None = None  # sentence encoder for embedding clusters (None: packaged MiniLM)
-    seed: int = 0  # k-means seed
+    min_ctr: float = field(default=0.006, metadata={"help": "keep CTR > this (0.6%)"})
+    max_svr: float = field(default=0.40, metadata={"help": "keep short-view rate (SVR) < this"})
+    min_lvtr: float = field(
+        default=0.50, metadata={"help": "keep long-view-through rate (LVTR) > this"}
+    )
+    max_htr: float = field(
+        default=0.01, metadata={"help": "keep hate/negative-feedback rate (HTR) < this"}
+    )
+    min_pv: int = field(default=800, metadata={"help": "keep exposures (PV) > this"})
+    cluster_by: Literal["topic", "embedding"] = field(
+        default="topic", metadata={"help": "what a soft-filter cluster is"}
+    )
+    n_embedding_clusters: int = field(
+        default=8,
+        metadata={"help": "k-means clusters of caption embeddings (cluster_by=embedding)"},
+    )
+    quantile_low: float = field(
+        default=0.05, metadata={"help": "drop pushes with CTR below this quantile of their cluster"}
+    )
+    quantile_high: float = field(
+        default=0.95, metadata={"help": "drop pushes with CTR above this quantile of their cluster"}
+    )
+    min_cluster_size: int = field(
+        default=20,
+        metadata={"help": "smaller clusters skip the soft filter (quantiles meaningless)"},
+    )
+    weighting: Weighting = field(
+        default="bounded",
+        metadata={
+            "help": "confidence formula: bounded (in [0.3, 1]); literal: the paper as written; "
+            "none: every push weighs 1"
+        },
+    )
+    encoder: str | None = field(
+        default=None,
+        metadata={"help": "sentence encoder for embedding clusters (None: packaged MiniLM)"},
+    )
+    seed: int = field(default=0, metadata={"help": "k-means seed"})
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:

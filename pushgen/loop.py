@@ -33,6 +33,7 @@ class LoopConfig:
     backbone: str = "default"  # ranker / labeller encoder
     sft_max_steps: int = 8  # small: only used when the generator is blamed
     reward_epochs: float = 1.0  # the ranker retrain
+    reward_batch_size: int = 16  # the ranker retrain's batch (the training pipeline's old default)
     gate_videos: int = 6  # held-out videos the gate generates for
     report_videos: int = 0  # the retraining run's report replays none (the gate decides)
     seed: int = 0  # window sampling
@@ -103,6 +104,7 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
             "backbone": cfg.backbone,
             "sft_max_steps": cfg.sft_max_steps,
             "reward_epochs": cfg.reward_epochs,
+            "reward_batch_size": cfg.reward_batch_size,
             "gate_videos": cfg.gate_videos,
             "report_videos": cfg.report_videos,
         },

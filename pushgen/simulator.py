@@ -58,23 +58,41 @@ _CAPWORD_RE = re.compile(r"(?<![.!?:]\s)(?<=\s)([A-Z][a-z]+)")
 class SimConfig:
     """How big and how noisy the simulated world is."""
 
-    n_videos: int = 1000  # videos in the world
-    pushes_per_video: float = 8.0  # mean human-written pushes per video (>= 1 each)
-    ab_fraction: float = 0.3  # share of videos with an A/B test
-    min_arms: int = 2  # arms per A/B test, drawn uniformly in [min_arms, max_arms]
-    max_arms: int = 4
-    ab_pv_range: tuple[int, int] = (2000, 20000)  # exposures per arm (same for all arms of a test)
-    invent_rate: float = 0.08  # share of human pushes that invent an entity (name or number)
-    typo_rate: float = 0.05  # share of pushes with a letter swap
-    emoji_rate: float = 0.2  # share of pushes ending with an emoji
-    confounder_strength: float = 1.0  # scales popularity and quality effects on the logit
-    categories: tuple[str, ...] = DEFAULT_CATEGORIES  # styles writers use
-    seed: int = 0  # everything is a deterministic function of the seed
+    n_videos: int = field(default=1000, metadata={"help": "number of videos"})
+    pushes_per_video: float = field(
+        default=8.0, metadata={"help": "mean human pushes per video (>= 1 each)"}
+    )
+    ab_fraction: float = field(default=0.3, metadata={"help": "share of videos with an A/B test"})
+    min_arms: int = field(
+        default=2, metadata={"help": "arms per A/B test, drawn uniformly in [min_arms, max_arms]"}
+    )
+    max_arms: int = field(default=4, metadata={"help": "most arms per A/B test"})
+    ab_pv_range: tuple[int, int] = field(
+        default=(2000, 20000),
+        metadata={"help": "exposures per arm (the same for all arms of a test)"},
+    )
+    invent_rate: float = field(
+        default=0.08,
+        metadata={"help": "share of human pushes that invent an entity (name or number)"},
+    )
+    typo_rate: float = field(default=0.05, metadata={"help": "share of pushes with a letter swap"})
+    emoji_rate: float = field(
+        default=0.2, metadata={"help": "share of pushes ending with an emoji"}
+    )
+    confounder_strength: float = field(
+        default=1.0, metadata={"help": "scale of popularity/quality effects (0 = none)"}
+    )
+    categories: tuple[str, ...] = field(
+        default=DEFAULT_CATEGORIES, metadata={"help": "styles writers use"}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "random seed (the output is a deterministic function of it)"}
+    )
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         """Reject impossible settings with a clear message."""
         if self.n_videos < 1:
-            raise ConfigError("n_videos must be >= 1")
+            raise ConfigError(f"n_videos must be >= 1, got {self.n_videos}")
         if self.pushes_per_video < 1:
             raise ConfigError("pushes_per_video must be >= 1")
         if not 0 <= self.ab_fraction <= 1:
@@ -420,7 +438,6 @@ def _engagement(
 def simulate(cfg: SimConfig | None = None) -> Simulation:
     """Simulate a world: videos, human pushes with engagement, and A/B tests, all from `cfg.seed`."""
     cfg = cfg or SimConfig()
-    cfg.check()
     rng = np.random.default_rng(cfg.seed)
     world = _make_world(cfg, rng)
     videos = _video_table(world, rng)

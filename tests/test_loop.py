@@ -117,6 +117,7 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
             "n_videos": 30,
             "sft_max_steps": 1,
             "reward_epochs": 1.0,
+            "reward_batch_size": 16,
             "gate_videos": 4,
         },
         root / "runs",

@@ -210,7 +210,7 @@ def test_head_learning_rate_applies_to_the_head_only(tiny_encoder_dir):
             assert lr == (1e-3 if name in head_names else 1e-5), name
             assert decay == (0.1 if p.ndim >= 2 else 0.0), name
     with pytest.raises(ConfigError, match="head_learning_rate"):
-        RankerTrainConfig(head_learning_rate=0.0).check()
+        RankerTrainConfig(head_learning_rate=0.0)
 
 
 def test_unknown_head_is_a_config_error(tiny_encoder_dir, tmp_path):

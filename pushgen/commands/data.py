@@ -18,6 +18,13 @@ import argparse
 import json
 from pathlib import Path
 
+from pushgen.clean import CleanConfig
+from pushgen.errors import ConfigError
+from pushgen.settings import add_options, in_cli_terms, options_from
+
+# CleanConfig fields that are `clean` options (--field-name; the quantiles are one --quantiles)
+CLEAN_OPTIONS = ("weighting", "cluster_by", "min_ctr", "max_svr", "min_lvtr", "max_htr", "min_pv")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the caption, clean, label and features subcommands."""
@@ -95,31 +102,26 @@ def _register_clean(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="cleaned pushes parquet to write")
     p.add_argument("--videos", help="videos table (topics for clusters, known video ids)")
     p.add_argument("--captions", help="captions table (topic column, or embedding clusters)")
-    p.add_argument("--weighting", choices=["bounded", "literal", "none"], default="bounded",
-                   help="confidence formula (default bounded; literal = the paper as written; "
-                        "none = every push weighs 1)")  # fmt: skip
-    p.add_argument("--cluster-by", choices=["topic", "embedding"], default="topic",
-                   help="soft-filter clusters (default topic)")  # fmt: skip
-    p.add_argument("--min-ctr", type=float, default=0.006, help="keep CTR > this")
-    p.add_argument("--max-svr", type=float, default=0.40, help="keep SVR < this")
-    p.add_argument("--min-lvtr", type=float, default=0.50, help="keep LVTR > this")
-    p.add_argument("--max-htr", type=float, default=0.01, help="keep HTR < this")
-    p.add_argument("--min-pv", type=int, default=800, help="keep PV > this")
-    p.add_argument("--quantiles", type=float, nargs=2, default=(0.05, 0.95),
+    add_options(p, CleanConfig(), CLEAN_OPTIONS)
+    default = CleanConfig()
+    p.add_argument("--quantiles", type=float, nargs=2,
+                   default=(default.quantile_low, default.quantile_high),
                    metavar=("LOW", "HIGH"), help="per-cluster CTR quantiles kept")  # fmt: skip
     p.set_defaults(func=run_clean)
 
 
 def run_clean(args: argparse.Namespace) -> int:
-    from pushgen.clean import CleanConfig, clean_pushes
+    from pushgen.clean import clean_pushes
     from pushgen.contracts import read_table
 
-    cfg = CleanConfig(
-        min_ctr=args.min_ctr, max_svr=args.max_svr, min_lvtr=args.min_lvtr,
-        max_htr=args.max_htr, min_pv=args.min_pv, cluster_by=args.cluster_by,
-        quantile_low=args.quantiles[0], quantile_high=args.quantiles[1],
-        weighting=args.weighting,
-    )  # fmt: skip
+    try:
+        cfg = CleanConfig(
+            **options_from(args, CLEAN_OPTIONS),
+            quantile_low=args.quantiles[0],
+            quantile_high=args.quantiles[1],
+        )
+    except ConfigError as exc:
+        raise in_cli_terms(exc, CLEAN_OPTIONS) from None
     pushes = read_table(args.pushes, "pushes")
     videos = read_table(args.videos, "videos") if args.videos else None
     captions = read_table(args.captions, "captions") if args.captions else None

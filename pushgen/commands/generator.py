@@ -14,11 +14,31 @@ sample candidates per category for a few held-out videos at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from pushgen.errors import ConfigError
-from pushgen.models import BF16_SETTINGS
+from pushgen.generator.sft import GeneratorTrainConfig
+from pushgen.settings import add_options, in_cli_terms, options_from
+
+# GeneratorTrainConfig fields that are `train-generator` options, with the flags that differ
+# from --field-name
+TRAIN_OPTIONS: dict[str, str | None] = {
+    "base_model": None,
+    "max_steps": None,
+    "batch_size": None,
+    "learning_rate": "--lr",
+    "lora_r": None,
+    "val_fraction": None,
+    "eval_steps": None,
+    "max_length": None,
+    "max_eval_rows": None,
+    "seed": None,
+    "device": None,
+    "bf16": None,
+    "save_merged": None,
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,36 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--sim", help="simulator output dir (videos/pushes): caption, clean, label")
     t.add_argument("--captions", help="captions table (video_id, caption) when --data lacks them")
     t.add_argument("--out", required=True, help="output directory (adapter, tokenizer, metrics)")
-    t.add_argument("--base-model", default="default", help="HF id or path (default: SmolLM2-135M)")
-    t.add_argument("--max-steps", type=int, default=60)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument(
-        "--lr",
-        type=float,
-        default=1e-3,
-        help="LoRA learning rate (default 1e-3; its measured effect: README, Results)",
-    )
-    t.add_argument("--lora-r", type=int, default=16)
-    t.add_argument("--prompt-order", default="category_first",
-                   choices=("category_first", "caption_first"))  # fmt: skip
+    train = GeneratorTrainConfig()
+    add_options(t, train, TRAIN_OPTIONS)
+    add_options(t, train.template, {"order": "--prompt-order"})
     t.add_argument("--categories", help="comma-separated control categories (default: in data)")
-    t.add_argument("--val-fraction", type=float, default=0.15, help="share of videos held out")
-    t.add_argument("--eval-steps", type=int, default=10)
-    t.add_argument("--max-length", type=int, default=320, help="prompt + push tokens per row")
-    t.add_argument("--max-eval-rows", type=int, default=128, help="validation rows per evaluation")
     t.add_argument("--max-rows", type=int, help="subsample training rows (CPU budget)")
     t.add_argument("--weighting", default="data", choices=("data", "bounded", "literal", "none"),
                    help="per-sample loss weight: the data's confidence (default), recomputed "
                         "bounded/literal from ctr and pv, or none (all 1)")  # fmt: skip
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", help="cpu / cuda (default: cuda when available)")
-    t.add_argument(
-        "--bf16",
-        default="auto",
-        choices=BF16_SETTINGS,
-        help="bf16 mixed precision (auto: where the hardware has bf16 units)",
-    )
-    t.add_argument("--save-merged", action="store_true", help="also save merged weights")
     t.add_argument("--samples", type=int, default=2, help="held-out videos to show candidates for")
     t.set_defaults(func=run_train)
 
@@ -112,37 +110,32 @@ def _training_table(args: argparse.Namespace):
     return data, pd.DataFrame()
 
 
+def config_from_args(args: argparse.Namespace) -> GeneratorTrainConfig:
+    """The training config the options ask for; a bad value is reported under its flag."""
+    from pushgen.generator.prompts import PromptTemplate
+
+    try:
+        return GeneratorTrainConfig(
+            **options_from(args, TRAIN_OPTIONS),
+            template=PromptTemplate(order=args.order),
+            categories=[c.strip() for c in args.categories.split(",")] if args.categories else None,
+            lora_alpha=2 * args.lora_r,  # keep the effective LoRA scale alpha / r fixed
+        )
+    except ConfigError as exc:
+        raise in_cli_terms(exc, TRAIN_OPTIONS, TRAIN_OPTIONS) from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train, save, print the loss curve ends and sample candidates per category."""
-    if not 0 <= args.val_fraction < 1:
-        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    cfg = config_from_args(args)
     from pushgen.contracts import write_rejected
-    from pushgen.generator.prompts import PromptTemplate
-    from pushgen.generator.sft import GeneratorTrainConfig, apply_weighting, train_generator
+    from pushgen.generator.sft import apply_weighting, train_generator
 
     table, upstream_rejected = _training_table(args)
     table, weight_column = apply_weighting(table, args.weighting)
+    cfg = dataclasses.replace(cfg, weight_column=weight_column)
     if args.max_rows and len(table) > args.max_rows:
         table = table.sample(args.max_rows, random_state=args.seed)
-    cfg = GeneratorTrainConfig(
-        base_model=args.base_model,
-        template=PromptTemplate(order=args.prompt_order),
-        categories=[c.strip() for c in args.categories.split(",")] if args.categories else None,
-        lora_r=args.lora_r,
-        lora_alpha=2 * args.lora_r,
-        learning_rate=args.lr,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        val_fraction=args.val_fraction,
-        eval_steps=args.eval_steps,
-        max_length=args.max_length,
-        max_eval_rows=args.max_eval_rows,
-        seed=args.seed,
-        device=args.device,
-        bf16=args.bf16,
-        save_merged=args.save_merged,
-        weight_column=weight_column,
-    )
     metrics = train_generator(table, args.out, cfg)
     if len(upstream_rejected):
         write_rejected(upstream_rejected, Path(args.out) / "upstream", step="prepare-sft-data")

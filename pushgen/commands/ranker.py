@@ -16,8 +16,33 @@ import json
 from pathlib import Path
 
 from pushgen.errors import ConfigError
-from pushgen.ranker.model import HEADS
+from pushgen.ranker.pairs import PairConfig, StorySplitConfig
+from pushgen.ranker.recipe import RankerRecipeConfig
 from pushgen.ranker.train import RankerTrainConfig
+from pushgen.settings import add_options, in_cli_terms, options_from
+
+# RankerTrainConfig fields that are `train-ranker` options, with the flags that differ from
+# --field-name
+TRAIN_OPTIONS: dict[str, str | None] = {
+    "backbone": None,
+    "head": None,
+    "listwise_loss": None,
+    "positions": None,
+    "max_set_size": None,
+    "pool_layers": None,
+    "epochs": None,
+    "batch_size": None,
+    "learning_rate": "--lr",
+    "head_learning_rate": "--head-lr",
+    "max_length": None,
+    "label": None,
+    "max_train_pairs": None,
+    "seed": None,
+    "device": None,
+}
+PAIR_OPTIONS = ("max_p_value", "weight")  # PairConfig fields (defaults: the recipe's pairs)
+SPLIT_OPTIONS = ("val_fraction", "seed")  # StorySplitConfig fields (--seed is shared)
+RECIPE_OPTIONS = ("pointwise", "exclude_nonrandom")  # RankerRecipeConfig switches
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,65 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--captions",
         help="captions (or videos) table: the caption joins each pair as context (by video_id)",
     )
-    t.add_argument("--backbone", help="HF encoder id or path (default: packaged all-MiniLM-L6-v2)")
-    t.add_argument(
-        "--head",
-        default="segment_diff",
-        choices=HEADS,
-        help="cls: [CLS] classifier; segment_diff: score(a) - score(b) over a's and b's tokens; "
-        "listwise: all candidates of a test in one sequence, one pass, K scores",
-    )
-    t.add_argument(
-        "--listwise-loss",
-        default=RankerTrainConfig.listwise_loss,
-        choices=("pairwise", "plackett_luce"),
-        help="listwise: weighted logistic over all arm pairs, or Plackett-Luce on the CTR order",
-    )
-    t.add_argument(
-        "--positions",
-        default=RankerTrainConfig.positions,
-        choices=("reset", "sequential"),
-        help="listwise: restart position ids per candidate (order-free) or number them in order",
-    )
-    t.add_argument(
-        "--max-set-size",
-        type=int,
-        default=RankerTrainConfig.max_set_size,
-        help="listwise: candidates per training sequence (larger tests become windows)",
-    )
-    t.add_argument(
-        "--pool-layers",
-        type=int,
-        default=RankerTrainConfig.pool_layers,
-        help="segment_diff: average the last N layers' token states before pooling",
-    )
-    t.add_argument("--epochs", type=float, default=RankerTrainConfig.epochs)
-    t.add_argument("--batch-size", type=int, default=RankerTrainConfig.batch_size)
-    t.add_argument(
-        "--lr", type=float, default=RankerTrainConfig.learning_rate, help="encoder's peak rate"
-    )
-    t.add_argument(
-        "--head-lr",
-        type=float,
-        default=RankerTrainConfig.head_learning_rate,
-        help="the fresh head's peak rate (default: --lr)",
-    )
-    t.add_argument(
-        "--max-length", type=int, default=RankerTrainConfig.max_length, help="tokens per pair"
-    )
-    t.add_argument("--max-p-value", type=float, default=0.1, help="train on pairs with p <= this")
-    t.add_argument("--weight", default="uniform", choices=("uniform", "confidence", "posterior"))
-    t.add_argument("--label", default="hard", choices=("hard", "posterior"))
-    t.add_argument("--max-train-pairs", type=int, help="subsample training pairs (CPU budget)")
-    t.add_argument("--val-fraction", type=float, default=0.2, help="share of tests held out")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", help="cpu / cuda (default: cuda when available)")
-    t.add_argument("--pointwise", action="store_true", help="also train the pointwise ablation")
-    t.add_argument(
-        "--exclude-nonrandom",
-        action="store_true",
-        help="leave tests flagged for non-random assignment (Upworthy 2013-26..2014-02) out of training",
-    )
+    recipe = RankerRecipeConfig()
+    add_options(t, recipe.train, TRAIN_OPTIONS)
+    add_options(t, recipe.pairs, PAIR_OPTIONS)
+    add_options(t, recipe.split, ("val_fraction",))  # --seed is added with the train options
+    add_options(t, recipe, RECIPE_OPTIONS)
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser(
@@ -117,38 +88,26 @@ def _check_range(name: str, value: float, lo: float, hi: float) -> None:
         raise ConfigError(f"--{name} must be in ({lo}, {hi}], got {value}")
 
 
+def recipe_from_args(args: argparse.Namespace) -> RankerRecipeConfig:
+    """The training recipe the options ask for; a bad value is reported under its flag."""
+    try:
+        return RankerRecipeConfig(
+            pairs=PairConfig(**options_from(args, PAIR_OPTIONS)),
+            split=StorySplitConfig(**options_from(args, SPLIT_OPTIONS)),
+            train=RankerTrainConfig(**options_from(args, TRAIN_OPTIONS)),
+            **options_from(args, RECIPE_OPTIONS),
+        )
+    except ConfigError as exc:
+        names = [*TRAIN_OPTIONS, *PAIR_OPTIONS, *SPLIT_OPTIONS]
+        raise in_cli_terms(exc, names, TRAIN_OPTIONS) from None
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train and save the ranker; print the headline validation figures."""
-    _check_range("max-p-value", args.max_p_value, 0.0, 1.0)
-    _check_range("val-fraction", args.val_fraction, 0.0, 0.99)
-    from pushgen.ranker.pairs import PairConfig, StorySplitConfig
-    from pushgen.ranker.recipe import RankerRecipeConfig, read_ab_tests, train_from_ab_tests
-    from pushgen.ranker.train import RankerTrainConfig
+    cfg = recipe_from_args(args)
+    from pushgen.ranker.recipe import read_ab_tests, train_from_ab_tests
 
     source = read_ab_tests(args.ab_tests, args.format, args.captions)
-    cfg = RankerRecipeConfig(
-        pairs=PairConfig(max_p_value=args.max_p_value, weight=args.weight),
-        split=StorySplitConfig(val_fraction=args.val_fraction, seed=args.seed),
-        train=RankerTrainConfig(
-            backbone=args.backbone,
-            head=args.head,
-            pool_layers=args.pool_layers,
-            listwise_loss=args.listwise_loss,
-            positions=args.positions,
-            max_set_size=args.max_set_size,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            head_learning_rate=args.head_lr,
-            max_length=args.max_length,
-            label=args.label,
-            max_train_pairs=args.max_train_pairs,
-            seed=args.seed,
-            device=args.device,
-        ),
-        pointwise=args.pointwise,
-        exclude_nonrandom=args.exclude_nonrandom,
-    )
     metrics = train_from_ab_tests(source, args.out, cfg)
     val = metrics.get("val", {})
     print(

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from pushgen.errors import ConfigError
+from pushgen.settings import add_options, in_cli_terms, options_from
+from pushgen.simulator import SimConfig
+
+# SimConfig fields that are `simulate` options, with the flags that differ from --field-name
+OPTIONS: dict[str, str | None] = {
+    "n_videos": "--videos",
+    "pushes_per_video": None,
+    "ab_fraction": None,
+    "confounder_strength": "--confounders",
+    "seed": None,
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -12,36 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write videos.parquet, pushes.parquet, ab_tests.parquet and world.json to --out.",
     )
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--videos", type=int, default=1000, help="number of videos (default 1000)")
-    p.add_argument(
-        "--pushes-per-video", type=float, default=8.0, help="mean human pushes per video"
-    )
-    p.add_argument(
-        "--ab-fraction", type=float, default=0.3, help="share of videos with an A/B test"
-    )
-    p.add_argument(
-        "--confounders",
-        type=float,
-        default=1.0,
-        help="scale of popularity/quality effects (0 = none)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed (output is deterministic)")
+    add_options(p, SimConfig(), OPTIONS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pushgen.errors import ConfigError
-    from pushgen.simulator import SimConfig, simulate, write_simulation
+    from pushgen.simulator import simulate, write_simulation
 
-    if args.videos < 1:
-        raise ConfigError(f"--videos must be >= 1, got {args.videos}")
-    cfg = SimConfig(
-        n_videos=args.videos,
-        pushes_per_video=args.pushes_per_video,
-        ab_fraction=args.ab_fraction,
-        confounder_strength=args.confounders,
-        seed=args.seed,
-    )
+    try:
+        cfg = SimConfig(**options_from(args, OPTIONS))
+    except ConfigError as exc:
+        raise in_cli_terms(exc, OPTIONS, OPTIONS) from None
     sim = simulate(cfg)
     paths = write_simulation(sim, args.out)
     print(

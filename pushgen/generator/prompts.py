@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,14 @@ class PromptTemplate:
         "You write push notifications for short videos. Write one short, catchy push "
         "(under 100 characters) in the requested style. Only mention facts from the video."
     )
-    order: str = "category_first"  # "category_first" (paper) or "caption_first" (shared prefix)
+    order: str = field(
+        default="category_first",
+        metadata={
+            "help": "category_first (as in the paper) or caption_first (a prefix shared "
+            "across categories)",
+            "choices": PROMPT_ORDERS,
+        },
+    )
     category_label: str = "Style: "  # text before the control category
     caption_label: str = "Video: "  # text before the caption
     describe_categories: bool = True  # append the category's description (helps an untuned model)

@@ -33,10 +33,10 @@ from safetensors.torch import load_file, save_file
 from pushgen.errors import ConfigError, PushgenError
 from pushgen.models import DTYPES, pick_device
 from pushgen.ranker.budget import char_precut
+from pushgen.ranker.model import POSITION_MODES
 
 LISTWISE_HEAD_FILE = "listwise_head.safetensors"
 LISTWISE_CONFIG_FILE = "listwise_config.json"
-POSITION_MODES = ("reset", "sequential")
 
 
 @dataclass

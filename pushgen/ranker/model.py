@@ -30,6 +30,7 @@ from typing import Any
 from pushgen.errors import ConfigError, PushgenError
 
 HEADS = ("cls", "segment_diff", "listwise")  # listwise: one pass over all K (listwise.py)
+POSITION_MODES = ("reset", "sequential")  # listwise position ids: per candidate or in order
 HEAD_FILE = "pair_head.safetensors"  # segment_diff's scoring layer, next to the encoder
 
 

@@ -56,21 +56,47 @@ TIE_MODES = ("drop", "half")
 class PairConfig:
     """How arms of one test become labelled, weighted preference pairs."""
 
-    max_p_value: float = 1.0  # keep pairs whose z-test p-value is <= this (1.0 keeps all)
-    tie_rel_diff: float = (
-        0.0  # |ctr_a - ctr_b| / max(ctr) below this counts as a tie (0: exact ties only)
+    max_p_value: float = field(
+        default=1.0, metadata={"help": "train on pairs with p <= this (1.0 keeps all)"}
     )
-    ties: str = "drop"  # "drop": ties are set aside with a reason; "half": kept with label 0.5
-    weight: str = (
-        "uniform"  # "uniform" (1), "confidence" (1 - p_value), "posterior" (|2 P(a>b) - 1|)
+    tie_rel_diff: float = field(
+        default=0.0,
+        metadata={
+            "help": "|ctr_a - ctr_b| / max(ctr) below this counts as a tie (0: exact ties only)"
+        },
     )
-    prior_alpha: float = 1.0  # Beta prior on each arm's CTR: pseudo-clicks
-    prior_beta: float = 1.0  # Beta prior on each arm's CTR: pseudo-non-clicks
-    match_on: tuple[str, ...] = ()  # only pair arms equal on these columns (e.g. the same image)
-    carry: tuple[str, ...] = ()  # arm columns copied to the pair as <col>_a / <col>_b
-    carry_test: tuple[str, ...] = ()  # test-level columns copied once (taken from arm a)
+    ties: str = field(
+        default="drop",
+        metadata={
+            "help": "drop: ties are set aside with a reason; half: kept with label 0.5",
+            "choices": TIE_MODES,
+        },
+    )
+    weight: str = field(
+        default="uniform",
+        metadata={
+            "help": "pair loss weight: uniform (1), confidence (1 - p_value), posterior "
+            "(|2 P(a>b) - 1|)",
+            "choices": EVIDENCE_WEIGHTS,
+        },
+    )
+    prior_alpha: float = field(
+        default=1.0, metadata={"help": "Beta prior on each arm's CTR: pseudo-clicks"}
+    )
+    prior_beta: float = field(
+        default=1.0, metadata={"help": "Beta prior on each arm's CTR: pseudo-non-clicks"}
+    )
+    match_on: tuple[str, ...] = field(
+        default=(), metadata={"help": "only pair arms equal on these columns (e.g. the same image)"}
+    )
+    carry: tuple[str, ...] = field(
+        default=(), metadata={"help": "arm columns copied to the pair as <col>_a / <col>_b"}
+    )
+    carry_test: tuple[str, ...] = field(
+        default=(), metadata={"help": "test-level columns copied once (taken from arm a)"}
+    )
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         """Fail early on a value that would silently produce nonsense."""
         if not 0.0 < self.max_p_value <= 1.0:
             raise ConfigError(f"max_p_value must be in (0, 1], got {self.max_p_value}")
@@ -156,7 +182,6 @@ def _empty_pairs(carry: tuple[str, ...], carry_test: tuple[str, ...]) -> pd.Data
 def build_pairs_report(ab_tests: pd.DataFrame, cfg: PairConfig | None = None) -> PairsResult:
     """Pairs from arms of the same test, plus the arms and pairs set aside, with reasons."""
     cfg = cfg or PairConfig()
-    cfg.check()
     missing = [c for c in (*cfg.match_on, *cfg.carry, *cfg.carry_test) if c not in ab_tests.columns]
     if missing:
         raise DataContractError(f"ab_tests: PairConfig names column(s) {missing} it does not have")
@@ -260,9 +285,19 @@ def both_orders(pairs: pd.DataFrame) -> pd.DataFrame:
 class StorySplitConfig:
     """How tests are grouped into stories and stories split into train and validation."""
 
-    val_fraction: float = 0.2  # share of tests (approximately, whole stories) held out
-    seed: int = 0  # which stories are held out
-    link_columns: tuple[str, ...] = ("text",)  # tests sharing a value in any of these are one story
+    val_fraction: float = field(
+        default=0.2,
+        metadata={"help": "share of tests held out (approximately: whole stories)"},
+    )
+    seed: int = field(default=0, metadata={"help": "which stories are held out"})
+    link_columns: tuple[str, ...] = field(
+        default=("text",),
+        metadata={"help": "tests sharing a value in any of these columns are one story"},
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 def assign_stories(ab_tests: pd.DataFrame, link_columns: tuple[str, ...] = ("text",)) -> pd.Series:
@@ -291,8 +326,6 @@ def split_by_story(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation) arms; every story lies wholly on one side."""
     cfg = cfg or StorySplitConfig()
-    if not 0.0 < cfg.val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}")
     story = assign_stories(ab_tests, cfg.link_columns)
     tests_per_story = ab_tests.groupby(story)["test_id"].nunique()
     order = np.random.default_rng(cfg.seed).permutation(tests_per_story.index.to_numpy())

@@ -42,7 +42,6 @@ def train_pointwise(
 ) -> dict:
     """Fit a one-output regressor text -> standardised logit CTR on `ab_tests` arms; save it."""
     cfg = cfg or RankerTrainConfig()
-    cfg.check()
     missing = [c for c in ("text", "pv", "clicks") if c not in arms_train.columns]
     if missing or arms_train.empty:
         raise DataContractError(f"pointwise training arms: missing {missing} or no rows")

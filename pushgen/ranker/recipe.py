@@ -96,8 +96,17 @@ class RankerRecipeConfig:
     pairs: PairConfig = field(default_factory=default_train_pairs)  # how training pairs are made
     split: StorySplitConfig = field(default_factory=StorySplitConfig)  # which stories are held out
     train: RankerTrainConfig = field(default_factory=RankerTrainConfig)  # the cross-encoder fit
-    pointwise: bool = False  # also train the pointwise CTR regressor (the ablation)
-    exclude_nonrandom: bool = False  # drop tests flagged for non-random assignment from training
+    pointwise: bool = field(
+        default=False,
+        metadata={"help": "also train the pointwise ablation (a CTR regressor per arm)"},
+    )
+    exclude_nonrandom: bool = field(
+        default=False,
+        metadata={
+            "help": "leave tests flagged for non-random assignment (Upworthy 2013-26..2014-02) "
+            "out of training"
+        },
+    )
     # when no training pair passes pairs.max_p_value (tiny data), train on all pairs weighted by
     # their evidence (1 - p) instead of failing; metrics say so (`pairs_fallback`)
     fallback_all_pairs: bool = True

@@ -10,63 +10,123 @@ backbone; the default is the packaged all-MiniLM-L6-v2.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pushgen.errors import ConfigError, DataContractError
-from pushgen.models import check_bf16_setting
+from pushgen.models import BF16_SETTINGS, check_bf16_setting
 from pushgen.ranker.metrics import pairwise_metrics
-from pushgen.ranker.model import build_pair_model, check_head
+from pushgen.ranker.model import HEADS, POSITION_MODES, build_pair_model, check_head
 from pushgen.ranker.pairs import both_orders
 from pushgen.ranker.select import PairwiseRanker, RankerSettings, caption_segment
 
 LABEL_MODES = ("hard", "posterior")
+LISTWISE_LOSSES = ("pairwise", "plackett_luce")  # the listwise head's training losses
 
 
 @dataclass
 class RankerTrainConfig:
     """Training of the pairwise ranker (and of the pointwise ablation, which shares it)."""
 
-    backbone: str | None = None  # HF id or path of a BERT-style encoder; None: all-MiniLM-L6-v2
-    # "segment_diff": score(a) - score(b) over a's and b's contextualised tokens (model.py); it
-    # leaves the log-2 plateau at once where "cls" (the [CLS] classifier) sat on it for hundreds
-    # of steps, and did better on held-out Upworthy stories (README, measured figures)
-    head: str = "segment_diff"
-    # segment_diff: average the token states of the last N layers before pooling (1: last only).
+    backbone: str | None = field(
+        default=None,
+        metadata={"help": "HF encoder id or path (default: packaged all-MiniLM-L6-v2)"},
+    )
+    # "segment_diff" leaves the log-2 plateau at once where "cls" sat on it for hundreds of
+    # steps, and did better on held-out Upworthy stories (README, measured figures)
+    head: str = field(
+        default="segment_diff",
+        metadata={
+            "help": "cls: [CLS] classifier; segment_diff: score(a) - score(b) over a's and b's "
+            "tokens; listwise: all candidates of a test in one sequence, one pass, K scores",
+            "choices": HEADS,
+        },
+    )
     # 3 with the low encoder rate below scored 69.2-71.4% on held-out Upworthy significant pairs
     # (last layer, old rate: 68.5%) but lost on simulated data (0.742 vs 0.847): README.
-    pool_layers: int = 1
-    max_length: int = 64  # tokens per (a, b) input; two push lines fit comfortably
-    epochs: float = 2.0  # passes over the training pairs (each pair counts twice: both orders)
-    batch_size: int = 32  # examples per optimiser step
-    # AdamW peak rate. At 5e-5 the pair logit sits at 0 (loss log 2, all P near 0.5) for most
-    # of a small run before it moves; 2e-4 leaves that plateau early (measured: bench notes)
-    learning_rate: float = 2e-4
-    # the fresh head's own peak rate (None: learning_rate). A high head rate lets the encoder
-    # rate go low (keeping what the pretrained layers know) without the log-2 plateau.
-    head_learning_rate: float | None = None
-    weight_decay: float = 0.01  # AdamW decoupled weight decay
-    warmup_ratio: float = 0.1  # share of steps with a linear warm-up
-    label: str = "hard"  # "hard": 1 if a's CTR was higher; "posterior": Beta-posterior P(a > b)
-    use_weights: bool = True  # scale each pair's loss by its evidence `weight` column
-    use_caption: bool = False  # append the pair's `caption` column to the second segment
-    max_train_pairs: int | None = None  # subsample training pairs (CPU budgets); None: all
-    seed: int = 0  # data order, head initialisation, subsampling
-    logging_steps: int = 50  # optimiser steps between loss logs
-    device: str | None = None  # "cpu", "cuda", ...; None: cuda when available
-    # bf16 mixed precision: "auto" where the hardware has bf16 units (CUDA, CPU AMX/AVX512-BF16:
-    # ~1.4x faster steps on this CPU), "on", or "off" (fp32)
-    bf16: str = "auto"
+    pool_layers: int = field(
+        default=1,
+        metadata={"help": "segment_diff: average the last N layers' token states before pooling"},
+    )
+    max_length: int = field(
+        default=64,  # two push lines fit comfortably
+        metadata={"help": "tokens per pair"},
+    )
+    epochs: float = field(
+        default=2.0,
+        metadata={"help": "passes over the training pairs (each pair counts twice: both orders)"},
+    )
+    batch_size: int = field(default=32, metadata={"help": "examples per optimiser step"})
+    # At 5e-5 the pair logit sits at 0 (loss log 2, all P near 0.5) for most of a small run
+    # before it moves; 2e-4 leaves that plateau early (measured: bench notes)
+    learning_rate: float = field(default=2e-4, metadata={"help": "encoder's peak rate"})
+    # A high head rate lets the encoder rate go low (keeping what the pretrained layers know)
+    # without the log-2 plateau.
+    head_learning_rate: float | None = field(
+        default=None, metadata={"help": "the fresh head's peak rate (default: --lr)"}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "share of steps with a linear warm-up"}
+    )
+    label: str = field(
+        default="hard",
+        metadata={
+            "help": "hard: 1 if a's CTR was higher; posterior: Beta-posterior P(a > b)",
+            "choices": LABEL_MODES,
+        },
+    )
+    use_weights: bool = field(
+        default=True, metadata={"help": "scale each pair's loss by its evidence `weight` column"}
+    )
+    use_caption: bool = field(
+        default=False,
+        metadata={"help": "append the pair's `caption` column to the second segment"},
+    )
+    max_train_pairs: int | None = field(
+        default=None, metadata={"help": "subsample training pairs (CPU budget)"}
+    )
+    seed: int = field(default=0, metadata={"help": "data order, head initialisation, subsampling"})
+    logging_steps: int = field(default=50, metadata={"help": "optimiser steps between loss logs"})
+    device: str | None = field(
+        default=None, metadata={"help": "cpu / cuda (default: cuda when available)"}
+    )
+    # "auto" where the hardware has bf16 units (CUDA, CPU AMX/AVX512-BF16, where steps are faster)
+    bf16: str = field(
+        default="auto",
+        metadata={"help": "bf16 mixed precision: auto, on or off (fp32)", "choices": BF16_SETTINGS},
+    )
     # listwise head only (model: pushgen/ranker/listwise.py, training: listwise_train.py)
-    listwise_loss: str = "pairwise"  # "pairwise" over all arm pairs of a test, or "plackett_luce"
-    positions: str = "reset"  # "reset": position ids restart per candidate; "sequential"
-    max_set_size: int = 8  # candidates per training sequence; larger tests become windows
-    candidate_tokens: int = 32  # token budget per candidate in the one sequence
+    listwise_loss: str = field(
+        default="pairwise",
+        metadata={
+            "help": "listwise: weighted logistic over all arm pairs, or Plackett-Luce on the CTR "
+            "order",
+            "choices": LISTWISE_LOSSES,
+        },
+    )
+    positions: str = field(
+        default="reset",
+        metadata={
+            "help": "listwise: restart position ids per candidate (order-free) or number them "
+            "in order",
+            "choices": POSITION_MODES,
+        },
+    )
+    max_set_size: int = field(
+        default=8,
+        metadata={
+            "help": "listwise: candidates per training sequence (larger tests become windows)"
+        },
+    )
+    candidate_tokens: int = field(
+        default=32, metadata={"help": "listwise: token budget per candidate in the one sequence"}
+    )
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         """Fail early on values that would waste a training run."""
         if self.label not in LABEL_MODES:
             raise ConfigError(f"label must be one of {LABEL_MODES}, got {self.label!r}")
@@ -80,11 +140,11 @@ class RankerTrainConfig:
         check_head(self.head)
         if self.max_length < 8:
             raise ConfigError(f"max_length {self.max_length} is too short for a pair of texts")
-        if self.listwise_loss not in ("pairwise", "plackett_luce"):
+        if self.listwise_loss not in LISTWISE_LOSSES:
             raise ConfigError(
                 f"listwise_loss must be pairwise or plackett_luce, got {self.listwise_loss!r}"
             )
-        if self.positions not in ("reset", "sequential"):
+        if self.positions not in POSITION_MODES:
             raise ConfigError(f"positions must be reset or sequential, got {self.positions!r}")
         if self.max_set_size < 2 or self.candidate_tokens < 1:
             raise ConfigError("max_set_size must be >= 2 and candidate_tokens >= 1")
@@ -152,7 +212,6 @@ def train_ranker(
     from pushgen.ranker.trainer import run_trainer  # torch and the Trainer: not at CLI start
 
     cfg = cfg or RankerTrainConfig()
-    cfg.check()
     _check_pairs(pairs_train, "training pairs")
     if cfg.max_train_pairs and len(pairs_train) > cfg.max_train_pairs:
         pairs_train = pairs_train.sample(cfg.max_train_pairs, random_state=cfg.seed)
