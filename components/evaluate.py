@@ -26,7 +26,15 @@ def evaluate(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
 ):
-    """Summarise the run's metrics as Markdown, HTML, JSON and one flat Metrics artifact."""
+    """Summarise the run's metrics as Markdown, HTML, JSON and one flat Metrics artifact.
+
+    Args:
+        data_metrics: the ingest step's row counts.
+        clean_metrics: the clean step's filter and weight figures.
+        label_metrics: the label step's category shares and rejected counts.
+        generator_metrics: the SFT step's training and held-out figures.
+        ranker_metrics: the reward step's training and held-out figures.
+    """
     import json
     from pathlib import Path
 

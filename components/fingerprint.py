@@ -13,7 +13,13 @@ from components import COMPONENT_DEFAULTS
 
 @dsl.component(**COMPONENT_DEFAULTS)
 def fingerprint(data_location: str = "", n_videos: int = 200, seed: int = 0) -> str:
-    """sha256 of the source tables at `data_location` (of the simulator settings when empty)."""
+    """sha256 of the source tables at `data_location` (of the simulator settings when empty).
+
+    Args:
+        data_location: where the source tables are (local or s3:// directory); empty: simulate.
+        n_videos: the simulated world's size, hashed when `data_location` is empty.
+        seed: the simulated world's seed, hashed when `data_location` is empty.
+    """
     from pushgen.ingest import content_hash
 
     return content_hash(data_location, n_videos=n_videos, seed=seed)

@@ -22,7 +22,14 @@ def ingest_feedback(
     past_data_location: str,
     window: str = "",
 ) -> str:
-    """Past tables + this window's tests -> `data` (a directory); returns its URI."""
+    """Past tables + this window's tests -> `data` (a directory); returns its URI.
+
+    Args:
+        serving_log: the window's serving log (a table, or a directory of shipped parts).
+        feedback: exposures and clicks per request_id for that window.
+        past_data_location: the training data so far (local or s3:// directory).
+        window: a name for this window (the A/B tests' ids carry it); empty: from the log.
+    """
     import time
 
     from pushgen.contracts import read_table

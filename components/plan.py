@@ -16,7 +16,12 @@ from components import COMPONENT_DEFAULTS
 def plan(retrain_part: str, store_uri: str) -> NamedTuple(
     "Plan", [("generator_from", str), ("ranker_from", str)]
 ):
-    """Per part: "" to train it, or the production release URI to carry it over from."""
+    """Per part: "" to train it, or the production release URI to carry it over from.
+
+    Args:
+        retrain_part: "both", "generator" or "ranker": the part(s) this run trains.
+        store_uri: the model store whose production release the other part is carried from.
+    """
     from collections import namedtuple
 
     from pushgen.carry import plan_parts

@@ -17,7 +17,11 @@ from components import COMPONENT_DEFAULTS
 def retrain_request(summary: Input[Artifact]) -> NamedTuple(
     "RetrainRequest", [("part", str), ("reason", str)]
 ):
-    """The part to retrain and why, from a monitoring summary."""
+    """The part to retrain and why, from a monitoring summary.
+
+    Args:
+        summary: the monitor step's summary JSON (its checks and their blame).
+    """
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -35,6 +39,9 @@ def retrain_due(summary: Input[Artifact]) -> bool:
     The pipeline branches on this single `Output` (not on the monitor's named `retrain`
     output) because kfp's local runner resolves a `dsl.If` on a single-output task but not on
     a named output of a multi-output one; on a cluster both work.
+
+    Args:
+        summary: the monitor step's summary JSON.
     """
     import json
     from pathlib import Path

@@ -32,13 +32,6 @@ from pushgen.generator.sft import GeneratorTrainConfig
 from pushgen.ranker.train import RankerTrainConfig
 
 PIPELINE_NAME = "pushgen-monitoring"
-# Small settings for the nested training run of a local loop (the demo and tests).
-LOCAL_RETRAIN_PARAMS: dict = {
-    "sft_max_steps": 8,
-    "reward_epochs": 1.0,
-    "gate_videos": 6,
-    "report_videos": 0,  # the retraining run's report without the replay (the gate decides)
-}
 
 
 def build_monitoring_pipeline(cfg: ClusterConfig | None = None):

@@ -43,7 +43,7 @@ class GeneratorServeConfig:
     max_chars: int = 120  # guard length budget, also applied again by the transformer
     merge_lora: bool = True  # fold the adapter into the weights (exact for a full-precision base)
     device: str | None = None  # None: cuda when available, else cpu
-    # "auto": bf16 on CUDA or on CPUs with AMX/AVX512-BF16 (about 2x faster generation there), else fp32
+    # "auto": bf16 on CUDA or on CPUs with AMX/AVX512-BF16, else fp32 (speed: bench.bench_generate)
     dtype: str = "auto"
 
 

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from pushgen.models import DTYPES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the serving subcommands."""
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="if the ranker is down, serve the first guarded candidate (flagged) instead of 503")  # fmt: skip
     p.add_argument("--no-ranker-batching", action="store_true", help="turn dynamic batching off")
     p.add_argument("--max-new-tokens", type=int, default=24, help="generator length budget")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto: bf16 where the hardware has bf16 units (CUDA, CPU AMX), else fp32")  # fmt: skip
     p.set_defaults(func=_serve)
 

@@ -61,7 +61,7 @@ class RankerTrainConfig:
     )
     batch_size: int = field(default=32, metadata={"help": "examples per optimiser step"})
     # At 5e-5 the pair logit sits at 0 (loss log 2, all P near 0.5) for most of a small run
-    # before it moves; 2e-4 leaves that plateau early (measured: bench notes)
+    # before it moves; 2e-4 leaves that plateau early
     learning_rate: float = field(default=2e-4, metadata={"help": "encoder's peak rate"})
     # A high head rate lets the encoder rate go low (keeping what the pretrained layers know)
     # without the log-2 plateau.
