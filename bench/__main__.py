@@ -37,7 +37,7 @@ SHORT_ARGS: dict[str, list[str]] = {
         "0",
         "--train-pairs",
         "0",
-    ],  # fmt: skip
+    ],
     "bench_serving": ["--tiny", "--seconds", "3", "--chain-seconds", "5"],
     "bench_abuse": [],
 }
@@ -61,8 +61,10 @@ def summary_rows(rows: list[dict]) -> list[str]:
     for r in rows:
         base = r.get("baseline_seconds")
         ratio = f"{base / r['seconds']:.2f}x" if base and r["seconds"] > 0 else "-"
-        lines.append(f"{r['bench']:<16}{r['case'][:45]:<46}{r['seconds']:>9.3f}"
-                     f"{(f'{base:.3f}' if base else '-'):>9}{ratio:>8}{r['peak_mib']:>10.0f}")  # fmt: skip
+        lines.append(
+            f"{r['bench']:<16}{r['case'][:45]:<46}{r['seconds']:>9.3f}"
+            f"{(f'{base:.3f}' if base else '-'):>9}{ratio:>8}{r['peak_mib']:>10.0f}"
+        )
     return lines
 
 
@@ -86,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             failed.append(name)
             print(f"{name} failed (exit {code})")
-        found = found or [{"bench": name, "case": "(whole benchmark, no rows recorded)",
-                           "seconds": seconds, "baseline_seconds": None}]  # fmt: skip
+        found = found or [
+            {
+                "bench": name,
+                "case": "(whole benchmark, no rows recorded)",
+                "seconds": seconds,
+                "baseline_seconds": None,
+            }
+        ]
         rows += [{**r, "peak_mib": peak, "module": name} for r in found]
         print(f"({name}: {seconds:.0f} s, peak RSS {peak:.0f} MiB)")
     print(
@@ -95,8 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n".join(summary_rows(rows)))
     load = os.getloadavg()
-    doc = {"machine": describe_machine(), "load_average_at_end": load, "short": not full,
-           "failed": failed, "rows": rows}  # fmt: skip
+    doc = {
+        "machine": describe_machine(),
+        "load_average_at_end": load,
+        "short": not full,
+        "failed": failed,
+        "rows": rows,
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=2))
     print(f"wrote {OUT} (machine: {doc['machine']}; load average at the end {load[0]:.1f})")

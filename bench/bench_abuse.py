@@ -124,8 +124,10 @@ def chunked_upload(row: Row, base: str, total_mib: int, limit_s: float = 60.0) -
     host, port = _host_port(base)
     t0 = time.perf_counter()
     s = socket.create_connection((host, port), timeout=10)
-    s.sendall(b"POST /v1/models/ranker:predict HTTP/1.1\r\nHost: x\r\n"
-              b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+    s.sendall(
+        b"POST /v1/models/ranker:predict HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     chunk = b"[" * (1 << 20)
     sent, answer = 0, b""
     while sent < total_mib and time.perf_counter() - t0 < limit_s:
@@ -152,8 +154,10 @@ def slow_bodies(row: Row, base: str, n: int, limit_s: float) -> None:
     socks, t0 = {}, time.perf_counter()
     for _ in range(n):
         s = socket.create_connection((host, port), timeout=10)
-        s.sendall(b"POST /v1/models/ranker:predict HTTP/1.1\r\nHost: x\r\n"
-                  b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + b"{" * 500)  # fmt: skip
+        s.sendall(
+            b"POST /v1/models/ranker:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + b"{" * 500
+        )
         socks[s.fileno()] = s
     while socks and time.perf_counter() - t0 < limit_s:
         ready, _, _ = select.select(list(socks.values()), [], [], 0.5)
@@ -169,7 +173,9 @@ def slow_bodies(row: Row, base: str, n: int, limit_s: float) -> None:
         s.close()
 
 
-async def _concurrent(url: str, body: dict, n: int, timeout_s: float) -> list[tuple[int | str, float]]:  # fmt: skip
+async def _concurrent(
+    url: str, body: dict, n: int, timeout_s: float
+) -> list[tuple[int | str, float]]:
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as client:
 
@@ -277,8 +283,9 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
                 for server, body, headers in BAD:
                     import json as _json
 
-                    _timed_post(_url(bases[server], server), row, content=_json.dumps(body),
-                                headers=headers)  # fmt: skip
+                    _timed_post(
+                        _url(bases[server], server), row, content=_json.dumps(body), headers=headers
+                    )
                 t0 = time.perf_counter()
                 row.add(httpx.get(rank, timeout=10).status_code, time.perf_counter() - t0)
                 v2 = f"{stack.ranker_url}/v2/models/ranker/infer"
@@ -324,8 +331,10 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
             for code, dt in asyncio.run(_concurrent(rank, heavy, 8, 60)):
                 row.add(code, dt)
             ratio = statistics.median(hvy) / statistics.median(typ)
-            row.note = (f"median heavy {statistics.median(hvy) * 1000:.0f} ms vs typical K=8 "
-                        f"{statistics.median(typ) * 1000:.0f} ms: {ratio:.1f}x (target <= 5x)")  # fmt: skip
+            row.note = (
+                f"median heavy {statistics.median(hvy) * 1000:.0f} ms vs typical K=8 "
+                f"{statistics.median(typ) * 1000:.0f} ms: {ratio:.1f}x (target <= 5x)"
+            )
             row.ok = ratio <= 5.0
             row.bound_s = 10.0
 
@@ -333,8 +342,9 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
 
         def big_header(row: Row) -> None:
             for _ in range(5):
-                _timed_post(push, row, json={"caption": CAPTION},
-                            headers={"x-request-id": "r" * (4 << 20)})  # fmt: skip
+                _timed_post(
+                    push, row, json={"caption": CAPTION}, headers={"x-request-id": "r" * (4 << 20)}
+                )
             _timed_post(push, row, json={"caption": CAPTION}, headers={"x-request-id": "bad id!"})
             row.bound_s = 2.0
 
@@ -342,8 +352,9 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
 
         def reused(row: Row) -> None:
             for _ in range(24):
-                _timed_post(push, row, json={"caption": CAPTION},
-                            headers={"x-request-id": "abuse-reused-1"})  # fmt: skip
+                _timed_post(
+                    push, row, json={"caption": CAPTION}, headers={"x-request-id": "abuse-reused-1"}
+                )
             from serving.serving_log import read_serving_log
 
             valid, _ = read_serving_log(log_dir)
@@ -398,9 +409,11 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
                 overs.append(open_loop(push, 2 * peaks[-1], goodput_s, row))
             ratio = sum(overs) / sum(peaks)
             rounds = "; ".join(f"{p:.1f} -> {o:.1f}" for p, o in zip(peaks, overs, strict=True))
-            row.note = (f"closed loop by clients: {', '.join(f'{c}: {r:.1f}' for c, r in rates.items())}/s; "
-                        f"rounds peak -> goodput at 2x offered: {rounds}; "
-                        f"sum {ratio:.0%} of peak (target >= 90%)")  # fmt: skip
+            row.note = (
+                f"closed loop by clients: {', '.join(f'{c}: {r:.1f}' for c, r in rates.items())}/s; "
+                f"rounds peak -> goodput at 2x offered: {rounds}; "
+                f"sum {ratio:.0%} of peak (target >= 90%)"
+            )
             row.ok = ratio >= 0.9
             row.bound_s = 45.0  # the request deadline
 
@@ -409,8 +422,10 @@ def run(models: Path, work: Path, goodput_s: float) -> list[Row]:
         def no_backoff(row: Row) -> None:
             peak = max(rates.values())
             over = goodput(push, 12, goodput_s, row)
-            row.note = (f"12 closed-loop clients retrying at once on 503: goodput {over:.1f}/s = "
-                        f"{over / peak:.0%} of peak (informative: the clients share the 2 cores)")  # fmt: skip
+            row.note = (
+                f"12 closed-loop clients retrying at once on 503: goodput {over:.1f}/s = "
+                f"{over / peak:.0%} of peak (informative: the clients share the 2 cores)"
+            )
             row.bound_s = 45.0
 
         b.measure("overload: 12 clients, no backoff -> pushgen", "pushgen", no_backoff)
@@ -448,9 +463,12 @@ def budget_baseline(models: Path, repeats: int = 3) -> Table:
     typ = best(lambda: score_requests(ranker, [typical], "copeland"))
     rows = [
         ("typical: K=8, short texts, caption", best(lambda: naive(typical)), typ),
-        ("heaviest legal: K=16 x 500 ch, 2,000-ch caption", best(lambda: naive(heavy)),
-         best(lambda: score_requests(ranker, [heavy], "copeland"))),
-    ]  # fmt: skip
+        (
+            "heaviest legal: K=16 x 500 ch, 2,000-ch caption",
+            best(lambda: naive(heavy)),
+            best(lambda: score_requests(ranker, [heavy], "copeland")),
+        ),
+    ]
     table = Table(
         title="ranker, one request in-process (1 thread): cost of the heaviest legal input"
     )
@@ -463,15 +481,32 @@ def budget_baseline(models: Path, repeats: int = 3) -> Table:
 
 def print_table(rows: list[Row]) -> None:
     table = Table(title="abuse and faults (tiny models, loopback)")
-    cols = ("attack", "status codes", "worst s", "bound s", "RSS +MiB", "server log +KiB",
-            "serving log +rows", "met", "note")  # fmt: skip
+    cols = (
+        "attack",
+        "status codes",
+        "worst s",
+        "bound s",
+        "RSS +MiB",
+        "server log +KiB",
+        "serving log +rows",
+        "met",
+        "note",
+    )
     for col in cols:
         table.add_column(col)
     for r in rows:
         codes = ", ".join(f"{k}x{v}" for k, v in sorted(r.codes.items(), key=lambda kv: str(kv[0])))
-        table.add_row(r.attack, codes, f"{r.worst_s:.2f}",
-                      "" if r.bound_s is None else f"{r.bound_s:g}", f"{r.rss_mib:+.0f}",
-                      f"{r.log_kib:+.0f}", f"{r.serving_rows:+d}", "yes" if r.ok else "NO", r.note)  # fmt: skip
+        table.add_row(
+            r.attack,
+            codes,
+            f"{r.worst_s:.2f}",
+            "" if r.bound_s is None else f"{r.bound_s:g}",
+            f"{r.rss_mib:+.0f}",
+            f"{r.log_kib:+.0f}",
+            f"{r.serving_rows:+d}",
+            "yes" if r.ok else "NO",
+            r.note,
+        )
     Console(width=250).print(table)
 
 
@@ -494,8 +529,10 @@ def main(argv: list[str] | None = None) -> None:
     Console(width=200).print(budget_baseline(models))
     rows = run(models, work, args.goodput_seconds)
     print_table(rows)
-    print(f"{sum(not r.ok for r in rows)} targets missed; {time.perf_counter() - t0:.0f} s; "
-          f"load average at the end: {os.getloadavg()}")  # fmt: skip
+    print(
+        f"{sum(not r.ok for r in rows)} targets missed; {time.perf_counter() - t0:.0f} s; "
+        f"load average at the end: {os.getloadavg()}"
+    )
 
 
 if __name__ == "__main__":

@@ -131,10 +131,15 @@ FROM hard WHERE _invalid <> '';
 def duckdb_clean(con, pushes_ref: str, videos_ref: str, cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the cleaning SQL; returns (cleaned, removed) as pandas frames like `clean_pushes`."""
     params = {
-        "min_ctr": cfg.min_ctr, "max_svr": cfg.max_svr, "min_lvtr": cfg.min_lvtr,
-        "max_htr": cfg.max_htr, "min_pv": cfg.min_pv, "q_lo": cfg.quantile_low,
-        "q_hi": cfg.quantile_high, "min_size": cfg.min_cluster_size,
-    }  # fmt: skip
+        "min_ctr": cfg.min_ctr,
+        "max_svr": cfg.max_svr,
+        "min_lvtr": cfg.min_lvtr,
+        "max_htr": cfg.max_htr,
+        "min_pv": cfg.min_pv,
+        "q_lo": cfg.quantile_low,
+        "q_hi": cfg.quantile_high,
+        "min_size": cfg.min_cluster_size,
+    }
     params |= {f"{k}_s": f"{v:g}" for k, v in params.items() if k.startswith(("min", "max"))}
     params = {k: v for k, v in params.items() if k != "min_size_s"}
     con.execute(DUCKDB_SQL.format(pushes=pushes_ref, videos=videos_ref), params)
@@ -219,18 +224,31 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"pandas and duckdb disagree on the kept pushes ({src})")
 
     table = Table(title=f"clean_pushes on {args.rows:,} pushes (best of {args.repeat})")
-    for col in ("input", "implementation", "seconds", "peak RSS GB", "kept", "removed",
-                "duckdb / pandas"):  # fmt: skip
+    for col in (
+        "input",
+        "implementation",
+        "seconds",
+        "peak RSS GB",
+        "kept",
+        "removed",
+        "duckdb / pandas",
+    ):
         table.add_column(col, justify="right")
     for (impl, src), (sec, gb, kept, removed, _) in best.items():
         ratio = best["duckdb", src][0] / sec
-        table.add_row(src, impl, f"{sec:.2f}", f"{gb:.2f}", f"{kept:,}", f"{removed:,}",
-                      f"{ratio:.2f}x")  # fmt: skip
+        table.add_row(
+            src, impl, f"{sec:.2f}", f"{gb:.2f}", f"{kept:,}", f"{removed:,}", f"{ratio:.2f}x"
+        )
     Console().print(table)
     for (impl, src), (sec, *_rest) in best.items():
         if impl == "pandas":
-            record("clean", f"{args.rows:,} pushes, pandas, {src}", sec, best["duckdb", src][0],
-                   "DuckDB SQL")  # fmt: skip
+            record(
+                "clean",
+                f"{args.rows:,} pushes, pandas, {src}",
+                sec,
+                best["duckdb", src][0],
+                "DuckDB SQL",
+            )
 
 
 if __name__ == "__main__":

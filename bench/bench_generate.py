@@ -182,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     results = time_modes(generator, captions, categories, cfg, args.repeats, cuda)
 
     naive_s, _, _, naive_texts = results[MODES[0].name]
-    print(f"\n{'mode':<34}{'s':>8}{'cand/s':>9}{'tok/s':>9}{'x naive':>9}{'peak MiB':>10}"
-          f"{'= naive':>9}")  # fmt: skip
+    print(
+        f"\n{'mode':<34}{'s':>8}{'cand/s':>9}{'tok/s':>9}{'x naive':>9}{'peak MiB':>10}"
+        f"{'= naive':>9}"
+    )
     for mode in MODES:
         seconds, tokens, peak, texts = results[mode.name]
         n = len(captions) * len(categories)
@@ -196,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     from bench.record import record
 
     for mode in MODES[1:]:
-        record("generate", f"K={len(categories)}, {mode.name}", results[mode.name][0], naive_s,
-               MODES[0].name)  # fmt: skip
+        record(
+            "generate",
+            f"K={len(categories)}, {mode.name}",
+            results[mode.name][0],
+            naive_s,
+            MODES[0].name,
+        )
     base = results["batched caption_first"][0]
     prefix = results["batched caption_first + prefix"][0]
     print(f"\nprefix sharing gain (caption_first): {base / prefix:.2f}x")

@@ -190,14 +190,25 @@ def listwise_bench(args: argparse.Namespace, console: Console) -> None:
         f"listwise {'trained' if args.listwise_model else 'fresh head'} "
         f"({listwise.listwise.positions} positions, {listwise.listwise.permutations} order(s))"
     )
-    cols = ("K", "listwise tokens", "listwise p50 ms", "all-pairs p50 ms", "one-at-a-time p50 ms",
-            "all-pairs / listwise", "one-at-a-time / listwise")  # fmt: skip
+    cols = (
+        "K",
+        "listwise tokens",
+        "listwise p50 ms",
+        "all-pairs p50 ms",
+        "one-at-a-time p50 ms",
+        "all-pairs / listwise",
+        "one-at-a-time / listwise",
+    )
     for col in cols:
         table.add_column(col, justify="right")
     p50 = statistics.median
     typical: dict[int, float] = {}
-    figures: dict = {"threads": torch.get_num_threads(), "trained": bool(args.listwise_model),
-                     "positions": listwise.listwise.positions, "rows": []}  # fmt: skip
+    figures: dict = {
+        "threads": torch.get_num_threads(),
+        "trained": bool(args.listwise_model),
+        "positions": listwise.listwise.positions,
+        "rows": [],
+    }
     for k in args.ks:
         texts = candidate_texts(k)
         enc = encode_sets_for(listwise, texts, cap)
@@ -210,12 +221,24 @@ def listwise_bench(args: argparse.Namespace, console: Console) -> None:
             lambda t=texts: one_pair_at_a_time(pairwise, t, cap), args.naive_repeats, f"naive K={k}"
         )
         typical[k] = p50(lw)
-        figures["rows"].append({"k": k, "tokens": enc, "listwise_ms": p50(lw) * 1e3,
-                                "all_pairs_ms": p50(pw) * 1e3, "one_at_a_time_ms": p50(naive) * 1e3})  # fmt: skip
+        figures["rows"].append(
+            {
+                "k": k,
+                "tokens": enc,
+                "listwise_ms": p50(lw) * 1e3,
+                "all_pairs_ms": p50(pw) * 1e3,
+                "one_at_a_time_ms": p50(naive) * 1e3,
+            }
+        )
         table.add_row(
-            str(k), str(enc), f"{p50(lw) * 1e3:.1f}", f"{p50(pw) * 1e3:.1f}",
-            f"{p50(naive) * 1e3:.1f}", f"{p50(pw) / p50(lw):.1f}x", f"{p50(naive) / p50(lw):.1f}x",
-        )  # fmt: skip
+            str(k),
+            str(enc),
+            f"{p50(lw) * 1e3:.1f}",
+            f"{p50(pw) * 1e3:.1f}",
+            f"{p50(naive) * 1e3:.1f}",
+            f"{p50(pw) / p50(lw):.1f}x",
+            f"{p50(naive) / p50(lw):.1f}x",
+        )
     console.print(table)
     # the token budget: K=16 candidates of ~10,000 characters each vs typical requests
     long_texts = [f"{t} " * 200 for t in candidate_texts(16)]
@@ -229,8 +252,12 @@ def listwise_bench(args: argparse.Namespace, console: Console) -> None:
         f"= {long / typical[16]:.1f}x a typical K=16 request ({typical[16] * 1e3:.1f} ms), "
         f"{long / typical[8]:.1f}x a typical K=8 one ({typical[8] * 1e3:.1f} ms); target <= 5x"
     )
-    figures["token_budget"] = {"chars_per_text": len(long_texts[0]), "long_k16_ms": long * 1e3,
-                               "typical_k16_ms": typical[16] * 1e3, "typical_k8_ms": typical[8] * 1e3}  # fmt: skip
+    figures["token_budget"] = {
+        "chars_per_text": len(long_texts[0]),
+        "long_k16_ms": long * 1e3,
+        "typical_k16_ms": typical[16] * 1e3,
+        "typical_k8_ms": typical[8] * 1e3,
+    }
     if args.listwise_model and args.order_sets:
         flip = order_flip_rate(listwise, args.order_sets)
         figures["order"] = flip
@@ -278,9 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--listwise-model", help="trained listwise ranker (default: fresh head)")
     parser.add_argument(
-        "--ks", type=lambda v: [int(x) for x in v.split(",")], default=[2, 4, 8, 16],
+        "--ks",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[2, 4, 8, 16],
         help="listwise: candidate counts to time",
-    )  # fmt: skip
+    )
     parser.add_argument("--threads", type=int, default=2, help="listwise: torch threads")
     parser.add_argument(
         "--order-sets", type=int, default=200, help="listwise: K=8 sets for the order check"
@@ -346,8 +375,13 @@ def main(argv: list[str] | None = None) -> None:
 
     for name, times in runs.items():
         if name != "one pair at a time (naive)":
-            record("rank", f"K={args.k}, {name}", statistics.median(times), naive_p50,
-                   "one pair at a time")  # fmt: skip
+            record(
+                "rank",
+                f"K={args.k}, {name}",
+                statistics.median(times),
+                naive_p50,
+                "one pair at a time",
+            )
 
     if args.agreement_sets:
         sets = candidate_sets(args.agreement_sets, args.k)

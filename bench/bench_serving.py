@@ -78,8 +78,14 @@ def load(url: str, body: dict, clients: int, seconds: float, desc: str) -> dict[
         list(pool.map(client, range(clients)))
     wall = time.perf_counter() - t0
     bar.close()
-    return {"n": len(lat), "rps": len(lat) / wall, **percentiles(lat), "errors": len(errors),
-            "stages": stages, "first_error": errors[0] if errors else ""}  # fmt: skip
+    return {
+        "n": len(lat),
+        "rps": len(lat) / wall,
+        **percentiles(lat),
+        "errors": len(errors),
+        "stages": stages,
+        "first_error": errors[0] if errors else "",
+    }
 
 
 def start_server(module: str, args: list[str], log: Path) -> tuple[subprocess.Popen, str]:
@@ -87,8 +93,12 @@ def start_server(module: str, args: list[str], log: Path) -> tuple[subprocess.Po
 
     port = free_port()
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port), *args],
-                                stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(port), *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -187,8 +197,14 @@ def bf16_agreement(ranker_dir: Path, n_sets: int = 40, k: int = 8) -> str:
     )
 
 
-def bench_chain(models: Path, work: Path, clients: int, seconds: float, feature_repo: str | None,
-                video_id: str | None) -> list[dict]:  # fmt: skip
+def bench_chain(
+    models: Path,
+    work: Path,
+    clients: int,
+    seconds: float,
+    feature_repo: str | None,
+    video_id: str | None,
+) -> list[dict]:
     from serving.stack import LocalStack, StackConfig
 
     rows = []
@@ -198,8 +214,13 @@ def bench_chain(models: Path, work: Path, clients: int, seconds: float, feature_
         httpx.post(url, json=body, timeout=300)  # warm-up
         for c in (1, clients):
             res = load(url, body, c, seconds, f"chain c={c}")
-            rows.append({"what": "pushgen chain K=8" + (" (Feast)" if video_id else " (caption)"),
-                         "clients": c, **res})  # fmt: skip
+            rows.append(
+                {
+                    "what": "pushgen chain K=8" + (" (Feast)" if video_id else " (caption)"),
+                    "clients": c,
+                    **res,
+                }
+            )
     return rows
 
 
@@ -228,9 +249,19 @@ def bench_pairs_in_process(models: Path, reps: int = 5) -> list[dict]:
             times.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
         # CPU ms summed over threads: unlike wall time, it barely moves when other jobs share the cores
-        rows.append({"what": f"ranker in-process: {name}", "group": "in-process", "clients": 1, "n": reps,
-                     "rps": 1000 / statistics.median(times), **percentiles(times), "errors": 0,
-                     "stages": [], "note": f"cpu {statistics.median(cpu):.0f} ms"})  # fmt: skip
+        rows.append(
+            {
+                "what": f"ranker in-process: {name}",
+                "group": "in-process",
+                "clients": 1,
+                "n": reps,
+                "rps": 1000 / statistics.median(times),
+                **percentiles(times),
+                "errors": 0,
+                "stages": [],
+                "note": f"cpu {statistics.median(cpu):.0f} ms",
+            }
+        )
     return rows
 
 
@@ -255,25 +286,49 @@ def stage_summary(stages: list[dict], note: str = "") -> str:
 
 def print_table(rows: list[dict], title: str) -> None:
     table = Table(title=title)
-    for col in ("what", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-                "median stage ms / note", "vs baseline"):  # fmt: skip
+    for col in (
+        "what",
+        "clients",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "median stage ms / note",
+        "vs baseline",
+    ):
         table.add_column(col, justify="left" if col == "what" else "right")
     base = {}
     for r in rows:
         key = (r.get("group", r["what"]), r["clients"])
         base.setdefault(key, r)
         ratio = r["rps"] / base[key]["rps"] if base[key]["rps"] else float("nan")
-        table.add_row(r["what"], str(r["clients"]), str(r["n"]), f"{r['rps']:.2f}", f"{r.get('p50', 0):.0f}",
-                      f"{r.get('p95', 0):.0f}", f"{r.get('p99', 0):.0f}", str(r["errors"]),
-                      stage_summary(r["stages"], r.get("note", "")), f"{ratio:.2f}x")  # fmt: skip
+        table.add_row(
+            r["what"],
+            str(r["clients"]),
+            str(r["n"]),
+            f"{r['rps']:.2f}",
+            f"{r.get('p50', 0):.0f}",
+            f"{r.get('p95', 0):.0f}",
+            f"{r.get('p99', 0):.0f}",
+            str(r["errors"]),
+            stage_summary(r["stages"], r.get("note", "")),
+            f"{ratio:.2f}x",
+        )
     Console(width=200).print(table)
     from bench.record import record
 
     for r in rows:  # seconds per request at p50; the baseline is the group's first row
         first = base[(r.get("group", r["what"]), r["clients"])]
         if r is not first and r.get("p50") and first.get("p50"):
-            record("serving", f"{r['what']}, {r['clients']} clients", r["p50"] / 1e3,
-                   first["p50"] / 1e3, first["what"])  # fmt: skip
+            record(
+                "serving",
+                f"{r['what']}, {r['clients']} clients",
+                r["p50"] / 1e3,
+                first["p50"] / 1e3,
+                first["what"],
+            )
     for r in rows:
         if r.get("first_error"):
             print(f"first error of '{r['what']}' at {r['clients']} clients: {r['first_error']}")

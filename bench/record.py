@@ -28,8 +28,13 @@ def record(
     path = os.environ.get(RECORD_ENV)
     if not path:
         return
-    row = {"bench": bench, "case": case, "seconds": float(seconds), "baseline": baseline,
-           "baseline_seconds": None if baseline_seconds is None else float(baseline_seconds),
-           "note": note}  # fmt: skip
+    row = {
+        "bench": bench,
+        "case": case,
+        "seconds": float(seconds),
+        "baseline": baseline,
+        "baseline_seconds": None if baseline_seconds is None else float(baseline_seconds),
+        "note": note,
+    }
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")

@@ -53,7 +53,10 @@ def materialize(
     write_table(read, training_captions.path)
     write_table(ab_read, ab_captions.path)
     write_table(pd.concat([aside, ab_aside], ignore_index=True), rejected.path)
-    counts = {**counts, "ab_videos_with_caption": len(ab_read),
-              "ab_videos_without_caption": len(ab_aside)}  # fmt: skip
+    counts = {
+        **counts,
+        "ab_videos_with_caption": len(ab_read),
+        "ab_videos_without_caption": len(ab_aside),
+    }
     features.metadata.update({"online_store": "sqlite", "feature_repo": feature_repo})
     log_metrics(metrics, counts)

@@ -62,9 +62,14 @@ class Calibration:
     unit_share: dict[str, float] = field(default_factory=dict)  # units per request, per signal
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "n_reference": self.n_reference, "n_boot": self.n_boot,
-                "false_alarm_rate": self.false_alarm_rate, "warn_rate": self.warn_rate,
-                "bands": {k: asdict(b) for k, b in self.bands.items()}}  # fmt: skip
+        return {
+            "n": self.n,
+            "n_reference": self.n_reference,
+            "n_boot": self.n_boot,
+            "false_alarm_rate": self.false_alarm_rate,
+            "warn_rate": self.warn_rate,
+            "bands": {k: asdict(b) for k, b in self.bands.items()},
+        }
 
 
 @dataclass
@@ -109,8 +114,14 @@ def _band(
         shape, scale = m * m / v, v / m
         hi_a = float(stats.gamma.isf(aa, shape, scale=scale))
         hi_w = float(stats.gamma.isf(aw, shape, scale=scale))
-        return Band(center, None, max(hi_w, center + sig.floor / 2), None,
-                    max(hi_a, center + sig.floor), needed)  # fmt: skip
+        return Band(
+            center,
+            None,
+            max(hi_w, center + sig.floor / 2),
+            None,
+            max(hi_a, center + sig.floor),
+            needed,
+        )
     sd = float(np.std(boot, ddof=1)) * math.sqrt(inflate if sig.kind != "distinct" else 1.0)
     floor = sig.floor if sig.unit != "ctr" and sig.unit != "ratio" else 0.0
     da, dw = max(_z(aa) * sd, floor), max(_z(aw) * sd, floor / 2)
@@ -118,8 +129,14 @@ def _band(
     hi = sig.direction in ("up", "both")
     if sig.unit in ("ctr", "ratio"):  # rates are never negative: a band below 0 reads as 0
         dw, da = min(dw, center), min(da, center)
-    return Band(center, center - dw if lo else None, center + dw if hi else None,
-                center - da if lo else None, center + da if hi else None, needed)  # fmt: skip
+    return Band(
+        center,
+        center - dw if lo else None,
+        center + dw if hi else None,
+        center - da if lo else None,
+        center + da if hi else None,
+        needed,
+    )
 
 
 def calibrate(
@@ -161,8 +178,9 @@ def calibrate(
             # ratio signals: sd and effect relative to the reference value
             needed = max(needed, required_n(sd[sig.name] / scale, sig.effect, alpha))
         bands[sig.name] = _band(sig, boot[sig.name], inflate, a_alert, a_warn, needed)
-    return Calibration(n, len(reference), n_boot, false_alarm_rate, warn_rate, bands, profile,
-                       share)  # fmt: skip
+    return Calibration(
+        n, len(reference), n_boot, false_alarm_rate, warn_rate, bands, profile, share
+    )
 
 
 def _level(value: float, band: Band) -> str:
@@ -194,9 +212,24 @@ def judge(window: pd.DataFrame, cal: Calibration) -> list[CheckResult]:
             detail = "the reference has too little data for this signal at this window size"
         else:
             level, detail = _level(value, band), sig.what
-        out.append(CheckResult(sig.name, sig.part, level, value, band.center, band.alert_lo,
-                               band.alert_hi, band.warn_lo, band.warn_hi, units, band.needed,
-                               needed_requests, sig.unit, detail))  # fmt: skip
+        out.append(
+            CheckResult(
+                sig.name,
+                sig.part,
+                level,
+                value,
+                band.center,
+                band.alert_lo,
+                band.alert_hi,
+                band.warn_lo,
+                band.warn_hi,
+                units,
+                band.needed,
+                needed_requests,
+                sig.unit,
+                detail,
+            )
+        )
     return out
 
 

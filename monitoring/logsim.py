@@ -129,8 +129,13 @@ def _cache(world: World) -> _Cache:
 
 
 def _write(source: dict, template: str) -> str:
-    return template.format(name=source["name"], place=source["place"], num=int(source["number"]),
-                           thing=source["thing"], verb=source["verb"])  # fmt: skip
+    return template.format(
+        name=source["name"],
+        place=source["place"],
+        num=int(source["number"]),
+        thing=source["thing"],
+        verb=source["verb"],
+    )
 
 
 def _video_weights(world: World, cfg: StreamConfig, rng: np.random.Generator) -> np.ndarray:
@@ -213,8 +218,16 @@ def simulate_log(
         cands = []
         for category, text, sensational in _candidates(cache, source, collapsed, cfg, rng):
             ok, reasons = cache.check(text, caption)
-            cands.append({"category": category, "text": text, "score": None, "guard_ok": ok,
-                          "guard_reasons": reasons, "sensational": sensational})  # fmt: skip
+            cands.append(
+                {
+                    "category": category,
+                    "text": text,
+                    "score": None,
+                    "guard_ok": ok,
+                    "guard_reasons": reasons,
+                    "sensational": sensational,
+                }
+            )
         ok_idx = [j for j, c in enumerate(cands) if c["guard_ok"]]
         degraded = bool(ok_idx) and rng.random() < cfg.degraded_rate
         if ok_idx and not degraded:
@@ -222,13 +235,22 @@ def simulate_log(
             sens = np.array([cands[j]["sensational"] for j in ok_idx], dtype=float)
             for j, s in zip(ok_idx, _rank(logits, sens, cfg, rng), strict=True):
                 cands[j]["score"] = float(s)
-        choice = choose([c["score"] for c in cands], [c["guard_ok"] for c in cands],
-                        cfg.epsilon, rng, degraded)  # fmt: skip
+        choice = choose(
+            [c["score"] for c in cands], [c["guard_ok"] for c in cands], cfg.epsilon, rng, degraded
+        )
         request_id = f"r{cfg.seed}-{i:06d}"
         served_at = (start + timedelta(seconds=i * cfg.interval_s)).isoformat()
-        rows += log_rows(request_id, video["video_id"], cands, choice, epsilon=cfg.epsilon,
-                         model_version=cfg.model_version, served_at=served_at, caption=caption,
-                         topic=video["topic"])  # fmt: skip
+        rows += log_rows(
+            request_id,
+            video["video_id"],
+            cands,
+            choice,
+            epsilon=cfg.epsilon,
+            model_version=cfg.model_version,
+            served_at=served_at,
+            caption=caption,
+            topic=video["topic"],
+        )
         if choice.status == ALL_REJECTED:  # nothing was sent: zero exposures, still reported
             feedback.append({"request_id": request_id, "pv": 0, "clicks": 0})
             continue

@@ -32,8 +32,10 @@ def _reference(
     if reference is None:
         return None, "earlier windows of this log (no reference given)"
     if "request_id" not in reference.columns:
-        return None, ("earlier windows of this log (the reference given has no request_id: "
-                      "historical pushes carry no candidates, scores or exploration)")  # fmt: skip
+        return None, (
+            "earlier windows of this log (the reference given has no request_id: "
+            "historical pushes carry no candidates, scores or exploration)"
+        )
     fb = reference_feedback
     if fb is None and {"pv", "clicks"} <= set(reference.columns):
         fb = reference[["request_id", "pv", "clicks"]].dropna().drop_duplicates("request_id")
@@ -50,8 +52,12 @@ def ctr_interval(req: pd.DataFrame, seed: int = 0, n_boot: int = 500) -> dict:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(picked), (n_boot, len(picked)))
     boot = clicks[idx].sum(1) / pv[idx].sum(1)
-    return {"ctr": float(clicks.sum() / pv.sum()), "lo": float(np.quantile(boot, 0.025)),
-            "hi": float(np.quantile(boot, 0.975)), "n": len(picked)}  # fmt: skip
+    return {
+        "ctr": float(clicks.sum() / pv.sum()),
+        "lo": float(np.quantile(boot, 0.025)),
+        "hi": float(np.quantile(boot, 0.975)),
+        "n": len(picked),
+    }
 
 
 def exploration_evidence(req: pd.DataFrame) -> dict:
@@ -111,19 +117,28 @@ def evaluate(
         if not enough_ref:
             break
         if len(w) not in cals:
-            cals[len(w)] = calibrate(ref, len(w), cfg.n_boot, cfg.false_alarm_rate,
-                                     cfg.warn_rate, cfg.seed)  # fmt: skip
+            cals[len(w)] = calibrate(
+                ref, len(w), cfg.n_boot, cfg.false_alarm_rate, cfg.warn_rate, cfg.seed
+            )
         judged.append(judge(w, cals[len(w)]))
     if judged:
         checks = judged[-1]
         v = verdict(checks)
     else:
         checks = []
-        v = {"verdict": "not evaluated", "blamed": None, "also_alerting": [], "warning": [],
-             "parts": {}, "not_evaluated": ["all"]}  # fmt: skip
+        v = {
+            "verdict": "not evaluated",
+            "blamed": None,
+            "also_alerting": [],
+            "warning": [],
+            "parts": {},
+            "not_evaluated": ["all"],
+        }
     if not enough_ref:
-        v["reason"] = (f"the reference has {len(ref)} requests; calibrating the bands needs at "
-                       f"least {cfg.min_reference_requests}")  # fmt: skip
+        v["reason"] = (
+            f"the reference has {len(ref)} requests; calibrating the bands needs at "
+            f"least {cfg.min_reference_requests}"
+        )
     elif v["verdict"] == "not evaluated":
         needs = sorted(c.needed_requests for c in checks if c.needed_requests)
         v["reason"] = (
@@ -167,7 +182,7 @@ def evaluate(
             "start": str(current["served_at"].min()),
             "end": str(current["served_at"].max()),
             "windows_in_log": len(windows),
-        },  # fmt: skip
+        },
         "reference": {"requests": len(ref), "source": ref_note},
         "calibration": {n: c.to_dict() for n, c in cals.items()},
         "counts": {**counts, "window": window_counts},

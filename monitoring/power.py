@@ -108,28 +108,39 @@ def detection_table(
             blamed[v["blamed"] or "none"] += 1
         expected = EXPECTED.get(fault)
         share = alerts / count
-        rows.append({
-            "fault": name, "requests": n, "windows": count, "expected": expected or "-",
-            "alert_share": share, "warn_share": warns / count,
-            "right_part_share": blamed[expected] / count if expected else None,
-            "blamed": dict(blamed), "windows_needed": windows_needed(share) if expected else None,
-            "s_per_window": (time.perf_counter() - start) / count,
-        })  # fmt: skip
+        rows.append(
+            {
+                "fault": name,
+                "requests": n,
+                "windows": count,
+                "expected": expected or "-",
+                "alert_share": share,
+                "warn_share": warns / count,
+                "right_part_share": blamed[expected] / count if expected else None,
+                "blamed": dict(blamed),
+                "windows_needed": windows_needed(share) if expected else None,
+                "s_per_window": (time.perf_counter() - start) / count,
+            }
+        )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
     """The table as markdown (healthy rows report the false-alarm share)."""
-    lines = ["| fault | requests/window | windows | part expected | alert share | "
-             "right part blamed | blamed (counts) | windows needed (95%) |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| fault | requests/window | windows | part expected | alert share | "
+        "right part blamed | blamed (counts) | windows needed (95%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         right = "-" if r["right_part_share"] is None else f"{r['right_part_share']:.0%}"
         need = "-" if r["windows_needed"] is None else str(r["windows_needed"])
         name = "healthy (false alarms)" if r["fault"] == "healthy" else r["fault"]
         blamed = ", ".join(f"{k} {v}" for k, v in sorted(r["blamed"].items()))
-        lines.append(f"| {name} | {r['requests']} | {r['windows']} | {r['expected']} | "
-                     f"{r['alert_share']:.0%} | {right} | {blamed} | {need} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['requests']} | {r['windows']} | {r['expected']} | "
+            f"{r['alert_share']:.0%} | {right} | {blamed} | {need} |"
+        )
     return "\n".join(lines)
 
 
@@ -137,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=20, help="windows per fault and size")
     parser.add_argument("--healthy-windows", type=int, default=100, help="healthy windows per size")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[240, 1000],
-                        help="requests per window")  # fmt: skip
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[240, 1000], help="requests per window"
+    )
     parser.add_argument("--reference", type=int, default=4000, help="healthy reference requests")
     parser.add_argument("--boot", type=int, default=200, help="bootstrap windows per size")
     parser.add_argument("--out", default="runs/monitor-power", help="where the table is written")
@@ -147,8 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.windows, args.healthy_windows, args.reference, args.boot, *args.sizes) < 1:
         parser.error("--windows, --healthy-windows, --reference, --boot and --sizes must be >= 1")
     start = time.perf_counter()
-    rows = detection_table(args.sizes, args.windows, args.healthy_windows, args.reference,
-                           n_boot=args.boot, weaker=args.weaker)  # fmt: skip
+    rows = detection_table(
+        args.sizes,
+        args.windows,
+        args.healthy_windows,
+        args.reference,
+        n_boot=args.boot,
+        weaker=args.weaker,
+    )
     table = markdown(rows)
     print(table)
     print(f"({time.perf_counter() - start:.0f} s)")

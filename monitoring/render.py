@@ -17,8 +17,15 @@ from pathlib import Path
 
 from pushgen.errors import ConfigError
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--hide-scrollbars")  # fmt: skip
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
 
 
 def find_chromium() -> str:
@@ -38,8 +45,13 @@ def screenshot(
     if not html.exists():
         raise ConfigError(f"no such report: {html}")
     png.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [find_chromium(), *FLAGS, f"--screenshot={png}", f"--window-size={width},{height}",
-           html.as_uri()]  # fmt: skip
+    cmd = [
+        find_chromium(),
+        *FLAGS,
+        f"--screenshot={png}",
+        f"--window-size={width},{height}",
+        html.as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if done.returncode != 0 or not png.exists():
         raise ConfigError(f"chromium failed ({done.returncode}): {done.stderr[-400:]}")
@@ -67,16 +79,30 @@ def demo_reports(out: Path, windows: int = 12, size: int = 240, faulty: int = 3)
     ref_log, ref_fb = simulate_log(world, StreamConfig(n_requests=4000, seed=0))
     out_paths = {}
     for name, fault in (("healthy", "healthy"), ("ranker-fault", "ranker_invented")):
-        parts = stream(world, StreamConfig(n_requests=size, seed=500, start="2026-11-02T00:00:00+00:00"),
-                       windows)  # fmt: skip
+        parts = stream(
+            world,
+            StreamConfig(n_requests=size, seed=500, start="2026-11-02T00:00:00+00:00"),
+            windows,
+        )
         if fault != "healthy":
-            bad = stream(world, StreamConfig(n_requests=size, fault=fault, seed=900,
-                                             start="2026-11-02T00:00:00+00:00"), windows)  # fmt: skip
+            bad = stream(
+                world,
+                StreamConfig(
+                    n_requests=size, fault=fault, seed=900, start="2026-11-02T00:00:00+00:00"
+                ),
+                windows,
+            )
             parts = parts[: windows - faulty] + bad[windows - faulty :]
         log = pd.concat([p[0] for p in parts], ignore_index=True)
         fb = pd.concat([p[1] for p in parts], ignore_index=True)
-        summary = run_monitoring(log, fb, ref_log, out / f"monitor-{name}",
-                                 MonitorConfig(window_requests=size), reference_feedback=ref_fb)  # fmt: skip
+        summary = run_monitoring(
+            log,
+            fb,
+            ref_log,
+            out / f"monitor-{name}",
+            MonitorConfig(window_requests=size),
+            reference_feedback=ref_fb,
+        )
         out_paths[name] = Path(summary["report_html"])
         print(f"{name}: {summary['verdict']} (blamed: {summary['blamed']})")
     return out_paths

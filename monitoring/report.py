@@ -83,8 +83,10 @@ def alert_lines(summary: dict) -> list[str]:
         lines.append(f"  {part}: {level}")
     for c in summary["checks"]:
         if c["level"] in ("warn", "alert"):
-            lines.append(f"  {c['level']:<5} {c['part']}/{c['name']} = {fmt(c['value'], c['unit'])}"
-                         f" (healthy {_band_text(c)})")  # fmt: skip
+            lines.append(
+                f"  {c['level']:<5} {c['part']}/{c['name']} = {fmt(c['value'], c['unit'])}"
+                f" (healthy {_band_text(c)})"
+            )
     targets = ", ".join(summary["retrain_targets"]) or "nothing"
     lines.append(f"retrain: {'yes' if summary['retrain'] else 'no'} ({targets})")
     return lines
@@ -96,8 +98,11 @@ def _chart(name: str, summary: dict, width: int = 290, height: int = 110) -> str
     check = next((c for c in summary["checks"] if c["name"] == name), None)
     points = [(h["values"].get(name), h["levels"].get(name)) for h in summary["history"]]
     vals = [v for v, _ in points if v is not None]
-    edges = [check[k] for k in ("alert_lo", "alert_hi", "warn_lo", "warn_hi", "center")
-             if check and check[k] is not None]  # fmt: skip
+    edges = [
+        check[k]
+        for k in ("alert_lo", "alert_hi", "warn_lo", "warn_hi", "center")
+        if check and check[k] is not None
+    ]
     title = f"<div class='ct'>{html.escape(name)} <span>({html.escape(sig.part)})</span></div>"
     if not vals:
         return f"<div class='chart'>{title}<div class='none'>not evaluated</div></div>"
@@ -118,23 +123,33 @@ def _chart(name: str, summary: dict, width: int = 290, height: int = 110) -> str
     if check:
         wl = check["warn_lo"] if check["warn_lo"] is not None else lo
         wh = check["warn_hi"] if check["warn_hi"] is not None else hi
-        parts.append(f"<rect x='{left}' y='{y(wh):.1f}' width='{right - left}' "
-                     f"height='{max(y(wl) - y(wh), 0):.1f}' fill='#d5f5e3'/>")  # fmt: skip
+        parts.append(
+            f"<rect x='{left}' y='{y(wh):.1f}' width='{right - left}' "
+            f"height='{max(y(wl) - y(wh), 0):.1f}' fill='#d5f5e3'/>"
+        )
         for k in ("alert_lo", "alert_hi"):
             if check[k] is not None:
-                parts.append(f"<line x1='{left}' x2='{right}' y1='{y(check[k]):.1f}' "
-                             f"y2='{y(check[k]):.1f}' stroke='#c0392b' stroke-dasharray='4 3'/>")  # fmt: skip
+                parts.append(
+                    f"<line x1='{left}' x2='{right}' y1='{y(check[k]):.1f}' "
+                    f"y2='{y(check[k]):.1f}' stroke='#c0392b' stroke-dasharray='4 3'/>"
+                )
     path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, (v, _) in enumerate(points) if v is not None)
     parts.append(f"<polyline points='{path}' fill='none' stroke='#2c3e50' stroke-width='1.5'/>")
     for i, (v, lv) in enumerate(points):
         if v is not None:
-            parts.append(f"<circle cx='{x(i):.1f}' cy='{y(v):.1f}' r='3.5' "
-                         f"fill='{COLORS.get(lv, '#7f8c8d')}'/>")  # fmt: skip
+            parts.append(
+                f"<circle cx='{x(i):.1f}' cy='{y(v):.1f}' r='3.5' "
+                f"fill='{COLORS.get(lv, '#7f8c8d')}'/>"
+            )
     for v in (lo + pad, hi - pad):
-        parts.append(f"<text x='{left - 4}' y='{y(v) + 4:.1f}' text-anchor='end'>"
-                     f"{html.escape(fmt(v, sig.unit))}</text>")  # fmt: skip
-    parts.append(f"<text x='{left}' y='{height - 4}'>window 1</text>"
-                 f"<text x='{right}' y='{height - 4}' text-anchor='end'>latest</text></svg>")  # fmt: skip
+        parts.append(
+            f"<text x='{left - 4}' y='{y(v) + 4:.1f}' text-anchor='end'>"
+            f"{html.escape(fmt(v, sig.unit))}</text>"
+        )
+    parts.append(
+        f"<text x='{left}' y='{height - 4}'>window 1</text>"
+        f"<text x='{right}' y='{height - 4}' text-anchor='end'>latest</text></svg>"
+    )
     return f"<div class='chart'>{title}{''.join(parts)}</div>"
 
 
@@ -182,25 +197,44 @@ def page(summary: dict, evidently: list[dict] | None = None) -> str:
     rho_text = "n/a" if rho is None else f"{rho:.2f}"
 
     ev_rows = [
-        ("requests in the window", f"{w['requests']} (served {pct(shares['served'], 1)}, degraded "
-         f"{pct(shares['degraded'], 1)}, nothing servable {pct(shares['all_rejected'], 1)}, "
-         f"explored {pct(shares['explored'], 1)})"),
-        ("CTR of the ranker's picks", f"{pct(ctr['ctr'])} [95% CI {pct(ctr['lo'])} … "
-         f"{pct(ctr['hi'])}] on {ctr['n']} requests; reference {pct(rctr.get('ctr'))} "
-         f"[{pct(rctr.get('lo'))} … {pct(rctr.get('hi'))}]"),
-        ("exploration (IPS)", f"top {pct(expl.get('ctr_top_ips'))} vs uniformly drawn "
-         f"{pct(expl.get('ctr_random_ips'))} on {expl.get('explored_requests', 0)} explored "
-         f"requests; score rank vs CTR (Spearman, explored) "
-         f"{rho_text}"),
-        ("rows set aside", ", ".join(f"{k[9:]}: {v}" for k, v in summary["counts"].items()
-                                     if k.startswith("rejected_")) or "none"),
-    ]  # fmt: skip
+        (
+            "requests in the window",
+            f"{w['requests']} (served {pct(shares['served'], 1)}, degraded "
+            f"{pct(shares['degraded'], 1)}, nothing servable {pct(shares['all_rejected'], 1)}, "
+            f"explored {pct(shares['explored'], 1)})",
+        ),
+        (
+            "CTR of the ranker's picks",
+            f"{pct(ctr['ctr'])} [95% CI {pct(ctr['lo'])} … "
+            f"{pct(ctr['hi'])}] on {ctr['n']} requests; reference {pct(rctr.get('ctr'))} "
+            f"[{pct(rctr.get('lo'))} … {pct(rctr.get('hi'))}]",
+        ),
+        (
+            "exploration (IPS)",
+            f"top {pct(expl.get('ctr_top_ips'))} vs uniformly drawn "
+            f"{pct(expl.get('ctr_random_ips'))} on {expl.get('explored_requests', 0)} explored "
+            f"requests; score rank vs CTR (Spearman, explored) "
+            f"{rho_text}",
+        ),
+        (
+            "rows set aside",
+            ", ".join(
+                f"{k[9:]}: {v}" for k, v in summary["counts"].items() if k.startswith("rejected_")
+            )
+            or "none",
+        ),
+    ]
     for e in evidently or []:
-        ev_rows.append((f"Evidently {e['method']} on picks' {e['column']}",
-                        f"score {e['score']:.3g} (its own threshold {e['threshold']:g}: "
-                        f"{'drift' if e['drifted'] else 'no drift'}); evidence only"))  # fmt: skip
-    evidence = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
-                       for k, v in ev_rows)  # fmt: skip
+        ev_rows.append(
+            (
+                f"Evidently {e['method']} on picks' {e['column']}",
+                f"score {e['score']:.3g} (its own threshold {e['threshold']:g}: "
+                f"{'drift' if e['drifted'] else 'no drift'}); evidence only",
+            )
+        )
+    evidence = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in ev_rows
+    )
     charts = "".join(_chart(c["name"], summary) for c in summary["checks"])
     n_hist = len(summary["history"])
     return f"""<!doctype html><html><head><meta charset='utf-8'><title>pushgen monitor</title>

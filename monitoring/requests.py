@@ -130,8 +130,9 @@ def request_table(
     chosen = rows[rows["selected"]].set_index("request_id")
     for col in ("category", "text", "reward_score", "chars", "question", "propensity", "score_pct"):
         req[f"chosen_{col}"] = chosen[col]
-    derived = np.where(req["n_selected"] == 0, ALL_REJECTED,
-                       np.where(req["degraded"], DEGRADED, SERVED))  # fmt: skip
+    derived = np.where(
+        req["n_selected"] == 0, ALL_REJECTED, np.where(req["degraded"], DEGRADED, SERVED)
+    )
     req["status"] = req["status_logged"].where(req["status_logged"].notna(), derived)
     req = req.drop(columns=["status_logged"]).reset_index()
     req["served_at"] = pd.to_datetime(req["served_at"], errors="coerce", utc=True)
@@ -181,8 +182,11 @@ def split_windows(
     req = req.sort_values("served_at", kind="stable").reset_index(drop=True)
     if window is not None:
         timed = req.dropna(subset=["served_at"])
-        return [p.reset_index(drop=True) for _, p in
-                timed.groupby(pd.Grouper(key="served_at", freq=window)) if len(p)]  # fmt: skip
+        return [
+            p.reset_index(drop=True)
+            for _, p in timed.groupby(pd.Grouper(key="served_at", freq=window))
+            if len(p)
+        ]
     size = window_requests or len(req)
     ends = list(range(len(req), 0, -size))[::-1]  # aligned on the end: the latest window is full
     return [req.iloc[max(0, e - size) : e].reset_index(drop=True) for e in ends]

@@ -41,37 +41,164 @@ class Signal:
 
 
 SIGNALS: tuple[Signal, ...] = (
-    Signal("topic_mix_js", "inputs", "js", "up", 0.05, 0.1, 60, "distance",
-           "Jensen-Shannon distance of the requests' topic mix to the reference's"),
-    Signal("caption_empty_share", "inputs", "mean", "up", 0.02, 0.05, 40, "share",
-           "share of requests whose caption was empty"),
-    Signal("caption_reused_share", "inputs", "mean", "up", 0.02, 0.05, 40, "share",
-           "share of requests whose caption was also served for another video (stale)"),
-    Signal("caption_chars_mean", "inputs", "mean", "both", 3.0, 5.0, 40, "chars",
-           "mean caption length"),
-    Signal("collapsed_request_share", "generator", "mean", "up", 0.05, 0.1, 40, "share",
-           "share of requests whose candidates span one category or repeat half their wording"),
-    Signal("candidate_distinct_share", "generator", "mean", "down", 0.05, 0.1, 40, "share",
-           "distinct wordings / candidates, per request"),
-    Signal("candidate_distinct_2", "generator", "distinct", "down", 0.03, 0.1, DISTINCT_REQUESTS,
-           "share", f"distinct bigrams / bigrams over the candidates of {DISTINCT_REQUESTS} requests"),
-    Signal("guard_reject_share", "generator", "mean", "up", 0.05, 0.1, 40, "share",
-           "share of candidates the guard rejected"),
-    Signal("all_rejected_share", "generator", "mean", "up", 0.02, 0.05, 40, "share",
-           "share of requests with no candidate passing the guard (nothing served)"),
-    Signal("degraded_share", "ranker", "mean", "up", 0.03, 0.05, 40, "share",
-           "share of requests answered without the ranker (first guarded candidate)"),
-    Signal("chosen_ctr", "ranker", "ratio", "down", 0.0, 0.25, 40, "ctr",
-           "clicks / exposures of the ranker's own picks (explored requests left out)"),
-    Signal("selection_length_lift", "ranker", "mean", "both", 1.0, 4.0, 40, "chars",
-           "length of the pick minus the mean length of the guarded candidates"),
-    Signal("selection_question_lift", "ranker", "mean", "both", 0.02, 0.1, 40, "share",
-           "question mark in the pick minus its share among the guarded candidates"),
-    Signal("selection_category_js", "ranker", "js", "up", 0.05, 0.1, 60, "distance",
-           "Jensen-Shannon distance of the picks' category mix to the reference's picks"),
-    Signal("explore_ctr_lift", "ranker", "ratio", "down", 0.0, 0.25, 30, "ratio",
-           "CTR of the ranker's picks / CTR of uniformly drawn (explored) candidates"),
-)  # fmt: skip
+    Signal(
+        "topic_mix_js",
+        "inputs",
+        "js",
+        "up",
+        0.05,
+        0.1,
+        60,
+        "distance",
+        "Jensen-Shannon distance of the requests' topic mix to the reference's",
+    ),
+    Signal(
+        "caption_empty_share",
+        "inputs",
+        "mean",
+        "up",
+        0.02,
+        0.05,
+        40,
+        "share",
+        "share of requests whose caption was empty",
+    ),
+    Signal(
+        "caption_reused_share",
+        "inputs",
+        "mean",
+        "up",
+        0.02,
+        0.05,
+        40,
+        "share",
+        "share of requests whose caption was also served for another video (stale)",
+    ),
+    Signal(
+        "caption_chars_mean", "inputs", "mean", "both", 3.0, 5.0, 40, "chars", "mean caption length"
+    ),
+    Signal(
+        "collapsed_request_share",
+        "generator",
+        "mean",
+        "up",
+        0.05,
+        0.1,
+        40,
+        "share",
+        "share of requests whose candidates span one category or repeat half their wording",
+    ),
+    Signal(
+        "candidate_distinct_share",
+        "generator",
+        "mean",
+        "down",
+        0.05,
+        0.1,
+        40,
+        "share",
+        "distinct wordings / candidates, per request",
+    ),
+    Signal(
+        "candidate_distinct_2",
+        "generator",
+        "distinct",
+        "down",
+        0.03,
+        0.1,
+        DISTINCT_REQUESTS,
+        "share",
+        f"distinct bigrams / bigrams over the candidates of {DISTINCT_REQUESTS} requests",
+    ),
+    Signal(
+        "guard_reject_share",
+        "generator",
+        "mean",
+        "up",
+        0.05,
+        0.1,
+        40,
+        "share",
+        "share of candidates the guard rejected",
+    ),
+    Signal(
+        "all_rejected_share",
+        "generator",
+        "mean",
+        "up",
+        0.02,
+        0.05,
+        40,
+        "share",
+        "share of requests with no candidate passing the guard (nothing served)",
+    ),
+    Signal(
+        "degraded_share",
+        "ranker",
+        "mean",
+        "up",
+        0.03,
+        0.05,
+        40,
+        "share",
+        "share of requests answered without the ranker (first guarded candidate)",
+    ),
+    Signal(
+        "chosen_ctr",
+        "ranker",
+        "ratio",
+        "down",
+        0.0,
+        0.25,
+        40,
+        "ctr",
+        "clicks / exposures of the ranker's own picks (explored requests left out)",
+    ),
+    Signal(
+        "selection_length_lift",
+        "ranker",
+        "mean",
+        "both",
+        1.0,
+        4.0,
+        40,
+        "chars",
+        "length of the pick minus the mean length of the guarded candidates",
+    ),
+    Signal(
+        "selection_question_lift",
+        "ranker",
+        "mean",
+        "both",
+        0.02,
+        0.1,
+        40,
+        "share",
+        "question mark in the pick minus its share among the guarded candidates",
+    ),
+    Signal(
+        "selection_category_js",
+        "ranker",
+        "js",
+        "up",
+        0.05,
+        0.1,
+        60,
+        "distance",
+        "Jensen-Shannon distance of the picks' category mix to the reference's picks",
+    ),
+    Signal(
+        "explore_ctr_lift",
+        "ranker",
+        "ratio",
+        "down",
+        0.0,
+        0.25,
+        30,
+        "ratio",
+        "CTR of the ranker's picks / CTR of uniformly drawn (explored) candidates",
+    ),
+)
 BY_NAME = {s.name: s for s in SIGNALS}
 
 
@@ -85,8 +212,9 @@ class Profile:
     @classmethod
     def of(cls, ref: pd.DataFrame) -> Profile:
         picks = ref.loc[_picked(ref), "chosen_category"]
-        return cls(ref["topic"].dropna().value_counts(normalize=True),
-                   picks.value_counts(normalize=True))  # fmt: skip
+        return cls(
+            ref["topic"].dropna().value_counts(normalize=True), picks.value_counts(normalize=True)
+        )
 
 
 def _picked(req: pd.DataFrame) -> pd.Series:
@@ -100,8 +228,11 @@ def _js(values: pd.Series, reference: pd.Series) -> tuple[float | None, int]:
         return None, len(values)
     cur = values.value_counts(normalize=True)
     keys = reference.index.union(cur.index)
-    d = jensenshannon(reference.reindex(keys, fill_value=0).to_numpy(),
-                      cur.reindex(keys, fill_value=0).to_numpy(), base=2)  # fmt: skip
+    d = jensenshannon(
+        reference.reindex(keys, fill_value=0).to_numpy(),
+        cur.reindex(keys, fill_value=0).to_numpy(),
+        base=2,
+    )
     return float(d), len(values)
 
 
@@ -129,22 +260,30 @@ def per_request(req: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "caption_reused_share": (np.where(has_caption, reused, np.nan), one),
         "caption_chars_mean": (np.where(has_caption, cap, np.nan), one),
         "collapsed_request_share": (
-            ((ncand >= 3) & ((req["distinct_categories"] <= 1)
-                             | (req["distinct_texts"] <= ncand / 2))).to_numpy(dtype=float),
+            (
+                (ncand >= 3)
+                & ((req["distinct_categories"] <= 1) | (req["distinct_texts"] <= ncand / 2))
+            ).to_numpy(dtype=float),
             one,
-        ),  # fmt: skip
+        ),
         "candidate_distinct_share": ((req["distinct_texts"] / ncand).to_numpy(dtype=float), one),
         "guard_reject_share": ((1 - req["n_guarded"] / ncand).to_numpy(dtype=float), one),
         "all_rejected_share": ((status == ALL_REJECTED).astype(float), one),
         "degraded_share": ((status == DEGRADED).astype(float), one),
         "selection_length_lift": (
-            np.where(lift_ok, req["chosen_chars"] - req["guarded_chars"], nan), one),
+            np.where(lift_ok, req["chosen_chars"] - req["guarded_chars"], nan),
+            one,
+        ),
         "selection_question_lift": (
-            np.where(lift_ok, req["chosen_question"] - req["guarded_question"], nan), one),
+            np.where(lift_ok, req["chosen_question"] - req["guarded_question"], nan),
+            one,
+        ),
         "chosen_ctr": (np.where(picked & fed, clicks, np.nan), np.where(picked & fed, pv, np.nan)),
-        "explore_ctr_lift": (np.where(explored & fed, clicks, np.nan),
-                             np.where(explored & fed, pv, np.nan)),
-    }  # fmt: skip
+        "explore_ctr_lift": (
+            np.where(explored & fed, clicks, np.nan),
+            np.where(explored & fed, pv, np.nan),
+        ),
+    }
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float | None, int]:

@@ -330,8 +330,10 @@ def _breakdown(valid, hard_dropped, soft_dropped, cleaned, key: str) -> dict[str
 
 def clean_metrics(report: dict) -> dict[str, float]:
     """The report flattened to KFP metric names (`removed_hard.ctr`, `cluster.<name>.kept`, ...)."""
-    flat = {k: float(report[k]) for k in ("rows_in", "rejected_invalid", "removed_hard",
-                                         "removed_soft", "rows_out")}  # fmt: skip
+    flat = {
+        k: float(report[k])
+        for k in ("rows_in", "rejected_invalid", "removed_hard", "removed_soft", "rows_out")
+    }
     for rule, n in report["removed_hard_by_rule"].items():
         flat[f"removed_hard.{rule.split('<')[0].split('>')[0]}"] = float(n)
     for group in ("by_cluster", "by_category"):

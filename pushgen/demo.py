@@ -186,9 +186,12 @@ def serve_new_videos(
     """Start the local KServe stack and ask for a push for every new video, as a user would."""
     from serving.stack import LocalStack, StackConfig, push_for_video
 
-    stack_cfg = StackConfig(log_dir=out / "serving", model_root=release,
-                            cache_dir=out / "model-cache",
-                            log_ship_to=str(shipped_log(out)))  # fmt: skip
+    stack_cfg = StackConfig(
+        log_dir=out / "serving",
+        model_root=release,
+        cache_dir=out / "model-cache",
+        log_ship_to=str(shipped_log(out)),
+    )
     rows = []
     with LocalStack(release, feature_repo=repo, config=stack_cfg) as stack:
         console.print(f"pushgen transformer ready at {stack.url}")
@@ -246,21 +249,33 @@ def monitor(cfg: DemoConfig, out: Path, world: World) -> dict:
             rows.append({"request_id": request_id, "pv": 0, "clicks": 0})
             continue
         ctr = true_ctr(world, chosen["video_id"].iloc[0], chosen["text"].iloc[0])
-        rows.append({"request_id": request_id, "pv": cfg.feedback_pv,
-                     "clicks": int(rng.binomial(cfg.feedback_pv, ctr))})  # fmt: skip
+        rows.append(
+            {
+                "request_id": request_id,
+                "pv": cfg.feedback_pv,
+                "clicks": int(rng.binomial(cfg.feedback_pv, ctr)),
+            }
+        )
     feedback = pd.DataFrame(rows, columns=["request_id", "pv", "clicks"])
     write_table(feedback, out / "serving" / "feedback.parquet")
     key = ship_feedback(feedback, str(shipped_log(out)), "demo")  # beside the windows
     console.print(f"serving log windows and their feedback: {shipped_log(out)} ({key})")
-    ref_log, ref_fb = simulate_log(world, StreamConfig(n_requests=cfg.reference_requests,
-                                                       seed=cfg.seed))  # fmt: skip
+    ref_log, ref_fb = simulate_log(
+        world, StreamConfig(n_requests=cfg.reference_requests, seed=cfg.seed)
+    )
     with warnings.catch_warnings():  # evidently's imports warn about numpy and litestar internals
         warnings.simplefilter("ignore")
         from monitoring.config import MonitorConfig
         from monitoring.report import alert_lines, run_monitoring
 
-        summary = run_monitoring(log, feedback, ref_log, out / "monitor",
-                                 MonitorConfig(evidently=False), reference_feedback=ref_fb)  # fmt: skip
+        summary = run_monitoring(
+            log,
+            feedback,
+            ref_log,
+            out / "monitor",
+            MonitorConfig(evidently=False),
+            reference_feedback=ref_fb,
+        )
     console.print("\n".join(alert_lines(summary)), highlight=False)
     console.print(f"monitor report: {summary['report_html']}")
     return summary
@@ -272,9 +287,13 @@ def loop_pass(cfg: DemoConfig, out: Path, train: Path) -> dict:
     from pushgen.loop import LoopConfig, run_loop_pass
 
     loop_cfg = LoopConfig(
-        data=str(train), store=str(out / "pipeline" / "store"), out=str(out / "loop"),
-        base_model=cfg.base_model, backbone=cfg.backbone, seed=cfg.seed,
-    )  # fmt: skip
+        data=str(train),
+        store=str(out / "pipeline" / "store"),
+        out=str(out / "loop"),
+        base_model=cfg.base_model,
+        backbone=cfg.backbone,
+        seed=cfg.seed,
+    )
     runner_log = _RunnerLog(out / "loop" / "runner.log")
     try:
         with contextlib.redirect_stdout(runner_log), contextlib.redirect_stderr(runner_log):
@@ -291,10 +310,16 @@ def loop_pass(cfg: DemoConfig, out: Path, train: Path) -> dict:
 
 def _settings(cfg: DemoConfig) -> dict:
     """The settings that decide the demo's run time (an estimate holds only for the same)."""
-    return {"n_videos": cfg.n_videos, "n_new_videos": cfg.n_new_videos, "sft_steps": cfg.sft_steps,
-            "reward_epochs": cfg.reward_epochs, "report_videos": cfg.report_videos,
-            "base_model": cfg.base_model,
-            "backbone": cfg.backbone, "loop": cfg.loop}  # fmt: skip
+    return {
+        "n_videos": cfg.n_videos,
+        "n_new_videos": cfg.n_new_videos,
+        "sft_steps": cfg.sft_steps,
+        "reward_epochs": cfg.reward_epochs,
+        "report_videos": cfg.report_videos,
+        "base_model": cfg.base_model,
+        "backbone": cfg.backbone,
+        "loop": cfg.loop,
+    }
 
 
 def announce_duration(cfg: DemoConfig, timing_file: Path = TIMING_FILE) -> float | None:
@@ -340,8 +365,11 @@ def run_demo(cfg: DemoConfig) -> dict:
     t = _stage(1, "data: simulate a push world, hold out new videos")
     train, world, new_ids = make_data(cfg, out)
     timed("data", t)
-    t = _stage(2, "training pipeline (kfp local runner): caption → clean → label → SFT ‖ ranker "
-                  "→ evaluate → register")  # fmt: skip
+    t = _stage(
+        2,
+        "training pipeline (kfp local runner): caption → clean → label → SFT ‖ ranker "
+        "→ evaluate → register",
+    )
     release = run_pipeline(cfg, out, train)
     timed("pipeline", t)
     t = _stage(3, "features: Feast repo, SQLite online store")
@@ -358,16 +386,25 @@ def run_demo(cfg: DemoConfig) -> dict:
         t = _stage(6, "production loop: drifted window → alert → retrain the blamed part → gate")
         loop = loop_pass(cfg, out, train)
         timed("loop", t)
-    timing = {"total_s": round(time.perf_counter() - begun, 1), "stages": stages,
-              "settings": _settings(cfg), "machine": describe_machine(),
-              "measured_at": time.strftime("%Y-%m-%d")}  # fmt: skip
+    timing = {
+        "total_s": round(time.perf_counter() - begun, 1),
+        "stages": stages,
+        "settings": _settings(cfg),
+        "machine": describe_machine(),
+        "measured_at": time.strftime("%Y-%m-%d"),
+    }
     (out / "timing.json").write_text(json.dumps(timing, indent=2))
     if cfg.record:
         TIMING_FILE.parent.mkdir(parents=True, exist_ok=True)
         TIMING_FILE.write_text(json.dumps(timing, indent=2) + "\n")
-    result = {"release": str(release), "feature_repo": str(repo),
-              "served": served.to_dict("records"), "monitoring": summary.get("report_html"),
-              "loop": loop, "timing": timing}  # fmt: skip
+    result = {
+        "release": str(release),
+        "feature_repo": str(repo),
+        "served": served.to_dict("records"),
+        "monitoring": summary.get("report_html"),
+        "loop": loop,
+        "timing": timing,
+    }
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2, default=str))
     console.rule("[bold green]demo complete")
     console.print(f"took {timing['total_s'] / 60:.1f} min; summary: {out / 'demo_summary.json'}")

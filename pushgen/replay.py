@@ -115,11 +115,17 @@ def candidates_for(
             rows += [("uncontrolled", vid, c) for c in cands]
     return pd.DataFrame(
         [
-            {"arm": arm, "video_id": vid, "category": c.category, "text": c.text,
-             "guard_ok": c.guard_ok, "guard_reasons": "; ".join(c.guard_reasons)}
+            {
+                "arm": arm,
+                "video_id": vid,
+                "category": c.category,
+                "text": c.text,
+                "guard_ok": c.guard_ok,
+                "guard_reasons": "; ".join(c.guard_reasons),
+            }
             for arm, vid, c in rows
         ]
-    )  # fmt: skip
+    )
 
 
 # --- selection -----------------------------------------------------------------------------------
@@ -247,16 +253,25 @@ def arm_table(per_video: pd.DataFrame, cfg: ReplayConfig) -> dict[str, dict]:
     sent = per_video["human_sent"].to_numpy(float)
     skip = {"video_id", "exposure", "chosen_text", "chosen_category", "sent_text"}
     arms = [
-        c for c in per_video.columns
+        c
+        for c in per_video.columns
         if c not in skip and not c.endswith("_guarded") and per_video[c].notna().all()
-    ]  # fmt: skip
+    ]
     out = {}
     for arm in arms:
         values = per_video[arm].to_numpy(float)
-        out[arm] = compare(values, sent, idx) if arm != "human_sent" else {
-            "mean_ctr": float(sent.mean()), "mean_ctr_ci": bootstrap_ci(sent, idx),
-            "uplift": 0.0, "uplift_ci": (0.0, 0.0), "beats_rate": 0.0, "beats_rate_ci": (0.0, 0.0),
-        }  # fmt: skip
+        out[arm] = (
+            compare(values, sent, idx)
+            if arm != "human_sent"
+            else {
+                "mean_ctr": float(sent.mean()),
+                "mean_ctr_ci": bootstrap_ci(sent, idx),
+                "uplift": 0.0,
+                "uplift_ci": (0.0, 0.0),
+                "beats_rate": 0.0,
+                "beats_rate_ci": (0.0, 0.0),
+            }
+        )
     return out
 
 

@@ -94,7 +94,10 @@ def loss_markdown(report: dict) -> list[str]:
     rows = [
         ("human push that was sent", _pct(b["human_sent"])),
         ("best human push", _pct(b["human_best"])),
-        ("generator: mean SFT candidate (guard-rejected included)", _pct(b["generator_mean_candidate"])),
+        (
+            "generator: mean SFT candidate (guard-rejected included)",
+            _pct(b["generator_mean_candidate"]),
+        ),
         ("best candidate before the guard", _pct(b["oracle_before_guard"])),
         ("best guarded candidate (oracle)", _pct(b["oracle_after_guard"])),
         ("random guarded candidate", _pct(b["random_guarded_candidate"])),
@@ -103,15 +106,20 @@ def loss_markdown(report: dict) -> list[str]:
         ("loss to the ranker (oracle − chosen)", _pct(b["ranker_loss"], 3)),
         ("ranker's share of the random→oracle gap", f"{b['ranker_share_of_gap']:.0%}"),
         ("candidates the guard rejected", f"{b['guard_rejected_share']:.1%}"),
-        ("videos with no guarded candidate (human push kept)", str(b["videos_without_guarded_candidate"])),
-    ]  # fmt: skip
+        (
+            "videos with no guarded candidate (human push kept)",
+            str(b["videos_without_guarded_candidate"]),
+        ),
+    ]
     return ["| step | figure |", "| --- | --- |", *(f"| {a} | {v} |" for a, v in rows)]
 
 
 def replay_lines(report: dict) -> list[str]:
     """The replay for the terminal: arms, A/B tests, goals."""
-    lines = [f"replay: {report['videos']} held-out videos ({report['held_out']} held out), "
-             f"coverage {report['coverage']:.0%}"]  # fmt: skip
+    lines = [
+        f"replay: {report['videos']} held-out videos ({report['held_out']} held out), "
+        f"coverage {report['coverage']:.0%}"
+    ]
     lines.append(f"{'arm':<52}{'true CTR':>9}{'vs sent':>9}  {'95% CI':<17}{'beats':>6}")
     for key in arm_keys(report):
         a = report["arms"][key]
@@ -125,6 +133,8 @@ def replay_lines(report: dict) -> list[str]:
             f"{_ci(ab['uplift_ci'])} over {ab['exposure_per_arm_total']:,} views per arm"
         )
     if "goals" in report:
-        lines.append("goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}"
-                                           for k, v in report["goals"].items()))  # fmt: skip
+        lines.append(
+            "goals: "
+            + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in report["goals"].items())
+        )
     return lines

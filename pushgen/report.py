@@ -36,8 +36,11 @@ RESULTS_JSON = "results.json"
 def data_section(run: RunArtifacts, out: Path) -> tuple[list[str], dict, dict]:
     """Rows removed per cleaning rule and the label distribution."""
     clean = json.loads(run["clean/metrics"].read_text())
-    rules = {k.removeprefix("removed_hard."): int(v) for k, v in clean.items()
-             if k.startswith("removed_hard.")}  # fmt: skip
+    rules = {
+        k.removeprefix("removed_hard."): int(v)
+        for k, v in clean.items()
+        if k.startswith("removed_hard.")
+    }
     rules["soft filter (cluster CTR quantiles)"] = int(clean.get("removed_soft", 0))
     labels = read_table(run["label/labelled"])["category"].value_counts()
     figures = {
@@ -60,11 +63,16 @@ def data_section(run: RunArtifacts, out: Path) -> tuple[list[str], dict, dict]:
         *(f"| {k} | {v:,} |" for k, v in figures["label_distribution"].items()),
     ]
     pngs = {
-        "clean_rules": plots.plot_bars(rules, "pushes removed per cleaning rule",
-                                       out / "data_clean_rules.png", "pushes"),
-        "labels": plots.plot_bars(figures["label_distribution"], "label distribution (kept pushes)",
-                                  out / "data_labels.png", "pushes"),
-    }  # fmt: skip
+        "clean_rules": plots.plot_bars(
+            rules, "pushes removed per cleaning rule", out / "data_clean_rules.png", "pushes"
+        ),
+        "labels": plots.plot_bars(
+            figures["label_distribution"],
+            "label distribution (kept pushes)",
+            out / "data_labels.png",
+            "pushes",
+        ),
+    }
     return md, pngs, figures
 
 
@@ -81,27 +89,39 @@ def generator_section(replay: dict, out: Path) -> tuple[list[str], dict, dict]:
         ("distinct-2 within a video", "distinct_2", "{:.3f}"),
         ("guard rejected", "guard_rejected_share", "{:.1%}"),
     ]
-    md = [f"{replay['videos']} held-out videos, {len(replay['categories'])} categories; "
-          "candidates decoded as served (greedy, 24 new tokens); `uncontrolled` is one prompt "
-          "sampled K times.", "",
-          "| metric | " + " | ".join(arms) + " |", "| --- |" + " --- |" * len(arms)]  # fmt: skip
+    md = [
+        f"{replay['videos']} held-out videos, {len(replay['categories'])} categories; "
+        "candidates decoded as served (greedy, 24 new tokens); `uncontrolled` is one prompt "
+        "sampled K times.",
+        "",
+        "| metric | " + " | ".join(arms) + " |",
+        "| --- |" + " --- |" * len(arms),
+    ]
     for label, key, fmt in rows:
         md.append(f"| {label} | " + " | ".join(fmt.format(gen[a][key]) for a in arms) + " |")
     reasons = gen["sft"]["guard_reasons"]
-    md += ["", "Guard rejections of SFT candidates by reason: "
-           + (", ".join(f"{k} {v}" for k, v in reasons.items()) or "none") + "."]  # fmt: skip
+    md += [
+        "",
+        "Guard rejections of SFT candidates by reason: "
+        + (", ".join(f"{k} {v}" for k, v in reasons.items()) or "none")
+        + ".",
+    ]
     control = {a: gen[a]["controllability_by_category"] for a in ("sft", "base") if a in gen}
     mix = {"history (human pushes)": replay["history_style_mix"]}
     mix.update({a: gen[a]["style_mix"] for a in ("sft", "base") if a in gen})
     pngs = {
-        "controllability": plots.plot_grouped(control, "controllability per category",
-                                              out / "generator_control.png"),
-        "style_mix": plots.plot_grouped(mix, "style mix: history vs generated",
-                                        out / "generator_style_mix.png"),
+        "controllability": plots.plot_grouped(
+            control, "controllability per category", out / "generator_control.png"
+        ),
+        "style_mix": plots.plot_grouped(
+            mix, "style mix: history vs generated", out / "generator_style_mix.png"
+        ),
         "ctr_by_category": plots.plot_grouped(
             {a: gen[a]["ctr_by_category"] for a in ("sft", "base") if a in gen},
-            "mean true CTR of each category's candidate", out / "generator_ctr.png"),
-    }  # fmt: skip
+            "mean true CTR of each category's candidate",
+            out / "generator_ctr.png",
+        ),
+    }
     figures = {a: {k: gen[a][k] for _, k, _ in rows} for a in arms}
     return md, pngs, figures
 
@@ -113,17 +133,29 @@ def ranker_section(
     from pushgen.ranker.evaluate import EvalConfig, evaluate_model_dir
     from pushgen.ranker.recipe import read_ab_tests
 
-    ev = evaluate_model_dir(run["reward/ranker"], read_ab_tests(run["simulate-or-ingest/ab_tests"]),
-                            EvalConfig(device=device))  # fmt: skip
+    ev = evaluate_model_dir(
+        run["reward/ranker"],
+        read_ab_tests(run["simulate-or-ingest/ab_tests"]),
+        EvalConfig(device=device),
+    )
     r = ev["ranker"]
-    figures: dict[str, Any] = {"scored": ev["scored"], "pairs": r["pairs"],
-                               "accuracy": r["accuracy"], "auc": r["auc"], "ece": r["ece"],
-                               "accuracy_significant": r.get("accuracy_significant")}  # fmt: skip
-    md = [f"Scored: {ev['scored']}.", "", "| model | accuracy | significant pairs | note |",
-          "| --- | --- | --- | --- |",
-          f"| pairwise ranker | {r['accuracy']:.3f} ({r['pairs']} pairs) | "
-          f"{r.get('accuracy_significant', float('nan')):.3f} ({r.get('significant_pairs', 0)}) "
-          f"| AUC {r['auc']:.3f}, ECE {r['ece']:.3f} |"]  # fmt: skip
+    figures: dict[str, Any] = {
+        "scored": ev["scored"],
+        "pairs": r["pairs"],
+        "accuracy": r["accuracy"],
+        "auc": r["auc"],
+        "ece": r["ece"],
+        "accuracy_significant": r.get("accuracy_significant"),
+    }
+    md = [
+        f"Scored: {ev['scored']}.",
+        "",
+        "| model | accuracy | significant pairs | note |",
+        "| --- | --- | --- | --- |",
+        f"| pairwise ranker | {r['accuracy']:.3f} ({r['pairs']} pairs) | "
+        f"{r.get('accuracy_significant', float('nan')):.3f} ({r.get('significant_pairs', 0)}) "
+        f"| AUC {r['auc']:.3f}, ECE {r['ece']:.3f} |",
+    ]
     for key, name in (
         ("pointwise", "pointwise regressor"),
         ("feature_baseline", "surface-feature floor"),
@@ -138,48 +170,95 @@ def ranker_section(
         b = ev["bayes_optimal"]
         figures["bayes_optimal_accuracy"] = b["empirical_accuracy"]
         figures["share_of_bayes_optimal"] = b["ranker_share"]
-        md.append(f"| Bayes-optimal (knows the true CTRs) | {b['empirical_accuracy']:.3f} | "
-                  f"{b['empirical_accuracy_significant']:.3f} | ranker reaches "
-                  f"{b['ranker_share']:.1%} of it |")  # fmt: skip
+        md.append(
+            f"| Bayes-optimal (knows the true CTRs) | {b['empirical_accuracy']:.3f} | "
+            f"{b['empirical_accuracy_significant']:.3f} | ranker reaches "
+            f"{b['ranker_share']:.1%} of it |"
+        )
     sel = ev.get("selection", {})
     if sel.get("groups"):
-        md += ["", f"Selection among each held-out test's arms ({sel['groups']} tests, "
-               f"{sel['ctr']} CTR): random {sel['random']:.2%}, Copeland "
-               f"{sel['copeland']['mean_ctr']:.2%}, best {sel['best']:.2%}."]  # fmt: skip
+        md += [
+            "",
+            f"Selection among each held-out test's arms ({sel['groups']} tests, "
+            f"{sel['ctr']} CTR): random {sel['random']:.2%}, Copeland "
+            f"{sel['copeland']['mean_ctr']:.2%}, best {sel['best']:.2%}.",
+        ]
     if upworthy:
         u = upworthy["ranker"]
-        figures["upworthy"] = {"accuracy": u["accuracy"], "accuracy_significant": u.get("accuracy_significant"),
-                               "pairs": u["pairs"], "significant_pairs": u.get("significant_pairs")}  # fmt: skip
-        md += ["", f"Upworthy ({upworthy.get('scored', 'held-out stories')}): accuracy "
-               f"{u['accuracy']:.3f} on {u['pairs']} pairs, {u.get('accuracy_significant', float('nan')):.3f} "
-               f"on {u.get('significant_pairs', 0)} significant pairs."]  # fmt: skip
-    pngs = {"calibration": plots.plot_calibration(r["reliability"], "ranker calibration (held-out pairs)",
-                                                  out / "ranker_calibration.png")}  # fmt: skip
+        figures["upworthy"] = {
+            "accuracy": u["accuracy"],
+            "accuracy_significant": u.get("accuracy_significant"),
+            "pairs": u["pairs"],
+            "significant_pairs": u.get("significant_pairs"),
+        }
+        md += [
+            "",
+            f"Upworthy ({upworthy.get('scored', 'held-out stories')}): accuracy "
+            f"{u['accuracy']:.3f} on {u['pairs']} pairs, {u.get('accuracy_significant', float('nan')):.3f} "
+            f"on {u.get('significant_pairs', 0)} significant pairs.",
+        ]
+    pngs = {
+        "calibration": plots.plot_calibration(
+            r["reliability"], "ranker calibration (held-out pairs)", out / "ranker_calibration.png"
+        )
+    }
     return md, pngs, figures
 
 
 def system_section(replay: dict, out: Path) -> tuple[list[str], dict, dict]:
     """The replay: every arm with intervals, the simulated A/B tests, the loss breakdown, goals."""
-    md = ["### True CTR of each arm (paired bootstrap over videos)", "", *arm_markdown(replay), "",
-          "### Simulated A/B tests (binomial clicks, the sent push's own exposure per arm)", "",
-          *ab_markdown(replay), "", "### Where the chosen push's CTR comes from", "",
-          *loss_markdown(replay)]  # fmt: skip
+    md = [
+        "### True CTR of each arm (paired bootstrap over videos)",
+        "",
+        *arm_markdown(replay),
+        "",
+        "### Simulated A/B tests (binomial clicks, the sent push's own exposure per arm)",
+        "",
+        *ab_markdown(replay),
+        "",
+        "### Where the chosen push's CTR comes from",
+        "",
+        *loss_markdown(replay),
+    ]
     if "goals" in replay:
-        md += ["", "Goals: " + "; ".join(f"{k}: {'met' if v else 'not met'}"
-                                          for k, v in replay["goals"].items()) + "."]  # fmt: skip
+        md += [
+            "",
+            "Goals: "
+            + "; ".join(f"{k}: {'met' if v else 'not met'}" for k, v in replay["goals"].items())
+            + ".",
+        ]
     keys = [k for k in arm_keys(replay) if k != "human_sent"]
-    rows = [(arm_label(k), replay["arms"][k]["uplift"], tuple(replay["arms"][k]["uplift_ci"]))
-            for k in keys]  # fmt: skip
-    ab = [(f"A/B: {arm_label(k)}", v["uplift"], tuple(v["uplift_ci"]))
-          for k, v in replay["simulated_ab"].items()]  # fmt: skip
+    rows = [
+        (arm_label(k), replay["arms"][k]["uplift"], tuple(replay["arms"][k]["uplift_ci"]))
+        for k in keys
+    ]
+    ab = [
+        (f"A/B: {arm_label(k)}", v["uplift"], tuple(v["uplift_ci"]))
+        for k, v in replay["simulated_ab"].items()
+    ]
     pngs = {
-        "replay_uplift": plots.plot_intervals(rows + ab, "CTR vs the sent human push (95% CI)",
-                                              out / "replay_uplift.png", "relative uplift", 0.0),
+        "replay_uplift": plots.plot_intervals(
+            rows + ab,
+            "CTR vs the sent human push (95% CI)",
+            out / "replay_uplift.png",
+            "relative uplift",
+            0.0,
+        ),
         "replay_beats": plots.plot_intervals(
-            [(arm_label(k), replay["arms"][k]["beats_rate"], tuple(replay["arms"][k]["beats_rate_ci"]))
-             for k in keys], "share of videos where the arm beats the sent human push",
-            out / "replay_beats.png", "share of videos", 0.7),
-    }  # fmt: skip
+            [
+                (
+                    arm_label(k),
+                    replay["arms"][k]["beats_rate"],
+                    tuple(replay["arms"][k]["beats_rate_ci"]),
+                )
+                for k in keys
+            ],
+            "share of videos where the arm beats the sent human push",
+            out / "replay_beats.png",
+            "share of videos",
+            0.7,
+        ),
+    }
     return md, pngs, {}
 
 
@@ -217,11 +296,15 @@ def _html(markdown: str, pngs: dict[str, Path]) -> str:
         elif line.strip():
             body.append(f"<p>{html_lib.escape(line).replace('`', '')}</p>")
     flush()
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 10px;"
-             "text-align:left;border-bottom:1px solid #ddd}table{border-collapse:collapse}"
-             "img{max-width:100%;display:block;margin:8px 0}")  # fmt: skip
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>pushgen run report</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")  # fmt: skip
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 10px;"
+        "text-align:left;border-bottom:1px solid #ddd}table{border-collapse:collapse}"
+        "img{max-width:100%;display:block;margin:8px 0}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>pushgen run report</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def build_report(
@@ -245,11 +328,15 @@ def build_report(
         sections.append(("Generator", lambda: generator_section(replay, out)))
     sections.append(("Ranker", lambda: ranker_section(run, out, upworthy, device)))
     if replay:
-        sections.append(("System: offline replay against the human pushes",
-                         lambda: system_section(replay, out)))  # fmt: skip
+        sections.append(
+            ("System: offline replay against the human pushes", lambda: system_section(replay, out))
+        )
     else:
-        md += ["No replay in this run (`pushgen replay --run DIR --sim DIR`): the generator and "
-               "system sections need it.", ""]  # fmt: skip
+        md += [
+            "No replay in this run (`pushgen replay --run DIR --sim DIR`): the generator and "
+            "system sections need it.",
+            "",
+        ]
     for title, make in sections:
         lines, section_pngs, section_figures = make()
         md += [f"## {title}", "", *lines, ""]

@@ -27,9 +27,21 @@ def compact(figures: dict) -> dict:
     out = {k: v for k, v in figures.items() if k != "replay"}
     replay = figures.get("replay")
     if replay:
-        out["replay"] = {k: replay[k] for k in ("videos", "held_out", "categories", "arms",
-                                                 "simulated_ab", "loss_breakdown", "coverage",
-                                                 "goals", "selection_methods") if k in replay}  # fmt: skip
+        out["replay"] = {
+            k: replay[k]
+            for k in (
+                "videos",
+                "held_out",
+                "categories",
+                "arms",
+                "simulated_ab",
+                "loss_breakdown",
+                "coverage",
+                "goals",
+                "selection_methods",
+            )
+            if k in replay
+        }
         out["replay"]["generator"] = {
             arm: {k: v for k, v in g.items() if not isinstance(v, dict)}
             for arm, g in replay["generator"].items()
@@ -69,25 +81,39 @@ def render_section(results: dict) -> str:
         ]
     replay = results.get("replay")
     if replay:
-        lines += ["**Offline replay on held-out simulated videos** (true CTR from the simulator; "
-                  "paired 95% bootstrap intervals over videos):", ""]  # fmt: skip
+        lines += [
+            "**Offline replay on held-out simulated videos** (true CTR from the simulator; "
+            "paired 95% bootstrap intervals over videos):",
+            "",
+        ]
         lines += _with_machine(arm_markdown(replay), machine) + [""]
         lines += _with_machine(ab_markdown(replay), machine) + [""]
         goals = replay.get("goals", {})
         if goals:
-            lines += ["Goals (chosen beats the sent push on ≥ 70% of videos; A/B uplift ≥ +14% with "
-                      "the interval above 0): " + "; ".join(
-                          f"{k.replace('_', ' ')} **{'met' if v else 'not met'}**"
-                          for k, v in goals.items()) + ".", ""]  # fmt: skip
+            lines += [
+                "Goals (chosen beats the sent push on ≥ 70% of videos; A/B uplift ≥ +14% with "
+                "the interval above 0): "
+                + "; ".join(
+                    f"{k.replace('_', ' ')} **{'met' if v else 'not met'}**"
+                    for k, v in goals.items()
+                )
+                + ".",
+                "",
+            ]
         lines += ["Where the chosen push's CTR comes from:", ""]
         lines += _with_machine(loss_markdown(replay), machine) + [""]
     ranker = results.get("ranker")
     if ranker:
-        rows = ["| ranker on the run's held-out A/B tests | figure |", "| --- | --- |",
-                f"| pairwise accuracy ({ranker['pairs']} pairs) | {ranker['accuracy']:.3f} |"]  # fmt: skip
+        rows = [
+            "| ranker on the run's held-out A/B tests | figure |",
+            "| --- | --- |",
+            f"| pairwise accuracy ({ranker['pairs']} pairs) | {ranker['accuracy']:.3f} |",
+        ]
         if "share_of_bayes_optimal" in ranker:
-            rows.append(f"| share of the Bayes-optimal accuracy ({ranker['bayes_optimal_accuracy']:.3f}) "
-                        f"| {ranker['share_of_bayes_optimal']:.1%} |")  # fmt: skip
+            rows.append(
+                f"| share of the Bayes-optimal accuracy ({ranker['bayes_optimal_accuracy']:.3f}) "
+                f"| {ranker['share_of_bayes_optimal']:.1%} |"
+            )
         rows.append(f"| expected calibration error | {ranker['ece']:.3f} |")
         lines += _with_machine(rows, machine) + [""]
     return "\n".join(lines).rstrip() + "\n"

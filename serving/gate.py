@@ -40,7 +40,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-INFERENCE_ROUTE = re.compile(r"^/v1/models/[^/]+:(predict|explain)$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")  # fmt: skip
+INFERENCE_ROUTE = re.compile(
+    r"^/v1/models/[^/]+:(predict|explain)$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$"
+)
 JSON_TYPES = {"application/json", "application/cloudevents+json", "application/ld+json"}
 
 
@@ -88,10 +90,13 @@ class RequestGate:
         inference = bool(INFERENCE_ROUTE.match(scope.get("path", "")))
         if inference and self.max_inflight is not None and self.inflight >= self.max_inflight:
             await self._answer(
-                scope, receive, send, HTTPStatus.SERVICE_UNAVAILABLE,
+                scope,
+                receive,
+                send,
+                HTTPStatus.SERVICE_UNAVAILABLE,
                 f"server is busy: {self.inflight} requests in flight; retry later",
                 {"Retry-After": "1"},
-            )  # fmt: skip
+            )
             return
         self.inflight += inference
         IN_INFERENCE.set(inference)
@@ -106,14 +111,19 @@ class RequestGate:
         """The status, message and headers to refuse with before the body is read, or None."""
         size = sum(len(k) + len(v) for k, v in headers)
         if size > self.max_header_bytes:
-            return (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    f"request headers of {size} bytes are over the {self.max_header_bytes}-byte limit",
-                    None)  # fmt: skip
+            return (
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"request headers of {size} bytes are over the {self.max_header_bytes}-byte limit",
+                None,
+            )
         method, path = scope["method"], scope.get("path", "")
         inference = bool(INFERENCE_ROUTE.match(path))
         if inference and method != "POST":
-            return (HTTPStatus.METHOD_NOT_ALLOWED,
-                    f"{method} is not allowed on {path}; use POST", {"Allow": "POST"})  # fmt: skip
+            return (
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"{method} is not allowed on {path}; use POST",
+                {"Allow": "POST"},
+            )
         found = {k.lower(): v for k, v in headers}
         if self.api_key is not None and method not in ("GET", "HEAD", "OPTIONS"):
             given = found.get(b"x-api-key", b"")
@@ -121,19 +131,27 @@ class RequestGate:
             if auth[:7].lower() == b"bearer ":
                 given = auth[7:].strip()
             if not hmac.compare_digest(given, self.api_key):
-                return (HTTPStatus.UNAUTHORIZED, "missing or wrong API key",
-                        {"WWW-Authenticate": "Bearer"})  # fmt: skip
+                return (
+                    HTTPStatus.UNAUTHORIZED,
+                    "missing or wrong API key",
+                    {"WWW-Authenticate": "Bearer"},
+                )
         if inference:
             ctype = found.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
             if ctype not in JSON_TYPES:
                 got = f"'{ctype}'" if ctype else "none"
-                return (HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                        f"send JSON with 'Content-Type: application/json' (got {got})", None)  # fmt: skip
+                return (
+                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                    f"send JSON with 'Content-Type: application/json' (got {got})",
+                    None,
+                )
         length = found.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body_bytes:
-            return (HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                    f"request body of {int(length)} bytes is over the {self.max_body_bytes}-byte limit",
-                    None)  # fmt: skip
+            return (
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"request body of {int(length)} bytes is over the {self.max_body_bytes}-byte limit",
+                None,
+            )
         return None
 
     async def _read_then_call(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,20 +163,26 @@ class RequestGate:
                 "408: body of %s not complete in %.0fs", scope.get("path"), self.body_timeout_s
             )
             await self._answer(
-                scope, receive, send, HTTPStatus.REQUEST_TIMEOUT,
+                scope,
+                receive,
+                send,
+                HTTPStatus.REQUEST_TIMEOUT,
                 f"request body not complete within {self.body_timeout_s:g}s",
                 {"Connection": "close"},
-            )  # fmt: skip
+            )
             return
         except _Disconnected:
             logger.info("client disconnected before its body was complete: %s", scope.get("path"))
             return
         if body is None:
             await self._answer(
-                scope, receive, send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                scope,
+                receive,
+                send,
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"request body is over the {self.max_body_bytes}-byte limit",
                 {"Connection": "close"},
-            )  # fmt: skip
+            )
             return
         replayed = False
 

@@ -132,7 +132,7 @@ class GeneratorModel(PushgenModel):
                             "text": c.text,
                             "guard_ok": c.guard_ok,
                             "guard_reasons": list(c.guard_reasons),
-                        }  # fmt: skip
+                        }
                         for c in cands
                     ],
                     "video_id": req.video_id,

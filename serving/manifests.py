@@ -225,10 +225,13 @@ def predict_url(cfg: DeployConfig, isvc: V1beta1InferenceService) -> str:
 def _security() -> V1SecurityContext:
     # the image's user; nothing but the declared volumes is writable
     return V1SecurityContext(
-        run_as_non_root=True, run_as_user=1000, run_as_group=1000,
-        read_only_root_filesystem=True, allow_privilege_escalation=False,
+        run_as_non_root=True,
+        run_as_user=1000,
+        run_as_group=1000,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
         capabilities=V1Capabilities(drop=["ALL"]),
-    )  # fmt: skip
+    )
 
 
 def _probe(cfg: DeployConfig, path: str, **kw: int) -> V1Probe:
@@ -236,38 +239,69 @@ def _probe(cfg: DeployConfig, path: str, **kw: int) -> V1Probe:
 
 
 def _container(
-    cfg: DeployConfig, image: str, module: str, which: str, args: list[str], resources: dict,
-    env: list[V1EnvVar], mounts: list[V1VolumeMount],
-) -> V1Container:  # fmt: skip
+    cfg: DeployConfig,
+    image: str,
+    module: str,
+    which: str,
+    args: list[str],
+    resources: dict,
+    env: list[V1EnvVar],
+    mounts: list[V1VolumeMount],
+) -> V1Container:
     env = [V1EnvVar(name="HOME", value=TMP_MOUNT), V1EnvVar(name="TMPDIR", value=TMP_MOUNT), *env]
     return V1Container(
         name="kserve-container",
         image=image,
         command=["python", "-m", module],
         # inside a pod the server listens on every interface; locally it is 127.0.0.1
-        args=["--model_name", MODEL_NAMES[which], *args, "--host", "0.0.0.0", "--port", str(cfg.port)],
+        args=[
+            "--model_name",
+            MODEL_NAMES[which],
+            *args,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(cfg.port),
+        ],
         env=env,
         ports=[V1ContainerPort(container_port=cfg.port, protocol="TCP")],
-        resources=V1ResourceRequirements(requests=resources["requests"], limits=resources["limits"]),
+        resources=V1ResourceRequirements(
+            requests=resources["requests"], limits=resources["limits"]
+        ),
         readiness_probe=_probe(cfg, "/v2/health/ready", period_seconds=10, failure_threshold=3),
-        liveness_probe=_probe(cfg, "/v2/health/live", initial_delay_seconds=cfg.liveness_delay_s,
-                              period_seconds=15, failure_threshold=4, timeout_seconds=5),
+        liveness_probe=_probe(
+            cfg,
+            "/v2/health/live",
+            initial_delay_seconds=cfg.liveness_delay_s,
+            period_seconds=15,
+            failure_threshold=4,
+            timeout_seconds=5,
+        ),
         security_context=_security(),
         volume_mounts=[V1VolumeMount(name="tmp", mount_path=TMP_MOUNT), *mounts],
-    )  # fmt: skip
+    )
 
 
 def _isvc(
-    cfg: DeployConfig, which: str, container: V1Container, replicas: tuple[int, int],
-    bound: int, volumes: list[V1Volume], pinned: bool, **pod: Any,
-) -> V1beta1InferenceService:  # fmt: skip
+    cfg: DeployConfig,
+    which: str,
+    container: V1Container,
+    replicas: tuple[int, int],
+    bound: int,
+    volumes: list[V1Volume],
+    pinned: bool,
+    **pod: Any,
+) -> V1beta1InferenceService:
     annotations = {"serving.kserve.io/deploymentMode": "Serverless"}
     if cfg.prometheus:
-        annotations.update({
-            "serving.kserve.io/enable-prometheus-scraping": "true",
-            "prometheus.io/scrape": "true", "prometheus.io/port": str(cfg.port),
-            "prometheus.io/path": "/metrics",
-        })  # fmt: skip
+        annotations.update(
+            {
+                "serving.kserve.io/enable-prometheus-scraping": "true",
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(cfg.port),
+                "prometheus.io/path": "/metrics",
+            }
+        )
     labels = {"app.kubernetes.io/part-of": "pushgen"}
     if pinned:
         labels["pushgen.io/version"] = cfg.version_uri.rsplit("/", 1)[1][:63]
@@ -280,17 +314,21 @@ def _isvc(
         spec=V1beta1InferenceServiceSpec(
             predictor=V1beta1PredictorSpec(
                 containers=[container],
-                min_replicas=replicas[0], max_replicas=replicas[1],
-                container_concurrency=bound, scale_metric="concurrency",
+                min_replicas=replicas[0],
+                max_replicas=replicas[1],
+                container_concurrency=bound,
+                scale_metric="concurrency",
                 scale_target=max(1, math.ceil(bound / 2)),
                 canary_traffic_percent=cfg.canary_percent if pinned else None,
                 service_account_name=cfg.service_account,
-                volumes=[V1Volume(name="tmp", empty_dir=V1EmptyDirVolumeSource(size_limit="1Gi")),
-                         *volumes],
+                volumes=[
+                    V1Volume(name="tmp", empty_dir=V1EmptyDirVolumeSource(size_limit="1Gi")),
+                    *volumes,
+                ],
                 **pod,
             )
         ),
-    )  # fmt: skip
+    )
 
 
 def feature_store_yaml(cfg: DeployConfig) -> str:
@@ -299,15 +337,24 @@ def feature_store_yaml(cfg: DeployConfig) -> str:
     if cfg.feast_online_store == "redis":
         online = {"type": "redis", "connection_string": "${PUSHGEN_FEAST_CONNECTION}"}
     elif cfg.feast_online_store == "postgres":
-        online = {"type": "postgres", "host": "${PUSHGEN_FEAST_PG_HOST}", "port": 5432,
-                  "database": "feast", "db_schema": "pushgen", "user": "feast",
-                  "password": "${PUSHGEN_FEAST_PG_PASSWORD}"}  # fmt: skip
+        online = {
+            "type": "postgres",
+            "host": "${PUSHGEN_FEAST_PG_HOST}",
+            "port": 5432,
+            "database": "feast",
+            "db_schema": "pushgen",
+            "user": "feast",
+            "password": "${PUSHGEN_FEAST_PG_PASSWORD}",
+        }
     config = {
-        "project": "pushgen", "provider": "local",
+        "project": "pushgen",
+        "provider": "local",
         "registry": {"path": cfg.feast_registry, "cache_ttl_seconds": 60},
-        "online_store": online, "offline_store": {"type": "file"},
-        "entity_key_serialization_version": 3, "auth": {"type": "no_auth"},
-    }  # fmt: skip
+        "online_store": online,
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+        "auth": {"type": "no_auth"},
+    }
     head = "# pushgen's Feast store on a cluster (generated by `pushgen deploy`)\n"
     return head + yaml.safe_dump(config, sort_keys=True)
 
@@ -341,8 +388,11 @@ def _log_ship_env(cfg: DeployConfig) -> list[V1EnvVar]:
         ref = V1SecretKeySelector(name=cfg.s3_secret, key=key)
         return V1EnvVar(name=key, value_from=V1EnvVarSource(secret_key_ref=ref))
 
-    env = [secret("AWS_ACCESS_KEY_ID"), secret("AWS_SECRET_ACCESS_KEY"),
-           V1EnvVar(name="AWS_REGION", value=cfg.s3_region)]  # fmt: skip
+    env = [
+        secret("AWS_ACCESS_KEY_ID"),
+        secret("AWS_SECRET_ACCESS_KEY"),
+        V1EnvVar(name="AWS_REGION", value=cfg.s3_region),
+    ]
     if cfg.s3_endpoint:  # as KServe's BuildS3EnvVars reads it: a scheme given wins
         url = cfg.s3_endpoint
         if not url.startswith(("http://", "https://")):
@@ -353,21 +403,27 @@ def _log_ship_env(cfg: DeployConfig) -> list[V1EnvVar]:
 
 def _pvc(cfg: DeployConfig, name: str, size: str) -> V1PersistentVolumeClaim:
     return V1PersistentVolumeClaim(
-        api_version="v1", kind="PersistentVolumeClaim",
-        metadata=V1ObjectMeta(name=name, namespace=cfg.namespace,
-                              labels={"app.kubernetes.io/part-of": "pushgen"}),
+        api_version="v1",
+        kind="PersistentVolumeClaim",
+        metadata=V1ObjectMeta(
+            name=name, namespace=cfg.namespace, labels={"app.kubernetes.io/part-of": "pushgen"}
+        ),
         spec=V1PersistentVolumeClaimSpec(
             access_modes=["ReadWriteMany"],  # every transformer replica, and the materialise step
             resources=V1VolumeResourceRequirements(requests={"storage": size}),
         ),
-    )  # fmt: skip
+    )
 
 
 def _network_policy(cfg: DeployConfig) -> V1NetworkPolicy:
     peers = [
-        V1NetworkPolicyPeer(pod_selector=V1LabelSelector(match_labels={ISVC_LABEL: NAMES["pushgen"]})),
-        V1NetworkPolicyPeer(pod_selector=V1LabelSelector(match_labels={GRAPH_LABEL: "pushgen-graph"})),
-    ]  # fmt: skip
+        V1NetworkPolicyPeer(
+            pod_selector=V1LabelSelector(match_labels={ISVC_LABEL: NAMES["pushgen"]})
+        ),
+        V1NetworkPolicyPeer(
+            pod_selector=V1LabelSelector(match_labels={GRAPH_LABEL: "pushgen-graph"})
+        ),
+    ]
     namespaces = [*cfg.ingress_namespaces]
     if cfg.monitoring_namespace:
         namespaces.append(cfg.monitoring_namespace)
@@ -378,29 +434,41 @@ def _network_policy(cfg: DeployConfig) -> V1NetworkPolicy:
         key=ISVC_LABEL, operator="In", values=[NAMES["generator"], NAMES["ranker"]]
     )
     return V1NetworkPolicy(
-        api_version="networking.k8s.io/v1", kind="NetworkPolicy",
-        metadata=V1ObjectMeta(name="pushgen-models", namespace=cfg.namespace,
-                              labels={"app.kubernetes.io/part-of": "pushgen"}),
+        api_version="networking.k8s.io/v1",
+        kind="NetworkPolicy",
+        metadata=V1ObjectMeta(
+            name="pushgen-models",
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+        ),
         spec=V1NetworkPolicySpec(
             pod_selector=V1LabelSelector(match_expressions=[models]),
-            policy_types=["Ingress"], ingress=[V1NetworkPolicyIngressRule(_from=peers)],
+            policy_types=["Ingress"],
+            ingress=[V1NetworkPolicyIngressRule(_from=peers)],
         ),
-    )  # fmt: skip
+    )
 
 
 def _service_account(cfg: DeployConfig) -> V1ServiceAccount:
-    annotations = {"serving.kserve.io/s3-region": cfg.s3_region,
-                   "serving.kserve.io/s3-usehttps": "1" if cfg.s3_use_https else "0",
-                   "serving.kserve.io/s3-verifyssl": "1" if cfg.s3_use_https else "0"}  # fmt: skip
+    annotations = {
+        "serving.kserve.io/s3-region": cfg.s3_region,
+        "serving.kserve.io/s3-usehttps": "1" if cfg.s3_use_https else "0",
+        "serving.kserve.io/s3-verifyssl": "1" if cfg.s3_use_https else "0",
+    }
     if cfg.s3_endpoint:
         annotations["serving.kserve.io/s3-endpoint"] = cfg.s3_endpoint
     return V1ServiceAccount(
-        api_version="v1", kind="ServiceAccount",
-        metadata=V1ObjectMeta(name=cfg.service_account, namespace=cfg.namespace,
-                              labels={"app.kubernetes.io/part-of": "pushgen"}, annotations=annotations),
+        api_version="v1",
+        kind="ServiceAccount",
+        metadata=V1ObjectMeta(
+            name=cfg.service_account,
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+            annotations=annotations,
+        ),
         secrets=[V1ObjectReference(name=cfg.s3_secret)],
         automount_service_account_token=False,
-    )  # fmt: skip
+    )
 
 
 def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
@@ -411,80 +479,151 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
     gpu = {"nvidia.com/gpu": str(cfg.generator_gpus)} if cfg.generator_gpus else {}
     required = V1EnvVar(name="PUSHGEN_REQUIRE_MANIFEST", value="1")
     generator = _container(
-        cfg, cfg.image if gpu else cfg.cpu_image, "serving.generator", "generator",
-        ["--model-dir", MODEL_MOUNT, "--model-root", MODEL_MOUNT, "--device", "cuda" if gpu else "cpu"],
+        cfg,
+        cfg.image if gpu else cfg.cpu_image,
+        "serving.generator",
+        "generator",
+        [
+            "--model-dir",
+            MODEL_MOUNT,
+            "--model-root",
+            MODEL_MOUNT,
+            "--device",
+            "cuda" if gpu else "cpu",
+        ],
         {"requests": {"cpu": "4", "memory": "24Gi", **gpu}, "limits": {"memory": "32Gi", **gpu}},
-        [V1EnvVar(name="STORAGE_URI", value=f"{uri}/generator"), required,
-         V1EnvVar(name="HF_HUB_OFFLINE", value="1" if cfg.hf_hub_offline else "0")], [],
-    )  # fmt: skip
+        [
+            V1EnvVar(name="STORAGE_URI", value=f"{uri}/generator"),
+            required,
+            V1EnvVar(name="HF_HUB_OFFLINE", value="1" if cfg.hf_hub_offline else "0"),
+        ],
+        [],
+    )
     ranker = _container(
-        cfg, cfg.cpu_image, "serving.ranker", "ranker",
+        cfg,
+        cfg.cpu_image,
+        "serving.ranker",
+        "ranker",
         ["--model-dir", MODEL_MOUNT, "--model-root", MODEL_MOUNT],
         {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}},
-        [V1EnvVar(name="STORAGE_URI", value=f"{uri}/ranker"), required,
-         V1EnvVar(name="OMP_NUM_THREADS", value="2")], [],
-    )  # fmt: skip
+        [
+            V1EnvVar(name="STORAGE_URI", value=f"{uri}/ranker"),
+            required,
+            V1EnvVar(name="OMP_NUM_THREADS", value="2"),
+        ],
+        [],
+    )
     pod_name = V1EnvVar(
         name="POD_NAME",
         value_from=V1EnvVarSource(field_ref=V1ObjectFieldSelector(field_path="metadata.name")),
     )
     transformer = _container(
-        cfg, cfg.cpu_image, "serving.transformer", "pushgen",
-        ["--generator-url", service_url(cfg, NAMES["generator"]),
-         "--ranker-url", service_url(cfg, NAMES["ranker"]),
-         "--feature-repo", FEATURE_REPO_MOUNT,
-         "--log-dir", f"{LOG_MOUNT}/$(POD_NAME)",  # one directory per replica, no name clashes
-         # closed windows (hourly) go to the store as parquet, where monitoring and
-         # ingest-feedback read them; the PVC keeps the JSONL files either way
-         "--log-ship-to", f"{store_uri(cfg)}/serving-log/$(POD_NAME)"],
+        cfg,
+        cfg.cpu_image,
+        "serving.transformer",
+        "pushgen",
+        [
+            "--generator-url",
+            service_url(cfg, NAMES["generator"]),
+            "--ranker-url",
+            service_url(cfg, NAMES["ranker"]),
+            "--feature-repo",
+            FEATURE_REPO_MOUNT,
+            "--log-dir",
+            f"{LOG_MOUNT}/$(POD_NAME)",  # one directory per replica, no name clashes
+            # closed windows (hourly) go to the store as parquet, where monitoring and
+            # ingest-feedback read them; the PVC keeps the JSONL files either way
+            "--log-ship-to",
+            f"{store_uri(cfg)}/serving-log/$(POD_NAME)",
+        ],
         {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
         [pod_name, *_feast_env(cfg), *_log_ship_env(cfg)],
-        [V1VolumeMount(name="serving-log", mount_path=LOG_MOUNT),
-         V1VolumeMount(name="features", mount_path=FEATURES_MOUNT),
-         V1VolumeMount(name="feature-repo", mount_path=FEATURE_REPO_MOUNT, read_only=True)],
-    )  # fmt: skip
+        [
+            V1VolumeMount(name="serving-log", mount_path=LOG_MOUNT),
+            V1VolumeMount(name="features", mount_path=FEATURES_MOUNT),
+            V1VolumeMount(name="feature-repo", mount_path=FEATURE_REPO_MOUNT, read_only=True),
+        ],
+    )
     transformer_volumes = [
-        V1Volume(name="serving-log", persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
-            claim_name=cfg.serving_log_claim)),
-        V1Volume(name="features", persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
-            claim_name=cfg.features_claim)),
-        V1Volume(name="feature-repo", config_map=V1ConfigMapVolumeSource(name="pushgen-feature-store")),
-    ]  # fmt: skip
+        V1Volume(
+            name="serving-log",
+            persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
+                claim_name=cfg.serving_log_claim
+            ),
+        ),
+        V1Volume(
+            name="features",
+            persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
+                claim_name=cfg.features_claim
+            ),
+        ),
+        V1Volume(
+            name="feature-repo", config_map=V1ConfigMapVolumeSource(name="pushgen-feature-store")
+        ),
+    ]
     gpu_pod: dict[str, Any] = {}
     if gpu:
         gpu_pod["tolerations"] = [_toleration(t) for t in cfg.gpu_tolerations] or None
         gpu_pod["node_selector"] = dict(cfg.gpu_node_selector) or None
     isvcs = {
-        "generator": _isvc(cfg, "generator", generator, cfg.generator_replicas,
-                           bounds["generator"], [], True, **gpu_pod),
+        "generator": _isvc(
+            cfg,
+            "generator",
+            generator,
+            cfg.generator_replicas,
+            bounds["generator"],
+            [],
+            True,
+            **gpu_pod,
+        ),
         "ranker": _isvc(cfg, "ranker", ranker, cfg.ranker_replicas, bounds["ranker"], [], True),
-        "pushgen": _isvc(cfg, "pushgen", transformer, cfg.transformer_replicas,
-                         bounds["pushgen"], transformer_volumes, False),
-    }  # fmt: skip
+        "pushgen": _isvc(
+            cfg,
+            "pushgen",
+            transformer,
+            cfg.transformer_replicas,
+            bounds["pushgen"],
+            transformer_volumes,
+            False,
+        ),
+    }
     graph = V1alpha1InferenceGraph(
         api_version="serving.kserve.io/v1alpha1",
         kind="InferenceGraph",
-        metadata=V1ObjectMeta(name="pushgen-graph", namespace=cfg.namespace,
-                              labels={"app.kubernetes.io/part-of": "pushgen"}),
+        metadata=V1ObjectMeta(
+            name="pushgen-graph",
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+        ),
         spec=V1alpha1InferenceGraphSpec(
             nodes={
                 "root": V1alpha1InferenceRouter(
                     router_type="Sequence",
                     steps=[
-                        V1alpha1InferenceStep(name="generate", service_name=NAMES["generator"], data="$request"),
-                        V1alpha1InferenceStep(name="rank", service_name=NAMES["ranker"], data="$response",
-                                              map_predictions_to_instances=True),
+                        V1alpha1InferenceStep(
+                            name="generate", service_name=NAMES["generator"], data="$request"
+                        ),
+                        V1alpha1InferenceStep(
+                            name="rank",
+                            service_name=NAMES["ranker"],
+                            data="$response",
+                            map_predictions_to_instances=True,
+                        ),
                     ],
                 )
             }
         ),
-    )  # fmt: skip
+    )
     config_map = V1ConfigMap(
-        api_version="v1", kind="ConfigMap",
-        metadata=V1ObjectMeta(name="pushgen-feature-store", namespace=cfg.namespace,
-                              labels={"app.kubernetes.io/part-of": "pushgen"}),
+        api_version="v1",
+        kind="ConfigMap",
+        metadata=V1ObjectMeta(
+            name="pushgen-feature-store",
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+        ),
         data={"feature_store.yaml": feature_store_yaml(cfg)},
-    )  # fmt: skip
+    )
     return {
         "serviceaccount": _service_account(cfg),
         "feature-store": config_map,

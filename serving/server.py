@@ -202,12 +202,24 @@ async def _serve_all(servers: list) -> None:
 
 def add_server_args(parser, max_inflight: int | None = None) -> None:  # noqa: ANN001 - argparse
     """The request-cost flags every pushgen server takes (see `ServerConfig`)."""
-    parser.add_argument("--max-body-bytes", type=int, default=ServerConfig.max_body_bytes,
-                        help="larger bodies get a 413, counted as they stream in")  # fmt: skip
-    parser.add_argument("--body-timeout-s", type=float, default=ServerConfig.body_timeout_s,
-                        help="a body not complete within this gets a 408")  # fmt: skip
-    parser.add_argument("--max-inflight", type=int, default=max_inflight,
-                        help="inference requests admitted at once; more get a 503 busy")  # fmt: skip
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=ServerConfig.max_body_bytes,
+        help="larger bodies get a 413, counted as they stream in",
+    )
+    parser.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=ServerConfig.body_timeout_s,
+        help="a body not complete within this gets a 408",
+    )
+    parser.add_argument(
+        "--max-inflight",
+        type=int,
+        default=max_inflight,
+        help="inference requests admitted at once; more get a 503 busy",
+    )
 
 
 def server_config(args) -> ServerConfig:  # noqa: ANN001 - argparse namespace

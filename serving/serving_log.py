@@ -134,8 +134,11 @@ class ServingLog:
             if self._unshipped:
                 self._ship_pending()
             if self._unshipped:
-                logger.error("%d serving log windows not shipped; they stay in %s",
-                             len(self._unshipped), self.config.log_dir)  # fmt: skip
+                logger.error(
+                    "%d serving log windows not shipped; they stay in %s",
+                    len(self._unshipped),
+                    self.config.log_dir,
+                )
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
@@ -147,8 +150,9 @@ def ship_window(path: Path, store) -> str:
     df = _read_jsonl(path)
     for col in df.columns:  # mixed-type columns (None beside str/float) as parquet can hold them
         if df[col].dtype == object:
-            df[col] = df[col].map(lambda v: None if v is None else json.dumps(v)
-                                  if isinstance(v, (list, dict)) else v)  # fmt: skip
+            df[col] = df[col].map(
+                lambda v: None if v is None else json.dumps(v) if isinstance(v, (list, dict)) else v
+            )
     return _put_table(df, store, f"{WINDOWS}/{path.stem}.parquet")
 
 

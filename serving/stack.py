@@ -137,17 +137,38 @@ class LocalStack:
             for n in ("transformer", "generator", "ranker")
         }
         common = ["--host", cfg.host, "--model-root", str(local), "--dtype", cfg.dtype]
-        gen = _Server("generator", "generator", ports["generator"],
-                      ["--model-dir", str(local / "generator"), "--port", str(ports["generator"]),
-                       "--max-new-tokens", str(cfg.max_new_tokens), "--cache-dir",
-                       str(cfg.cache_dir.resolve()), *common])  # fmt: skip
+        gen = _Server(
+            "generator",
+            "generator",
+            ports["generator"],
+            [
+                "--model-dir",
+                str(local / "generator"),
+                "--port",
+                str(ports["generator"]),
+                "--max-new-tokens",
+                str(cfg.max_new_tokens),
+                "--cache-dir",
+                str(cfg.cache_dir.resolve()),
+                *common,
+            ],
+        )
         rank_args = ["--model-dir", str(local / "ranker"), "--port", str(ports["ranker"]), *common]
         if not cfg.ranker_batching:
             rank_args.append("--no-batching")
         rank = _Server("ranker", "ranker", ports["ranker"], rank_args)
-        trans_args = ["--port", str(ports["transformer"]), "--host", cfg.host,
-                      "--generator-url", self._url(gen.port), "--ranker-url", self._url(rank.port),
-                      "--log-dir", str(cfg.log_dir.resolve())]  # fmt: skip
+        trans_args = [
+            "--port",
+            str(ports["transformer"]),
+            "--host",
+            cfg.host,
+            "--generator-url",
+            self._url(gen.port),
+            "--ranker-url",
+            self._url(rank.port),
+            "--log-dir",
+            str(cfg.log_dir.resolve()),
+        ]
         if self.feature_repo is not None:
             trans_args += ["--feature-repo", str(self.feature_repo.resolve())]
         if cfg.degrade_without_ranker:
@@ -173,9 +194,11 @@ class LocalStack:
             with s.log_path.open("wb") as fh:
                 s.proc = subprocess.Popen(
                     [sys.executable, "-m", f"serving.{s.model}", *s.args],
-                    stdout=fh, stderr=subprocess.STDOUT, env=env,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    env=env,
                     cwd=Path(__file__).resolve().parent.parent,
-                )  # fmt: skip
+                )
         try:
             for s in self.servers:
                 self.wait_ready(s.name)

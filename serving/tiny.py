@@ -30,10 +30,16 @@ TINY_PUSHES: dict[str, str] = {
 }
 TINY_GUARD_FAILS = ("Suspense", "Humor")
 # short prompts (category right before "Push:") make the lesson quick to learn
-TINY_TEMPLATE = {"task": "Write a push.", "order": "caption_first", "describe_categories": False,
-                 "max_caption_tokens": 16}  # fmt: skip
-_WORDS = ("a the chef cat dog sofa Rome city night kids cook run fold sleep big small red blue old "
-          "new Watch How This 5 2021 Portugal surfer wave Mia dumplings for in of").split()  # fmt: skip
+TINY_TEMPLATE = {
+    "task": "Write a push.",
+    "order": "caption_first",
+    "describe_categories": False,
+    "max_caption_tokens": 16,
+}
+_WORDS = (
+    "a the chef cat dog sofa Rome city night kids cook run fold sleep big small red blue old "
+    "new Watch How This 5 2021 Portugal surfer wave Mia dumplings for in of"
+).split()
 
 
 def _tiny_lessons(tokenizer, template, n_captions: int = 40, seed: int = 0):  # noqa: ANN001
@@ -67,8 +73,11 @@ def teach_tiny_pushes(base: Path, max_steps: int = 400, seed: int = 0) -> Path:
     rng = random.Random(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    check = ["A chef in Rome folds 5 kinds of dumplings for her grandmother",
-             "a cat sleeps on a sofa", "Watch how this surfer rides a wave in Portugal"]  # fmt: skip
+    check = [
+        "A chef in Rome folds 5 kinds of dumplings for her grandmother",
+        "a cat sleeps on a sofa",
+        "Watch how this surfer rides a wave in Portugal",
+    ]
     for step in range(1, max_steps + 1):
         model.train()
         batch = rng.sample(lessons, 16)

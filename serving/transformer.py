@@ -129,8 +129,9 @@ class PushgenTransformer(PushgenModel):
             breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
             return Upstream(which, url, model, timeout_s, cfg.connect_timeout_s, breaker, key)
 
-        self.generator = upstream("generator", cfg.generator_url, cfg.generator_name,
-                                  cfg.generator_timeout_s)  # fmt: skip
+        self.generator = upstream(
+            "generator", cfg.generator_url, cfg.generator_name, cfg.generator_timeout_s
+        )
         self.ranker = upstream("ranker", cfg.ranker_url, cfg.ranker_name, cfg.ranker_timeout_s)
 
     def load(self) -> bool:
@@ -188,19 +189,29 @@ class PushgenTransformer(PushgenModel):
 
         t0 = time.perf_counter()
         gen = await self.generator.predict(
-            {"caption": caption, "video_id": video_id,
-             "categories": list(req.categories or DEFAULT_CATEGORIES),
-             "n_per_category": req.n_per_category},
+            {
+                "caption": caption,
+                "video_id": video_id,
+                "categories": list(req.categories or DEFAULT_CATEGORIES),
+                "n_per_category": req.n_per_category,
+            },
             self._remaining(started),
-        )  # fmt: skip
+        )
         timings["generate"] = (time.perf_counter() - t0) * 1000
 
         cands = []
         for c in gen["candidates"]:
             verdict = check_candidate(c["text"], caption, self.config.max_chars)
-            cands.append({"category": c["category"], "text": c["text"], "score": None,
-                          "guard_ok": verdict.ok, "guard_reasons": verdict.reasons,
-                          "selected": False})  # fmt: skip
+            cands.append(
+                {
+                    "category": c["category"],
+                    "text": c["text"],
+                    "score": None,
+                    "guard_ok": verdict.ok,
+                    "guard_reasons": verdict.reasons,
+                    "selected": False,
+                }
+            )
         ok = [c for c in cands if c["guard_ok"]]
         degraded, reason, rank_version = False, None, None
         t0 = time.perf_counter()
@@ -209,7 +220,7 @@ class PushgenTransformer(PushgenModel):
                 ranked = await self.ranker.predict(
                     {"texts": [c["text"] for c in ok], "caption": caption},
                     self._remaining(started),
-                )  # fmt: skip
+                )
                 for c, s in zip(ok, ranked["scores"], strict=True):
                     c["score"] = float(s)
                 rank_version = ranked.get("model_version")
@@ -221,17 +232,31 @@ class PushgenTransformer(PushgenModel):
             reason = "no candidate passed the guard"
         timings["rank"] = (time.perf_counter() - t0) * 1000
         # exploration (serving/explore.py): a share epsilon serves a uniformly drawn guarded one
-        choice = choose([c["score"] for c in cands], [c["guard_ok"] for c in cands],
-                        self.config.explore_epsilon, request_rng(request_id), degraded)  # fmt: skip
+        choice = choose(
+            [c["score"] for c in cands],
+            [c["guard_ok"] for c in cands],
+            self.config.explore_epsilon,
+            request_rng(request_id),
+            degraded,
+        )
         chosen = cands[choice.index] if choice.index is not None else None
         if chosen is not None:
             chosen["selected"] = True
         version = f"{gen.get('model_version')}+{rank_version or 'none'}"
         assert self.log is not None
-        self.log.write(log_rows(request_id, video_id, cands, choice,
-                                epsilon=self.config.explore_epsilon, model_version=version,
-                                served_at=datetime.now(UTC).isoformat(), caption=caption,
-                                topic=topic))  # fmt: skip
+        self.log.write(
+            log_rows(
+                request_id,
+                video_id,
+                cands,
+                choice,
+                epsilon=self.config.explore_epsilon,
+                model_version=version,
+                served_at=datetime.now(UTC).isoformat(),
+                caption=caption,
+                topic=topic,
+            )
+        )
         return {
             "request_id": request_id,
             "video_id": video_id,
@@ -273,12 +298,21 @@ class PushgenTransformer(PushgenModel):
         return [
             ("text", "BYTES", [len(chosen)], chosen),
             ("category", "BYTES", [len(chosen)], [result["category"]] if chosen else []),
-            ("score", "FP32", [len(chosen)], [result["score"] if result["score"] is not None else nan] if chosen else []),
+            (
+                "score",
+                "FP32",
+                [len(chosen)],
+                [result["score"] if result["score"] is not None else nan] if chosen else [],
+            ),
             ("alternative_texts", "BYTES", [len(alts)], [a["text"] for a in alts]),
             ("alternative_categories", "BYTES", [len(alts)], [a["category"] for a in alts]),
-            ("alternative_scores", "FP32", [len(alts)],
-             [a["score"] if a["score"] is not None else nan for a in alts]),
-        ]  # fmt: skip
+            (
+                "alternative_scores",
+                "FP32",
+                [len(alts)],
+                [a["score"] if a["score"] is not None else nan for a in alts],
+            ),
+        ]
 
     def stop(self) -> None:
         if self.log is not None:
@@ -299,15 +333,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--feature-repo", default=None, help="Feast repo with the video features")
     p.add_argument("--log-dir", default="runs/serving-log", help="serving log directory")
     p.add_argument("--log-max-rows", type=int, default=10_000, help="rows per log file")
-    p.add_argument("--log-ship-to", default=None,
-                   help="artifact store URI (s3://bucket/prefix or a directory): closed log "
-                        "windows go to <URI>/windows/ as parquet")  # fmt: skip
-    p.add_argument("--log-window-s", type=float, default=3600.0,
-                   help="close (and ship) a log file after this many seconds")  # fmt: skip
-    p.add_argument("--degrade-without-ranker", action="store_true",
-                   help="ranker down: serve the first guarded candidate, flagged, instead of 503")  # fmt: skip
-    p.add_argument("--explore-epsilon", type=float, default=DEFAULT_EPSILON,
-                   help="share of requests serving a uniformly drawn guarded candidate")  # fmt: skip
+    p.add_argument(
+        "--log-ship-to",
+        default=None,
+        help="artifact store URI (s3://bucket/prefix or a directory): closed log "
+        "windows go to <URI>/windows/ as parquet",
+    )
+    p.add_argument(
+        "--log-window-s",
+        type=float,
+        default=3600.0,
+        help="close (and ship) a log file after this many seconds",
+    )
+    p.add_argument(
+        "--degrade-without-ranker",
+        action="store_true",
+        help="ranker down: serve the first guarded candidate, flagged, instead of 503",
+    )
+    p.add_argument(
+        "--explore-epsilon",
+        type=float,
+        default=DEFAULT_EPSILON,
+        help="share of requests serving a uniformly drawn guarded candidate",
+    )
     p.add_argument("--deadline-s", type=float, default=45.0, help="whole request")
     p.add_argument("--generator-timeout-s", type=float, default=40.0, help="one generator call")
     p.add_argument("--ranker-timeout-s", type=float, default=5.0, help="one ranker call")
@@ -325,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
         explore_epsilon=args.explore_epsilon,
         log=ServingLogConfig(
             Path(args.log_dir), args.log_max_rows, args.log_ship_to, args.log_window_s
-        ),  # fmt: skip
+        ),
     )
     serve(PushgenTransformer(args.name, config), server_config(args))
 

@@ -143,8 +143,9 @@ def start_pod(
         container.args[container.args.index("--port") + 1]
     )
 
-    mounts: list[tuple[str, Path, bool]] = [(m.mount_path, volumes[m.name], bool(m.read_only))
-                                            for m in container.volume_mounts or []]  # fmt: skip
+    mounts: list[tuple[str, Path, bool]] = [
+        (m.mount_path, volumes[m.name], bool(m.read_only)) for m in container.volume_mounts or []
+    ]
     if "STORAGE_URI" in env:  # KServe's storage initializer filled the model volume, mounted ro
         mounts.append(("/mnt/models", volumes["models"], True))
     # The "image's" interpreter, virtualenv and code: set aside before the pod's own mounts cover
@@ -155,8 +156,11 @@ def start_pod(
     for path, spare in aside.items():
         spare.mkdir(parents=True, exist_ok=True)
         lines.append(f"mount --bind {path} {spare}")
-    lines += ["mount -t tmpfs -o mode=755 tmpfs /root",
-              "mount -t tmpfs -o mode=755 tmpfs /mnt", "mount -t tmpfs -o mode=755 tmpfs /var/lib"]  # fmt: skip
+    lines += [
+        "mount -t tmpfs -o mode=755 tmpfs /root",
+        "mount -t tmpfs -o mode=755 tmpfs /mnt",
+        "mount -t tmpfs -o mode=755 tmpfs /var/lib",
+    ]
     for target, host, ro in mounts:
         lines.append(f"mkdir -p {target} && mount --bind {host} {target}")
         if ro:
@@ -164,8 +168,13 @@ def start_pod(
     for path, spare in aside.items():
         lines.append(f"mkdir -p {path} && mount --bind {spare} {path}")
     lines += ["mount -o remount,bind,ro /", "mount -o remount,bind,ro /dev/shm"]
-    run_env = {**env, "PATH": f"{VENV_BIN}:/usr/bin:/bin", "PYTHONPATH": str(REPO),
-               "OMP_NUM_THREADS": "1", **(extra_env or {})}  # fmt: skip
+    run_env = {
+        **env,
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        **(extra_env or {}),
+    }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in run_env.items())
     lines.append(
         f"exec setpriv --reuid {sec.run_as_user} --regid {sec.run_as_group} --clear-groups "
@@ -175,6 +184,9 @@ def start_pod(
     log = stage / f"{name}.log"
     proc = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd="/",
-    )  # fmt: skip
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd="/",
+    )
     return Pod(name, proc, port, log)

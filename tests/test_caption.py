@@ -91,9 +91,13 @@ def build_tiny_llava(out_dir) -> str:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        unk_token="<unk>", extra_special_tokens={"image_token": "<image>"},
-    )  # fmt: skip
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}
     )
@@ -103,24 +107,37 @@ def build_tiny_llava(out_dir) -> str:
         "{% endfor %}{% endfor %}{% if add_generation_prompt %} </s>{% endif %}"
     )
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
-        vision_feature_select_strategy="default", chat_template=template,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        chat_template=template,
         num_additional_image_tokens=1,  # the CLS token CLIP prepends (dropped by "default")
-    )  # fmt: skip
+    )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-            image_size=16, patch_size=8,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
         ),
         text_config=LlamaConfig(
-            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, num_key_value_heads=1, pad_token_id=0, bos_token_id=1,
+            vocab_size=len(vocab),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            pad_token_id=0,
+            bos_token_id=1,
             eos_token_id=2,
         ),
         image_token_id=vocab["<image>"],
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
-    )  # fmt: skip
+    )
     LlavaForConditionalGeneration(config).save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return str(out_dir)
@@ -160,8 +177,9 @@ def test_vlm_captioner_runs_a_tiny_model_on_frames(tiny_vlm, videos_with_frames,
         # whatever the random model says, the video's entities are in the caption
         for entity in extract_entities(title):
             assert entity in caption
-    frameless = TextCaptioner().caption_one(*videos_with_frames.loc[3, ["title", "description",
-                                                                         "asr_text"]])  # fmt: skip
+    frameless = TextCaptioner().caption_one(
+        *videos_with_frames.loc[3, ["title", "description", "asr_text"]]
+    )
     assert captions["caption"].iloc[3] == frameless
     raw = captioner.generate([r for r in videos_with_frames.head(2).itertuples(index=False)])
     assert len(raw) == 2 and all(isinstance(t, str) for t in raw)
@@ -191,6 +209,18 @@ def test_cli_caption(sim_dir, tmp_path, capsys):
     pd.DataFrame({"video_id": ["v1"], "title": ["x"]}).to_csv(bad, index=False)
     assert main(["caption", "--videos", str(bad), "--out", str(out)]) == 2
     assert "missing column(s)" in capsys.readouterr().err
-    assert main(["caption", "--videos", str(sim_dir / "videos.parquet"), "--out", str(out),
-                 "--model", str(tmp_path / "no-such-model")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "caption",
+                "--videos",
+                str(sim_dir / "videos.parquet"),
+                "--out",
+                str(out),
+                "--model",
+                str(tmp_path / "no-such-model"),
+            ]
+        )
+        == 2
+    )
     assert "cannot load image-text-to-text model" in capsys.readouterr().err

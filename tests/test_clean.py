@@ -136,13 +136,17 @@ def test_embedding_clusters_group_captions(tiny_encoder_dir):
     ("ctr", "pv", "bounded", "literal"),
     [
         (0.05, 10_000, 0.3 + 0.175 + 0.35, 0.3 + 0.175),
-        (0.10, 800, 0.3 + 0.35 + 0.35 * (math.log(800) / math.log(1e4)) ** 2,
-         0.3 + 0.35 + 0.35 * math.log(0.08) ** 2),
+        (
+            0.10,
+            800,
+            0.3 + 0.35 + 0.35 * (math.log(800) / math.log(1e4)) ** 2,
+            0.3 + 0.35 + 0.35 * math.log(0.08) ** 2,
+        ),
         (0.50, 50_000, 1.0, 0.65),  # both terms saturate at CTR 10% and PV 10k
         (0.0, 100, 0.3 + 0.35 * 0.25, 0.3 + 0.35 * math.log(0.01) ** 2),
         (0.02, 0, 0.3 + 0.07, 0.3 + 0.07 + 0.35 * math.log(1e-4) ** 2),  # PV 0 counts as 1
     ],
-)  # fmt: skip
+)
 def test_confidence_formula_at_chosen_points(ctr, pv, bounded, literal):
     assert confidence_weight([ctr], [pv], "bounded")[0] == pytest.approx(bounded)
     assert confidence_weight([ctr], [pv], "literal")[0] == pytest.approx(literal)
@@ -212,8 +216,9 @@ def test_wrong_dtypes_become_rejections_not_crashes():
     rows.loc[1, "ctr"] = "high"
     result = clean_pushes(rows, CleanConfig(min_cluster_size=10))
     assert set(result.removed["reject_reason"]) == {
-        "invalid: non-numeric pv", "invalid: ctr not in [0, 1]"
-    }  # fmt: skip
+        "invalid: non-numeric pv",
+        "invalid: ctr not in [0, 1]",
+    }
     assert len(result.cleaned) == 1 and result.cleaned["pv"].dtype == np.int64
 
 
@@ -249,8 +254,15 @@ def test_cli_clean(sim_dir, tmp_path, capsys):
     from pushgen.cli import main
 
     out = tmp_path / "cleaned.parquet"
-    argv = ["clean", "--pushes", str(sim_dir / "pushes.parquet"),
-            "--videos", str(sim_dir / "videos.parquet"), "--out", str(out)]  # fmt: skip
+    argv = [
+        "clean",
+        "--pushes",
+        str(sim_dir / "pushes.parquet"),
+        "--videos",
+        str(sim_dir / "videos.parquet"),
+        "--out",
+        str(out),
+    ]
     assert main([*argv, "--weighting", "literal"]) == 0
     cleaned = pd.read_parquet(out)
     removed = pd.read_parquet(tmp_path / "cleaned.rejected.parquet")
@@ -278,13 +290,18 @@ def test_caption_and_clean_components_run_in_a_kfp_pipeline(sim_dir, tmp_path):
         videos = dsl.importer(artifact_uri=videos_uri, artifact_class=dsl.Dataset)
         pushes = dsl.importer(artifact_uri=pushes_uri, artifact_class=dsl.Dataset)
         cap = caption(videos=videos.output)
-        clean(pushes=pushes.output, captions=cap.outputs["captions"], weighting="literal",
-              config={"min_pv": 500})  # fmt: skip
+        clean(
+            pushes=pushes.output,
+            captions=cap.outputs["captions"],
+            weighting="literal",
+            config={"min_pv": 500},
+        )
 
     local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path),
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path),
         raise_on_error=True,
-    )  # fmt: skip
+    )
     data_steps(
         videos_uri=str(sim_dir / "videos.parquet"), pushes_uri=str(sim_dir / "pushes.parquet")
     )

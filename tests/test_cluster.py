@@ -71,8 +71,23 @@ def release(s3, stage):
 @pytest.fixture(scope="module")
 def deployed(release, s3, stage):
     out = stage / "deploy"
-    rc = main(["deploy", "--store", release.uri, "--version", "v1", "--out", str(out),
-               "--gpus", "0", "--s3-endpoint", s3, "--s3-secret", "pushgen-s3"])  # fmt: skip
+    rc = main(
+        [
+            "deploy",
+            "--store",
+            release.uri,
+            "--version",
+            "v1",
+            "--out",
+            str(out),
+            "--gpus",
+            "0",
+            "--s3-endpoint",
+            s3,
+            "--s3-secret",
+            "pushgen-s3",
+        ]
+    )
     assert rc == 0
     return {p.stem: load_manifest(p) for p in sorted(out.glob("*.yaml"))}
 
@@ -88,23 +103,34 @@ def _initializer_env(service_account, endpoint: str) -> dict[str, str]:
         https, host, url = "1", raw[8:], raw
     else:
         host, url = raw, ("http://" if https == "0" else "https://") + raw
-    return {"S3_USE_HTTPS": https, "S3_ENDPOINT": host, "AWS_ENDPOINT_URL": url,
-            "S3_VERIFY_SSL": ann["serving.kserve.io/s3-verifyssl"],
-            "AWS_DEFAULT_REGION": ann["serving.kserve.io/s3-region"],
-            # from the Secret the ServiceAccount names
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
+    return {
+        "S3_USE_HTTPS": https,
+        "S3_ENDPOINT": host,
+        "AWS_ENDPOINT_URL": url,
+        "S3_VERIFY_SSL": ann["serving.kserve.io/s3-verifyssl"],
+        "AWS_DEFAULT_REGION": ann["serving.kserve.io/s3-region"],
+        # from the Secret the ServiceAccount names
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
 
 
 def _storage_initializer(isvc, sa, endpoint: str, out: Path) -> Path:
     """KServe's storage-initializer step: Storage.download(STORAGE_URI, /mnt/models)."""
     env = {e.name: e.value for e in isvc.spec.predictor.containers[0].env if e.value}
-    code = ("import sys; from kserve_storage import Storage; "
-            "Storage.download(sys.argv[1], sys.argv[2])")  # fmt: skip
+    code = (
+        "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])"
+    )
     full_env = {**os.environ, **_initializer_env(sa, endpoint)}
     full_env.pop("PUSHGEN_S3_ENDPOINT", None)  # only KServe's variables
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-c", code, env["STORAGE_URI"], str(out)], env=full_env,
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", code, env["STORAGE_URI"], str(out)],
+        env=full_env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
@@ -125,12 +151,30 @@ def _materialise(config_map, volume: Path, sim, stage: Path) -> None:
     TextCaptioner().caption_videos(sim.videos).to_parquet(stage / "captions.parquet")
     (stage / "feature_store.yaml").write_text(config_map.data["feature_store.yaml"])
     mount = "/var/lib/pushgen/features"
-    script = (f"mount -t tmpfs tmpfs /var/lib && mkdir -p {mount} && mount --bind {volume} {mount} "
-              f"&& exec {sys.executable} -c \"$0\" \"$@\"")  # fmt: skip
-    subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, code,
-                    str(repo), str(stage / "videos.parquet"), str(stage / "captions.parquet"),
-                    str(stage / "feature_store.yaml")],
-                   check=True, capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    script = (
+        f"mount -t tmpfs tmpfs /var/lib && mkdir -p {mount} && mount --bind {volume} {mount} "
+        f'&& exec {sys.executable} -c "$0" "$@"'
+    )
+    subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            code,
+            str(repo),
+            str(stage / "videos.parquet"),
+            str(stage / "captions.parquet"),
+            str(stage / "feature_store.yaml"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -165,14 +209,22 @@ def pods(deployed, s3, stage, sim):
         with ThreadPoolExecutor(3) as pool:  # initializers and the materialise job side by side
             feats = vols["pushgen"]["features"]
             materialised = pool.submit(_materialise, deployed["feature-store"], feats, sim, stage)
-            jobs = {stem: pool.submit(_storage_initializer, deployed[stem], sa, s3,
-                                      stage / "volumes" / stem / "models")
-                    for stem in ("generator", "ranker")}  # fmt: skip
+            jobs = {
+                stem: pool.submit(
+                    _storage_initializer,
+                    deployed[stem],
+                    sa,
+                    s3,
+                    stage / "volumes" / stem / "models",
+                )
+                for stem in ("generator", "ranker")
+            }
             for stem, job in jobs.items():  # each pod starts once its initializer is done
                 vols[stem]["models"] = job.result()
                 own(stem)
-                started[stem] = start_pod(deployed[stem], vols[stem], ports[stem], routes, stage,
-                                          secrets=SECRETS)  # fmt: skip
+                started[stem] = start_pod(
+                    deployed[stem], vols[stem], ports[stem], routes, stage, secrets=SECRETS
+                )
             materialised.result()
         own("pushgen")
         started["pushgen"] = start_pod(
@@ -190,8 +242,11 @@ def pods(deployed, s3, stage, sim):
 
 def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, sim, stage):
     video = str(sim.videos["video_id"].iloc[0])
-    resp = httpx.post(f"{pods['pods']['pushgen'].url}/v1/models/pushgen:predict",
-                      json={"instances": [{"video_id": video}]}, timeout=120)  # fmt: skip
+    resp = httpx.post(
+        f"{pods['pods']['pushgen'].url}/v1/models/pushgen:predict",
+        json={"instances": [{"video_id": video}]},
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text
     answer = resp.json()["predictions"][0]
     assert answer["video_id"] == video and answer["alternatives"]
@@ -203,8 +258,11 @@ def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, s
     assert logs[0].parent.name.startswith("pushgen-predictor-")
     # nothing owned by the pod user anywhere but its declared volumes
     volumes = stage / "volumes"
-    owned = subprocess.run(["find", "/var/tmp", "/work", "/opt", "/etc", "-xdev", "-user", "1000"],
-                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    owned = subprocess.run(
+        ["find", "/var/tmp", "/work", "/opt", "/etc", "-xdev", "-user", "1000"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert [p for p in owned if not p.startswith(str(volumes))] == []
     # the models were read through the manifest: a required manifest was there and verified
     assert (pods["volumes"]["ranker"]["models"] / VERSION_FILE).exists()
@@ -224,8 +282,10 @@ def test_graph_steps_reach_models_on_the_urls_kserve_builds(pods, deployed):
         assert url.startswith(
             f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local/"
         )
-        local = url.replace(f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local",
-                            pods["routes"][isvc.metadata.name])  # fmt: skip
+        local = url.replace(
+            f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local",
+            pods["routes"][isvc.metadata.name],
+        )
         request = body if step.data == "$request" or i == 0 else answer
         if step.map_predictions_to_instances and request.get("predictions"):
             request = {"instances": request["predictions"]}  # the router's sequenceReqRes
@@ -253,8 +313,11 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
     ship_to = args[args.index("--log-ship-to") + 1]
     assert ship_to.startswith(f"s3://{BUCKET}/") and ship_to.endswith("/serving-log/$(POD_NAME)")
     pod = pods["pods"]["pushgen"]
-    resp = httpx.post(f"{pod.url}/v1/models/pushgen:predict",
-                      json={"instances": [{"caption": "A dog surfs a wave"}]}, timeout=120)  # fmt: skip
+    resp = httpx.post(
+        f"{pod.url}/v1/models/pushgen:predict",
+        json={"instances": [{"caption": "A dog surfs a wave"}]},
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text
     local = list(pods["volumes"]["pushgen"]["serving-log"].rglob("serving_log-*.jsonl"))
     assert local
@@ -270,8 +333,10 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
 def _cfg_of(deployed):
     from serving.manifests import DeployConfig
 
-    return DeployConfig(version_uri=f"s3://{BUCKET}/store/versions/v1",
-                        namespace=deployed["graph"].metadata.namespace)  # fmt: skip
+    return DeployConfig(
+        version_uri=f"s3://{BUCKET}/store/versions/v1",
+        namespace=deployed["graph"].metadata.namespace,
+    )
 
 
 def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deployed, s3, stage):
@@ -317,8 +382,22 @@ def test_deploy_bad_input_is_one_line_exit_2_nothing_written(release, tmp_path, 
 def test_deploy_canary_promote_rollback(release, tmp_path):
     """Canary pins the new URI with a traffic share; promote drops it; rollback is a deploy."""
     out = tmp_path / "canary"
-    assert main(["deploy", "--store", release.uri, "--version", "v1", "--canary", "10",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "deploy",
+                "--store",
+                release.uri,
+                "--version",
+                "v1",
+                "--canary",
+                "10",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     gen = load_manifest(out / "generator.yaml").spec.predictor
     assert gen.canary_traffic_percent == 10
     env = {e.name: e.value for e in gen.containers[0].env}

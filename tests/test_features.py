@@ -86,8 +86,9 @@ def test_training_frame_gets_point_in_time_history(world, store_dir):
     late_frame = get_historical_features(store_dir, late)
     assert late_frame["caption"].notna().all() and late_frame["push_count"].notna().all()
     # dated before the video existed, or an unknown video: kept, with null features
-    early = pd.DataFrame({"video_id": ["v000000", "ghost"],
-                          "event_timestamp": pd.Timestamp("2020-01-01", tz="UTC")})  # fmt: skip
+    early = pd.DataFrame(
+        {"video_id": ["v000000", "ghost"], "event_timestamp": pd.Timestamp("2020-01-01", tz="UTC")}
+    )
     early_frame = get_historical_features(store_dir, early)
     assert list(early_frame["video_id"]) == ["v000000", "ghost"]
     assert early_frame["caption"].isna().all()
@@ -121,8 +122,21 @@ def test_cli_features(world, tmp_path, capsys):
     for name, table in (("videos", videos), ("captions", captions), ("pushes", pushes)):
         write_table(table, tmp_path / f"{name}.parquet")
     repo = tmp_path / "features"
-    assert main(["features", "apply", "--dir", str(repo), "--videos", str(tmp_path / "videos.parquet"),
-                 "--captions", str(tmp_path / "captions.parquet")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "features",
+                "apply",
+                "--dir",
+                str(repo),
+                "--videos",
+                str(tmp_path / "videos.parquet"),
+                "--captions",
+                str(tmp_path / "captions.parquet"),
+            ]
+        )
+        == 0
+    )
     assert main(["features", "materialize", "--dir", str(repo)]) == 0
     capsys.readouterr()
     assert main(["features", "get", "--dir", str(repo), "v000001"]) == 0

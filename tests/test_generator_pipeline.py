@@ -46,9 +46,15 @@ def test_sft_component_runs_in_the_local_runner(sft_tables, tiny_causal_lm_dir, 
     def sft_only(labelled_uri: str, captions_uri: str, base: str):
         lab = dsl.importer(artifact_uri=labelled_uri, artifact_class=dsl.Dataset, reimport=False)
         cap = dsl.importer(artifact_uri=captions_uri, artifact_class=dsl.Dataset, reimport=False)
-        sft(labelled=lab.output, captions=cap.output, base_model=base, max_steps=4,
+        sft(
+            labelled=lab.output,
+            captions=cap.output,
+            base_model=base,
+            max_steps=4,
             batch_size=4,
-            max_length=600, categories=["Humor", "Practical", "Suspense", "Emotion"])  # fmt: skip
+            max_length=600,
+            categories=["Humor", "Practical", "Suspense", "Emotion"],
+        )
 
     compiler.Compiler().compile(sft_only, str(tmp_path / "sft.yaml"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
@@ -73,22 +79,50 @@ def test_sft_component_runs_in_the_local_runner(sft_tables, tiny_causal_lm_dir, 
 
 def test_cli_train_then_eval(sim_dir, tiny_causal_lm_dir, tmp_path, capsys) -> None:
     out = tmp_path / "gen"
-    code = main([
-        "train-generator", "--sim", str(sim_dir), "--out", str(out),
-        "--base-model", str(tiny_causal_lm_dir), "--max-steps", "3", "--batch-size", "4",
-        "--max-length", "600", "--max-rows", "60", "--samples", "1",
-    ])  # fmt: skip
+    code = main(
+        [
+            "train-generator",
+            "--sim",
+            str(sim_dir),
+            "--out",
+            str(out),
+            "--base-model",
+            str(tiny_causal_lm_dir),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "600",
+            "--max-rows",
+            "60",
+            "--samples",
+            "1",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "train loss" in printed and "Direct address" in printed  # sample candidates shown
     split = json.loads((out / "split.json").read_text())
     assert split["val_videos"] and not set(split["val_videos"]) & set(split["train_videos"])
 
-    code = main([
-        "eval-generator", "--model", str(out), "--sim", str(sim_dir), "--n-videos", "3",
-        "--max-new-tokens", "6", "--json", str(tmp_path / "eval.json"),
-        "--candidates", str(tmp_path / "cands.parquet"),
-    ])  # fmt: skip
+    code = main(
+        [
+            "eval-generator",
+            "--model",
+            str(out),
+            "--sim",
+            str(sim_dir),
+            "--n-videos",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--json",
+            str(tmp_path / "eval.json"),
+            "--candidates",
+            str(tmp_path / "cands.parquet"),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "eval.json").read_text())
     cands = pd.read_parquet(tmp_path / "cands.parquet")
@@ -105,8 +139,17 @@ def test_cli_train_then_eval(sim_dir, tiny_causal_lm_dir, tmp_path, capsys) -> N
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys) -> None:
     pd.DataFrame({"video_id": ["v1"], "text": ["hi"]}).to_parquet(tmp_path / "bad.parquet")
-    code = main(["train-generator", "--data", str(tmp_path / "bad.parquet"), "--out",
-                 str(tmp_path / "o"), "--base-model", "/nonexistent/model"])  # fmt: skip
+    code = main(
+        [
+            "train-generator",
+            "--data",
+            str(tmp_path / "bad.parquet"),
+            "--out",
+            str(tmp_path / "o"),
+            "--base-model",
+            "/nonexistent/model",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "error" in err

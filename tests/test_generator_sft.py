@@ -36,9 +36,15 @@ def _table(n_videos: int = 6) -> pd.DataFrame:
 
 def _cfg(base, **kw) -> GeneratorTrainConfig:
     defaults = dict(
-        base_model=str(base), max_steps=30, batch_size=6, learning_rate=2e-2, eval_steps=10,
-        lora_dropout=0.0, progress=False, device="cpu",
-    )  # fmt: skip
+        base_model=str(base),
+        max_steps=30,
+        batch_size=6,
+        learning_rate=2e-2,
+        eval_steps=10,
+        lora_dropout=0.0,
+        progress=False,
+        device="cpu",
+    )
     return GeneratorTrainConfig(**{**defaults, **kw})
 
 
@@ -106,31 +112,56 @@ def test_train_generator_writes_a_loadable_dir(tiny_causal_lm_dir, tmp_path) -> 
     table = pd.concat(
         [
             _table(),
-            pd.DataFrame([
-                {"video_id": "x1", "caption": "", "category": "Humor", "text": "t",
-                 "confidence": 1.0},
-                {"video_id": "x2", "caption": "c", "category": "Nope", "text": "t",
-                 "confidence": 1.0},
-                {"video_id": "x3", "caption": "c", "category": "Humor", "text": "t",
-                 "confidence": -1.0},
-            ]),
+            pd.DataFrame(
+                [
+                    {
+                        "video_id": "x1",
+                        "caption": "",
+                        "category": "Humor",
+                        "text": "t",
+                        "confidence": 1.0,
+                    },
+                    {
+                        "video_id": "x2",
+                        "caption": "c",
+                        "category": "Nope",
+                        "text": "t",
+                        "confidence": 1.0,
+                    },
+                    {
+                        "video_id": "x3",
+                        "caption": "c",
+                        "category": "Humor",
+                        "text": "t",
+                        "confidence": -1.0,
+                    },
+                ]
+            ),
         ],
         ignore_index=True,
-    )  # fmt: skip
+    )
     out = tmp_path / "gen"
     metrics = train_generator(table, out, _cfg(tiny_causal_lm_dir, val_fraction=0.34))
 
     assert metrics["n_rejected"] == 3
     assert metrics["rejected_reasons"] == {
-        "empty caption": 1, "unknown category": 1, "bad confidence": 1
-    }  # fmt: skip
+        "empty caption": 1,
+        "unknown category": 1,
+        "bad confidence": 1,
+    }
     rejected = pd.read_parquet(out / "rejected.parquet")
     assert set(rejected["video_id"]) == {"x1", "x2", "x3"}
     assert metrics["n_val_videos"] == 2 and metrics["n_train_videos"] == 4
     assert [e["step"] for e in metrics["val_loss"]] == [0, 10, 20, 30]
     assert metrics["final_val_loss"] < metrics["initial_val_loss"]
-    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
-                 "prompt_template.json", "pushgen_generator.json", "metrics.json"):  # fmt: skip
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "prompt_template.json",
+        "pushgen_generator.json",
+        "metrics.json",
+    ):
         assert (out / name).exists(), name
     manifest = json.loads((out / "pushgen_generator.json").read_text())
     assert manifest["base_model"] == str(tiny_causal_lm_dir)

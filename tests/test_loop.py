@@ -151,12 +151,18 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
     from serving.stack import LocalStack, StackConfig
 
     served = store.resolve("latest")
-    cfg = StackConfig(log_dir=root / "serving", env={"OMP_NUM_THREADS": "1"}, max_new_tokens=8,
-                      explore_epsilon=0.0)  # fmt: skip
+    cfg = StackConfig(
+        log_dir=root / "serving",
+        env={"OMP_NUM_THREADS": "1"},
+        max_new_tokens=8,
+        explore_epsilon=0.0,
+    )
     with LocalStack(served["uri"], config=cfg) as stack:
-        resp = httpx.post(f"{stack.url}/v1/models/pushgen:predict",
-                          json={"instances": [{"caption": "A cat rides a skateboard"}]},
-                          timeout=120)  # fmt: skip
+        resp = httpx.post(
+            f"{stack.url}/v1/models/pushgen:predict",
+            json={"instances": [{"caption": "A cat rides a skateboard"}]},
+            timeout=120,
+        )
     assert resp.status_code == 200, resp.text
     versions_served = resp.json()["predictions"][0]["model_version"].split("+")
     assert all(v.startswith(f"{latest}-") for v in versions_served), versions_served

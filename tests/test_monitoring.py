@@ -75,8 +75,9 @@ def test_stream_has_the_server_log_schema_and_feedback_for_every_request(world):
     # the columns are exactly what the transformer writes (serving.explore.log_rows)
     choice = choose([1.0], [True], 0.0)
     cand = [{"category": "Humor", "text": "x", "score": 1.0, "guard_ok": True}]
-    server_row = log_rows("r", "v", cand, choice, epsilon=0.05, model_version="m",
-                          served_at="t", caption="c")[0]  # fmt: skip
+    server_row = log_rows(
+        "r", "v", cand, choice, epsilon=0.05, model_version="m", served_at="t", caption="c"
+    )[0]
     assert set(log.columns) == set(server_row)
     per_request = log.groupby("request_id")
     assert (per_request.size() == len(world.categories)).all()
@@ -131,9 +132,14 @@ def test_sample_size_rule():
 
 def test_a_handful_of_requests_is_not_evaluated_and_says_what_it_needs(world, reference, tmp_path):
     log, feedback = _window(world, "full_collapse", seed=5, n=6)
-    summary = run_monitoring(log, feedback, reference[0], tmp_path,
-                             MonitorConfig(evidently=False, n_boot=30),
-                             reference_feedback=reference[1])  # fmt: skip
+    summary = run_monitoring(
+        log,
+        feedback,
+        reference[0],
+        tmp_path,
+        MonitorConfig(evidently=False, n_boot=30),
+        reference_feedback=reference[1],
+    )
     assert summary["verdict"] == "not evaluated" and not summary["retrain"]
     assert re.search(r"judged from \d+ requests", summary["reason"])
     assert all(c["level"] == "not evaluated" for c in summary["checks"])
@@ -144,14 +150,22 @@ def test_a_handful_of_requests_is_not_evaluated_and_says_what_it_needs(world, re
 def _stream_log(world, fault: str, windows: int = 3):
     healthy = stream(world, StreamConfig(n_requests=N, seed=700), windows - 1)
     parts = [*healthy, _window(world, fault, seed=800, start=LATER)]
-    return (pd.concat([p[0] for p in parts], ignore_index=True),
-            pd.concat([p[1] for p in parts], ignore_index=True))  # fmt: skip
+    return (
+        pd.concat([p[0] for p in parts], ignore_index=True),
+        pd.concat([p[1] for p in parts], ignore_index=True),
+    )
 
 
 def test_report_banner_agrees_with_rows_and_charts_every_signal(world, reference, tmp_path):
     log, feedback = _stream_log(world, "random_ranker")
-    summary = run_monitoring(log, feedback, reference[0], tmp_path,
-                             MonitorConfig(n_boot=60), reference_feedback=reference[1])  # fmt: skip
+    summary = run_monitoring(
+        log,
+        feedback,
+        reference[0],
+        tmp_path,
+        MonitorConfig(n_boot=60),
+        reference_feedback=reference[1],
+    )
     assert summary["verdict"] == "alert" and summary["blamed"] == "ranker"
     assert summary["reward_drift"] and not summary["style_collapse"]
     assert summary["retrain_targets"] == ["ranker"]
@@ -159,8 +173,9 @@ def test_report_banner_agrees_with_rows_and_charts_every_signal(world, reference
     page = (tmp_path / "report.html").read_text()
     assert "ALERT: look at the ranker" in page
     alerting = [c["name"] for c in summary["checks"] if c["level"] == "alert"]
-    assert alerting and all(c["part"] == "ranker" for c in summary["checks"]
-                            if c["level"] == "alert")  # fmt: skip
+    assert alerting and all(
+        c["part"] == "ranker" for c in summary["checks"] if c["level"] == "alert"
+    )
     assert page.count("<svg") == len(SIGNALS)
     assert "Evidence (context, never an alert)" in page and "Evidently" in page
     assert re.search(r"served \d+\.\d%", page)  # shares, not counts
@@ -170,9 +185,14 @@ def test_report_banner_agrees_with_rows_and_charts_every_signal(world, reference
 
 def test_healthy_report_is_ok_with_no_alert_row(world, reference, tmp_path):
     log, feedback = _stream_log(world, "healthy")
-    summary = run_monitoring(log, feedback, reference[0], tmp_path,
-                             MonitorConfig(evidently=False, n_boot=60),
-                             reference_feedback=reference[1])  # fmt: skip
+    summary = run_monitoring(
+        log,
+        feedback,
+        reference[0],
+        tmp_path,
+        MonitorConfig(evidently=False, n_boot=60),
+        reference_feedback=reference[1],
+    )
     assert summary["verdict"] in ("ok", "warn") and not summary["retrain"]
     page = (tmp_path / "report.html").read_text()
     assert "ALERT" not in page and ">alert</td>" not in page
@@ -194,12 +214,18 @@ def test_without_reference_the_earlier_windows_are_the_reference(world, tmp_path
 def test_bad_rows_are_counted_and_kept_aside(world, reference, tmp_path):
     log, feedback = _window(world, "healthy", seed=6, n=60)
     first = feedback["request_id"].iloc[0]
-    extra = pd.DataFrame({"request_id": ["ghost-1", "ghost-2", first], "pv": [900, 800, 10],
-                          "clicks": [9, 8, 50]})  # fmt: skip
+    extra = pd.DataFrame(
+        {"request_id": ["ghost-1", "ghost-2", first], "pv": [900, 800, 10], "clicks": [9, 8, 50]}
+    )
     bad_log = pd.concat([log, log.head(1).assign(request_id="r-bad", text="  ")], ignore_index=True)
-    summary = run_monitoring(bad_log, pd.concat([feedback, extra], ignore_index=True),
-                             reference[0], tmp_path, MonitorConfig(evidently=False, n_boot=20),
-                             reference_feedback=reference[1])  # fmt: skip
+    summary = run_monitoring(
+        bad_log,
+        pd.concat([feedback, extra], ignore_index=True),
+        reference[0],
+        tmp_path,
+        MonitorConfig(evidently=False, n_boot=20),
+        reference_feedback=reference[1],
+    )
     assert summary["counts"]["rejected_feedback"] == 3
     assert summary["counts"]["rejected_serving_log"] == 1
     aside = pd.read_parquet(tmp_path / "rejected.parquet")
@@ -241,9 +267,21 @@ def test_cli_monitor_and_report(world, reference, tmp_path, capsys):
     cfg = tmp_path / "cfg.json"
     cfg.write_text('{"n_boot": 40, "evidently": false}')
     out = tmp_path / "out"
-    args = ["monitor", "--log", paths["log"], "--feedback", paths["feedback"], "--reference",
-            paths["ref"], "--reference-feedback", paths["ref_fb"], "--out", str(out),
-            "--config", str(cfg)]  # fmt: skip
+    args = [
+        "monitor",
+        "--log",
+        paths["log"],
+        "--feedback",
+        paths["feedback"],
+        "--reference",
+        paths["ref"],
+        "--reference-feedback",
+        paths["ref_fb"],
+        "--out",
+        str(out),
+        "--config",
+        str(cfg),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "ALERT: look at the inputs" in printed and "topic_mix_js" in printed
@@ -263,8 +301,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     bad_cfg = tmp_path / "cfg.json"
     bad_cfg.write_text('{"min_rows": 1}')
-    assert main(["monitor", "--log", missing, "--out", str(tmp_path / "o"),
-                 "--config", str(bad_cfg)]) == 2  # fmt: skip
+    assert (
+        main(["monitor", "--log", missing, "--out", str(tmp_path / "o"), "--config", str(bad_cfg)])
+        == 2
+    )
     assert "unknown monitor setting" in capsys.readouterr().err
 
 
@@ -301,8 +341,9 @@ def test_monitor_component_compiles_and_runs_locally(world, tmp_path):
     assert "monitor" in (tmp_path / "monitor.yaml").read_text()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     # historical pushes carry no candidates: the log's earlier windows are the reference
-    run = monitor_only(log_uri=paths["log"], feedback_uri=paths["feedback"],
-                       reference_uri=paths["reference"])  # fmt: skip
+    run = monitor_only(
+        log_uri=paths["log"], feedback_uri=paths["feedback"], reference_uri=paths["reference"]
+    )
     assert run.output is True
     summaries = list((tmp_path / "root").rglob("summary"))
     assert len(summaries) == 1
@@ -315,8 +356,20 @@ def test_monitor_component_compiles_and_runs_locally(world, tmp_path):
 def test_detection_table_command(tmp_path, capsys):
     from monitoring.power import main as power_main
 
-    argv = ["--windows", "2", "--healthy-windows", "3", "--sizes", "240", "--reference", "1000",
-            "--boot", "40", "--out", str(tmp_path)]  # fmt: skip
+    argv = [
+        "--windows",
+        "2",
+        "--healthy-windows",
+        "3",
+        "--sizes",
+        "240",
+        "--reference",
+        "1000",
+        "--boot",
+        "40",
+        "--out",
+        str(tmp_path),
+    ]
     assert power_main(argv) == 0
     rows = json.loads((tmp_path / "detection.json").read_text())
     assert {r["fault"] for r in rows} == {"healthy", *EXPECTED}
@@ -332,9 +385,14 @@ def test_report_renders_in_headless_chromium(world, reference, tmp_path):
     except ConfigError:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     log, feedback = _stream_log(world, "ranker_invented")
-    summary = run_monitoring(log, feedback, reference[0], tmp_path,
-                             MonitorConfig(evidently=False, n_boot=30),
-                             reference_feedback=reference[1])  # fmt: skip
+    summary = run_monitoring(
+        log,
+        feedback,
+        reference[0],
+        tmp_path,
+        MonitorConfig(evidently=False, n_boot=30),
+        reference_feedback=reference[1],
+    )
     png = screenshot(summary["report_html"], tmp_path / "r.png", 800, 600, palette=False)
     from PIL import Image
 

@@ -89,9 +89,15 @@ def _coin_flip_tests(n_tests: int = 24) -> pd.DataFrame:
     for t in range(n_tests):
         for i, (text, clicks) in enumerate([(f"story {t} told plainly", 3), (f"story {t}?", 4)]):
             rows.append(
-                {"test_id": f"t{t}", "video_id": f"v{t}", "push_id": f"t{t}-{i}", "text": text,
-                 "pv": 60, "clicks": clicks}
-            )  # fmt: skip
+                {
+                    "test_id": f"t{t}",
+                    "video_id": f"v{t}",
+                    "push_id": f"t{t}-{i}",
+                    "text": text,
+                    "pv": 60,
+                    "clicks": clicks,
+                }
+            )
     return pd.DataFrame(rows)
 
 

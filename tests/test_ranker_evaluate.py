@@ -83,9 +83,26 @@ def test_surface_feature_floor_learns_a_question_effect():
 @pytest.fixture(scope="module")
 def trained_on_sim(sim_dir, tiny_encoder_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("rk_sim")
-    argv = ["train-ranker", "--ab-tests", str(sim_dir / "ab_tests.parquet"), "--out", str(out),
-            "--backbone", str(tiny_encoder_dir), "--epochs", "1", "--lr", "1e-3", "--max-p-value", "1",
-            "--batch-size", "16", "--device", "cpu", "--pointwise"]  # fmt: skip
+    argv = [
+        "train-ranker",
+        "--ab-tests",
+        str(sim_dir / "ab_tests.parquet"),
+        "--out",
+        str(out),
+        "--backbone",
+        str(tiny_encoder_dir),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--max-p-value",
+        "1",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--pointwise",
+    ]
     assert main(argv) == 0
     return out
 
@@ -94,8 +111,19 @@ def test_train_and_eval_cli_on_simulated_data(trained_on_sim, sim_dir, tmp_path,
     split = json.loads((trained_on_sim / "split.json").read_text())
     assert split["val_test_ids"] and not set(split["val_test_ids"]) & set(split["train_test_ids"])
     report_path = tmp_path / "eval.json"
-    argv = ["eval-ranker", "--model", str(trained_on_sim), "--ab-tests", str(sim_dir / "ab_tests.parquet"),
-            "--world", str(sim_dir / "world.json"), "--json", str(report_path), "--device", "cpu"]  # fmt: skip
+    argv = [
+        "eval-ranker",
+        "--model",
+        str(trained_on_sim),
+        "--ab-tests",
+        str(sim_dir / "ab_tests.parquet"),
+        "--world",
+        str(sim_dir / "world.json"),
+        "--json",
+        str(report_path),
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     report = json.loads(report_path.read_text())
     assert report["scored"].startswith("held-out stories")

@@ -36,9 +36,15 @@ def planted_ab_tests(n_tests: int = 160, seed: int = 0) -> pd.DataFrame:
         for i, (text, ctr) in enumerate(arms[:: 1 if t % 2 else -1]):  # alternate arm order
             pv = 5000
             rows.append(
-                {"test_id": f"t{t}", "video_id": f"v{t}", "push_id": f"t{t}-{i}", "text": text,
-                 "pv": pv, "clicks": int(rng.binomial(pv, ctr))}
-            )  # fmt: skip
+                {
+                    "test_id": f"t{t}",
+                    "video_id": f"v{t}",
+                    "push_id": f"t{t}-{i}",
+                    "text": text,
+                    "pv": pv,
+                    "clicks": int(rng.binomial(pv, ctr)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -135,9 +141,13 @@ def segment_diff_run(tiny_encoder_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("segment_diff")
     # pooled over both of the tiny encoder's layers, the head at its own rate
     cfg = RankerTrainConfig(
-        backbone=str(tiny_encoder_dir), device="cpu", head="segment_diff", pool_layers=2,
-        head_learning_rate=1e-2, **TINY,
-    )  # fmt: skip
+        backbone=str(tiny_encoder_dir),
+        device="cpu",
+        head="segment_diff",
+        pool_layers=2,
+        head_learning_rate=1e-2,
+        **TINY,
+    )
     metrics = train_ranker(build_pairs(train_ab), build_pairs(val_ab), out, cfg)
     return out, metrics
 
@@ -164,8 +174,12 @@ def test_segment_masks_split_a_b_and_a_caption_segment(tiny_encoder_dir):
     from pushgen.ranker.segment_diff import segment_masks
 
     tok = AutoTokenizer.from_pretrained(tiny_encoder_dir)
-    enc = tok(["a b c", "d"], [f"x y {tok.sep_token} some caption", "z"], padding=True,
-              return_tensors="pt")  # fmt: skip
+    enc = tok(
+        ["a b c", "d"],
+        [f"x y {tok.sep_token} some caption", "z"],
+        padding=True,
+        return_tensors="pt",
+    )
     mask_a, mask_b = segment_masks(
         enc["input_ids"], enc["attention_mask"], tok.sep_token_id, tok.cls_token_id
     )
@@ -197,8 +211,10 @@ def test_head_learning_rate_applies_to_the_head_only(tiny_encoder_dir):
     from pushgen.ranker.model import build_pair_model
     from pushgen.ranker.trainer import optimizer_with_head_rate
 
-    for head, head_names in (("segment_diff", {"score.weight"}),
-                             ("cls", {"classifier.weight", "classifier.bias"})):  # fmt: skip
+    for head, head_names in (
+        ("segment_diff", {"score.weight"}),
+        ("cls", {"classifier.weight", "classifier.bias"}),
+    ):
         model, _ = build_pair_model(str(tiny_encoder_dir), head)
         cfg = RankerTrainConfig(learning_rate=1e-5, head_learning_rate=1e-3, weight_decay=0.1)
         opt = optimizer_with_head_rate(model, cfg)

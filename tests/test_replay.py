@@ -28,14 +28,17 @@ def run_layout(sim, tmp_path_factory) -> tuple[Path, Path]:
     new = set(sim.videos["video_id"].iloc[-HELD_OUT:])
     art = root / "pipeline"
     paths = {
-        "simulate-or-ingest/pushes": write_table(sim.pushes[~sim.pushes.video_id.isin(new)],
-                                                 art / "pushes.parquet"),
-        "simulate-or-ingest/ab_tests": write_table(sim.ab_tests[~sim.ab_tests.video_id.isin(new)],
-                                                   art / "ab_tests.parquet"),
-        "caption/captions": write_table(TextCaptioner().caption_videos(sim.videos),
-                                        art / "captions.parquet"),
+        "simulate-or-ingest/pushes": write_table(
+            sim.pushes[~sim.pushes.video_id.isin(new)], art / "pushes.parquet"
+        ),
+        "simulate-or-ingest/ab_tests": write_table(
+            sim.ab_tests[~sim.ab_tests.video_id.isin(new)], art / "ab_tests.parquet"
+        ),
+        "caption/captions": write_table(
+            TextCaptioner().caption_videos(sim.videos), art / "captions.parquet"
+        ),
         "label/labelled": write_table(sim.pushes.head(5), art / "labelled.parquet"),
-    }  # fmt: skip
+    }
     (art / "clean_metrics.json").write_text("{}")
     paths["clean/metrics"] = art / "clean_metrics.json"
     for name in ("sft/generator", "reward/ranker"):
@@ -70,18 +73,35 @@ def tiny_run(sim, tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> tup
     captions = TextCaptioner().caption_videos(sim.videos)
     paths["caption/captions"] = write_table(captions, art / "captions.parquet")
     cleaned = clean_pushes(pushes, videos=sim.videos, captions=captions)
-    (art / "clean_metrics.json").write_text(json.dumps({"rows_in": len(pushes),
-        "rows_out": len(cleaned.cleaned), "removed_hard.ctr": 3, "removed_soft": 1}))  # fmt: skip
+    (art / "clean_metrics.json").write_text(
+        json.dumps(
+            {
+                "rows_in": len(pushes),
+                "rows_out": len(cleaned.cleaned),
+                "removed_hard.ctr": 3,
+                "removed_soft": 1,
+            }
+        )
+    )
     paths["clean/metrics"] = art / "clean_metrics.json"
     labelled = cleaned.cleaned.assign(category=cleaned.cleaned["true_category"])
     paths["label/labelled"] = write_table(labelled, art / "labelled.parquet")
     table, _ = build_sft_table(labelled, captions)
-    cfg = GeneratorTrainConfig(base_model=str(tiny_causal_lm_dir), max_steps=2, batch_size=4,
-                               progress=False, device="cpu", eval_before_training=False)  # fmt: skip
+    cfg = GeneratorTrainConfig(
+        base_model=str(tiny_causal_lm_dir),
+        max_steps=2,
+        batch_size=4,
+        progress=False,
+        device="cpu",
+        eval_before_training=False,
+    )
     train_generator(table, art / "generator", cfg)
     paths["sft/generator"] = art / "generator"
-    rcfg = RankerRecipeConfig(train=RankerTrainConfig(
-        backbone=str(tiny_encoder_dir), device="cpu", epochs=1, batch_size=16, max_length=24))  # fmt: skip
+    rcfg = RankerRecipeConfig(
+        train=RankerTrainConfig(
+            backbone=str(tiny_encoder_dir), device="cpu", epochs=1, batch_size=16, max_length=24
+        )
+    )
     train_from_ab_tests(
         AbTestsSource(ab, "ab_tests", (), ("text", "video_id")), art / "ranker", rcfg
     )
@@ -93,8 +113,22 @@ def tiny_run(sim, tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> tup
 @pytest.fixture(scope="module")
 def replayed(tiny_run) -> tuple[Path, dict]:
     root, world = tiny_run
-    assert cli(["replay", "--run", str(root), "--sim", str(world), "--videos", "8",
-                "--bootstrap", "200"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "replay",
+                "--run",
+                str(root),
+                "--sim",
+                str(world),
+                "--videos",
+                "8",
+                "--bootstrap",
+                "200",
+            ]
+        )
+        == 0
+    )
     return root, json.loads((root / "replay" / "replay.json").read_text())
 
 
@@ -103,8 +137,16 @@ def test_replay_scores_every_arm_against_the_sent_push(replayed):
     root, report = replayed
     assert report["videos"] == 8 and report["held_out"] >= HELD_OUT
     arms = report["arms"]
-    for key in ("human_sent", "human_best", "sft_random", "sft_copeland", "sft_knockout",
-                "sft_oracle", "base_copeland", "uncontrolled_copeland"):  # fmt: skip
+    for key in (
+        "human_sent",
+        "human_best",
+        "sft_random",
+        "sft_copeland",
+        "sft_knockout",
+        "sft_oracle",
+        "base_copeland",
+        "uncontrolled_copeland",
+    ):
         assert key in arms, sorted(arms)
     per_video = pd.read_parquet(root / "replay" / "videos.parquet")
     assert len(per_video) == 8
@@ -162,8 +204,22 @@ def test_held_out_videos_are_those_no_model_trained_on(run_layout):
 def test_more_videos_than_held_out_is_one_line_and_writes_nothing(run_layout, capsys):
     root, world = run_layout
     out = root / "replay-too-many"
-    assert cli(["replay", "--run", str(root), "--sim", str(world), "--videos", "999",
-                "--out", str(out)]) == 2  # fmt: skip
+    assert (
+        cli(
+            [
+                "replay",
+                "--run",
+                str(root),
+                "--sim",
+                str(world),
+                "--videos",
+                "999",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds out only" in err
     assert not out.exists()
@@ -176,8 +232,10 @@ def test_run_missing_an_artifact_is_one_line_and_writes_nothing(run_layout, tmp_
     index = json.loads((broken / "pipeline" / "last_run.json").read_text())
     index = {k: v for k, v in index.items() if k != "reward/ranker"}
     (broken / "pipeline" / "last_run.json").write_text(json.dumps(index))
-    for argv in (["replay", "--run", str(broken), "--sim", str(world)],
-                 ["report", "--run", str(broken), "--out", str(tmp_path / "rep")]):  # fmt: skip
+    for argv in (
+        ["replay", "--run", str(broken), "--sim", str(world)],
+        ["report", "--run", str(broken), "--out", str(tmp_path / "rep")],
+    ):
         assert cli(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "ranker" in err
@@ -205,8 +263,22 @@ def test_weighting_none_is_a_real_option_of_clean_and_sft(sim_dir, tmp_path):
     from pushgen.generator.sft import apply_weighting
 
     out = tmp_path / "cleaned.parquet"
-    assert cli(["clean", "--pushes", str(sim_dir / "pushes.parquet"), "--videos",
-                str(sim_dir / "videos.parquet"), "--out", str(out), "--weighting", "none"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "clean",
+                "--pushes",
+                str(sim_dir / "pushes.parquet"),
+                "--videos",
+                str(sim_dir / "videos.parquet"),
+                "--out",
+                str(out),
+                "--weighting",
+                "none",
+            ]
+        )
+        == 0
+    )
     cleaned = pd.read_parquet(out)
     assert len(cleaned) > 0 and (cleaned["confidence"] == 1.0).all()
     w = confidence_weight([0.02, 0.05], [900, 9000], "none")
@@ -234,9 +306,25 @@ def test_weighting_none_is_a_real_option_of_clean_and_sft(sim_dir, tmp_path):
 def test_weighting_ablation_retrains_and_replays_each_variant(tiny_run, tmp_path):
     root, world = tiny_run
     out = tmp_path / "replay"
-    argv = ["replay", "--run", str(root), "--sim", str(world), "--videos", "3", "--out", str(out),
-            "--no-base", "--no-uncontrolled", "--bootstrap", "200",
-            "--train-weighting", "literal,none", "--weighting-steps", "1"]  # fmt: skip
+    argv = [
+        "replay",
+        "--run",
+        str(root),
+        "--sim",
+        str(world),
+        "--videos",
+        "3",
+        "--out",
+        str(out),
+        "--no-base",
+        "--no-uncontrolled",
+        "--bootstrap",
+        "200",
+        "--train-weighting",
+        "literal,none",
+        "--weighting-steps",
+        "1",
+    ]
     assert cli(argv) == 0
     report = json.loads((out / "replay.json").read_text())
     for w in ("literal", "none"):

@@ -110,9 +110,15 @@ def test_ranker_v1_and_v2(stack):
     win = np.array(pred["win_matrix"])
     assert win.shape == (4, 4) and np.allclose(win + win.T, 1.0)
     assert pred["chosen"] == int(np.argmax(pred["scores"]))
-    v2 = _post(_v2(stack.ranker_url, "ranker"),
-               {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [4], "data": texts},
-                           {"name": "caption", "datatype": "BYTES", "shape": [1], "data": [CAPTION]}]})  # fmt: skip
+    v2 = _post(
+        _v2(stack.ranker_url, "ranker"),
+        {
+            "inputs": [
+                {"name": "texts", "datatype": "BYTES", "shape": [4], "data": texts},
+                {"name": "caption", "datatype": "BYTES", "shape": [1], "data": [CAPTION]},
+            ]
+        },
+    )
     assert v2.status_code == 200, v2.text
     outs = {o["name"]: o for o in v2.json()["outputs"]}
     assert outs["win_matrix"]["shape"] == [4, 4] and outs["chosen"]["data"] == [pred["chosen"]]
@@ -129,8 +135,14 @@ def test_several_candidates_per_category_are_sampled_not_copies(stack):
 
 
 def test_generator_v1_and_v2(stack):
-    v1 = _post(_v1(stack.generator_url, "generator"),
-               {"instances": [{"caption": CAPTION, "categories": ["Humor", "Practical"], "n_per_category": 2}]})  # fmt: skip
+    v1 = _post(
+        _v1(stack.generator_url, "generator"),
+        {
+            "instances": [
+                {"caption": CAPTION, "categories": ["Humor", "Practical"], "n_per_category": 2}
+            ]
+        },
+    )
     assert v1.status_code == 200, v1.text
     cands = v1.json()["predictions"][0]["candidates"]
     assert [c["category"] for c in cands] == ["Humor", "Humor", "Practical", "Practical"]
@@ -271,11 +283,41 @@ BAD_REQUESTS = [
     ("ranker", "v1", {"instances": "texts"}, None, "'instances' must be a list"),
     ("ranker", "v1", [1, 2], None, "JSON object"),
     ("ranker", "v1", {"instances": [{"texts": ["a"], "colour": "red"}]}, None, "unknown field"),
-    ("ranker", "v2", {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [3], "data": ["a", "b"]}]}, None, "shape"),
-    ("ranker", "v2", {"inputs": [{"name": "texts", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}]}, None, "datatype BYTES"),
-    ("ranker", "v2", {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [1, 2], "data": ["a", "b"]}]}, None, "must have shape"),
-    ("ranker", "v2", {"inputs": [{"name": "words", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}, None, "unknown input"),
-    ("ranker", "v2", {"inputs": [{"name": "texts", "datatype": "BYTES", "data": ["a"]}]}, None, "shape"),
+    (
+        "ranker",
+        "v2",
+        {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [3], "data": ["a", "b"]}]},
+        None,
+        "shape",
+    ),
+    (
+        "ranker",
+        "v2",
+        {"inputs": [{"name": "texts", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}]},
+        None,
+        "datatype BYTES",
+    ),
+    (
+        "ranker",
+        "v2",
+        {"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [1, 2], "data": ["a", "b"]}]},
+        None,
+        "must have shape",
+    ),
+    (
+        "ranker",
+        "v2",
+        {"inputs": [{"name": "words", "datatype": "BYTES", "shape": [1], "data": ["a"]}]},
+        None,
+        "unknown input",
+    ),
+    (
+        "ranker",
+        "v2",
+        {"inputs": [{"name": "texts", "datatype": "BYTES", "data": ["a"]}]},
+        None,
+        "shape",
+    ),
     ("generator", "v1", {"instances": [{}]}, None, "missing field 'caption'"),
     ("generator", "v1", {"caption": ""}, None, "'caption' is empty"),
     ("generator", "v1", {"caption": LONG}, None, "limit is 2000"),
@@ -286,15 +328,27 @@ BAD_REQUESTS = [
     ("generator", "v1", {"caption": "a", "n_per_category": "2"}, None, "must be an integer"),
     ("generator", "v1", {"caption": "a", "n_per_category": 3}, None, "limit is 16"),
     ("generator", "v1", {"caption": "a", "max_new_tokens": 10_000}, None, "between 1 and 64"),
-    ("generator", "v2", {"inputs": [{"name": "caption", "datatype": "INT32", "shape": [1], "data": [1]}]}, None, "datatype BYTES"),
+    (
+        "generator",
+        "v2",
+        {"inputs": [{"name": "caption", "datatype": "INT32", "shape": [1], "data": [1]}]},
+        None,
+        "datatype BYTES",
+    ),
     ("pushgen", "v1", {"instances": [{}]}, None, "'video_id'"),
     ("pushgen", "v1", {"video_id": ["v1"]}, None, "must be a string"),
     ("pushgen", "v1", {"video_id": "v" * 500}, None, "limit is 128"),
     ("pushgen", "v1", {"video_id": "no-such-video"}, None, "not in the feature store"),  # 404
-    ("pushgen", "v2", {"inputs": [{"name": "video_id", "datatype": "BYTES", "shape": [1], "data": ["nope"]}]}, None, "not in the feature store"),
+    (
+        "pushgen",
+        "v2",
+        {"inputs": [{"name": "video_id", "datatype": "BYTES", "shape": [1], "data": ["nope"]}]},
+        None,
+        "not in the feature store",
+    ),
     ("pushgen", "v1", {"caption": "a", "categories": ["Nope"]}, None, "unknown category"),
     ("pushgen", "v2", {"inputs": []}, None, "'video_id'"),
-]  # fmt: skip
+]
 
 
 def _url_for(stack, server: str, protocol: str) -> str:
@@ -388,9 +442,19 @@ def no_ranker_transformers(stack, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("fault_log")
     for mode in ("strict", "degrade"):
         port = free_port()
-        args = [sys.executable, "-m", "serving.transformer", "--port", str(port),
-                "--generator-url", stack.generator_url, "--ranker-url", dead,
-                "--log-dir", str(log_dir / mode)]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "serving.transformer",
+            "--port",
+            str(port),
+            "--generator-url",
+            stack.generator_url,
+            "--ranker-url",
+            dead,
+            "--log-dir",
+            str(log_dir / mode),
+        ]
         if mode == "degrade":
             args.append("--degrade-without-ranker")
         out = (log_dir / f"{mode}.out").open("wb")
@@ -580,8 +644,12 @@ def test_texts_are_cut_to_the_token_budget_before_pairing(models_dir):
 
 def test_request_id_is_validated_and_bounded(stack):
     # F4: a 4 MB header is refused before kserve reads it; odd characters are a 400
-    huge = httpx.post(_v1(stack.url, "pushgen"), json={"caption": CAPTION},
-                      headers={"x-request-id": "r" * (4 << 20)}, timeout=30)  # fmt: skip
+    huge = httpx.post(
+        _v1(stack.url, "pushgen"),
+        json={"caption": CAPTION},
+        headers={"x-request-id": "r" * (4 << 20)},
+        timeout=30,
+    )
     assert huge.status_code == 431 and "limit" in huge.json()["error"]
     for bad in ("has space", "x" * 129, "semi;colon", "ü".encode()):
         resp = _post(_v1(stack.url, "pushgen"), {"caption": CAPTION}, headers={"x-request-id": bad})
@@ -597,11 +665,16 @@ def test_a_reused_request_id_is_a_409_and_logs_one_request(stack):
     assert codes == [200, 409, 409]
     again = _post(url, {"caption": CAPTION}, headers={"x-request-id": "reuse-me.1"})
     assert "already used" in again.json()["error"]
-    two = _post(url, {"instances": [{"caption": CAPTION}, {"caption": "a cat sleeps"}]},
-                headers={"x-request-id": "multi-7"})  # fmt: skip
+    two = _post(
+        url,
+        {"instances": [{"caption": CAPTION}, {"caption": "a cat sleeps"}]},
+        headers={"x-request-id": "multi-7"},
+    )
     ids = [p["request_id"] for p in two.json()["predictions"]]
     assert ids == ["multi-7.0", "multi-7.1"]
-    fresh = {_post(url, {"caption": CAPTION}).json()["predictions"][0]["request_id"] for _ in range(2)}  # fmt: skip
+    fresh = {
+        _post(url, {"caption": CAPTION}).json()["predictions"][0]["request_id"] for _ in range(2)
+    }
     assert len(fresh) == 2
     valid, _ = read_serving_log(stack.config.log_dir)
     assert (valid.request_id == "reuse-me.1").sum() == 8  # one request's candidates, not 24
@@ -641,18 +714,41 @@ def keyed_pair(stack, models_dir, tmp_path_factory):
     rport, tport = free_port(), free_port()
     ranker_url, url = f"http://127.0.0.1:{rport}", f"http://127.0.0.1:{tport}"
     commands = {
-        "ranker": ["-m", "serving.ranker", "--model-dir", str(models_dir / "ranker"),
-                   "--model-root", str(models_dir), "--port", str(rport), "--body-timeout-s", "2"],
-        "pushgen": ["-m", "serving.transformer", "--port", str(tport),
-                    "--generator-url", stack.generator_url, "--ranker-url", ranker_url,
-                    "--ranker-timeout-s", "1", "--deadline-s", "6",
-                    "--log-dir", str(log_dir / "log")],
-    }  # fmt: skip
+        "ranker": [
+            "-m",
+            "serving.ranker",
+            "--model-dir",
+            str(models_dir / "ranker"),
+            "--model-root",
+            str(models_dir),
+            "--port",
+            str(rport),
+            "--body-timeout-s",
+            "2",
+        ],
+        "pushgen": [
+            "-m",
+            "serving.transformer",
+            "--port",
+            str(tport),
+            "--generator-url",
+            stack.generator_url,
+            "--ranker-url",
+            ranker_url,
+            "--ranker-timeout-s",
+            "1",
+            "--deadline-s",
+            "6",
+            "--log-dir",
+            str(log_dir / "log"),
+        ],
+    }
     procs = {}
     for name, args in commands.items():
         out = (log_dir / f"{name}.out").open("wb")
-        procs[name] = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out,
-                                       stderr=subprocess.STDOUT)  # fmt: skip
+        procs[name] = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         for name, base in (("ranker", ranker_url), ("pushgen", url)):
             deadline = time.monotonic() + 120
@@ -686,8 +782,9 @@ def test_api_key_is_required_when_set(keyed_pair):
     assert _post(url, body, headers={"x-api-key": KEY}).status_code == 200
     assert httpx.get(f"{keyed_pair['ranker']}/v2/health/ready").status_code == 200  # probes open
     # the transformer passes its key on to the ranker: a 200 with scores proves it
-    push = _post(_v1(keyed_pair["url"], "pushgen"), {"caption": CAPTION},
-                 headers={"x-api-key": KEY})  # fmt: skip
+    push = _post(
+        _v1(keyed_pair["url"], "pushgen"), {"caption": CAPTION}, headers={"x-api-key": KEY}
+    )
     assert push.status_code == 200 and push.json()["predictions"][0]["score"] is not None
 
 

@@ -38,9 +38,21 @@ def explorer(tmp_path_factory):
     cfg = StackConfig(log_dir=log_dir, env={"OMP_NUM_THREADS": "1"}, max_new_tokens=12)
     with LocalStack(models, None, config=cfg) as stack:
         port, explore_log = free_port(), tmp_path_factory.mktemp("explore_log")
-        args = [sys.executable, "-m", "serving.transformer", "--port", str(port),
-                "--generator-url", stack.generator_url, "--ranker-url", stack.ranker_url,
-                "--log-dir", str(explore_log), "--explore-epsilon", "0.5"]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "serving.transformer",
+            "--port",
+            str(port),
+            "--generator-url",
+            stack.generator_url,
+            "--ranker-url",
+            stack.ranker_url,
+            "--log-dir",
+            str(explore_log),
+            "--explore-epsilon",
+            "0.5",
+        ]
         out = (explore_log / "server.out").open("wb")
         proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -65,9 +77,12 @@ def test_transformer_logs_candidates_choice_and_propensity(explorer):
     url, log_dir = explorer
     answers = []
     for i in range(24):
-        resp = httpx.post(f"{url}/v1/models/pushgen:predict",
-                          json={"instances": [{"caption": CAPTIONS[i % len(CAPTIONS)]}]},
-                          headers={"x-request-id": f"explore-{i}"}, timeout=120)  # fmt: skip
+        resp = httpx.post(
+            f"{url}/v1/models/pushgen:predict",
+            json={"instances": [{"caption": CAPTIONS[i % len(CAPTIONS)]}]},
+            headers={"x-request-id": f"explore-{i}"},
+            timeout=120,
+        )
         assert resp.status_code == 200, resp.text
         answers.append(resp.json()["predictions"][0])
     log, rejected = read_serving_log(log_dir)
@@ -95,9 +110,13 @@ def test_transformer_logs_candidates_choice_and_propensity(explorer):
             assert chosen.index[0] == top
         assert rows["status"].iloc[0] in (SERVED, DEGRADED)
     # the monitor reads every request and accepts feedback for each one, served or not
-    feedback = pd.DataFrame({"request_id": [a["request_id"] for a in answers],
-                             "pv": [100 if a["text"] else 0 for a in answers],
-                             "clicks": [3 if a["text"] else 0 for a in answers]})  # fmt: skip
+    feedback = pd.DataFrame(
+        {
+            "request_id": [a["request_id"] for a in answers],
+            "pv": [100 if a["text"] else 0 for a in answers],
+            "clicks": [3 if a["text"] else 0 for a in answers],
+        }
+    )
     req, aside, counts = request_table(log, feedback)
     assert counts["requests"] == len(answers) and aside.empty
     assert counts["with_feedback"] == len(answers)

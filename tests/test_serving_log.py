@@ -32,7 +32,7 @@ def _rows(request_id: str, n: int = 3) -> list[dict]:
             "guard_ok": True,
             "guard_reasons": "",
             "degraded": False,
-        }  # fmt: skip
+        }
         for i in range(n)
     ]
 
@@ -50,8 +50,12 @@ def moto_s3(monkeypatch):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "PUSHGEN_S3_ENDPOINT": endpoint}.items():  # fmt: skip
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PUSHGEN_S3_ENDPOINT": endpoint,
+    }.items():
         monkeypatch.setenv(k, v)
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="logs")
     yield server
@@ -59,8 +63,9 @@ def moto_s3(monkeypatch):
 
 
 def test_windows_ship_to_s3_by_rows_and_by_time(tmp_path, moto_s3):
-    log = ServingLog(ServingLogConfig(tmp_path / "log", max_rows=6, ship_to="s3://logs/srv/pod-0",
-                                      window_s=0.5))  # fmt: skip
+    log = ServingLog(
+        ServingLogConfig(tmp_path / "log", max_rows=6, ship_to="s3://logs/srv/pod-0", window_s=0.5)
+    )
     log.write(_rows("r1"))
     log.write(_rows("r2"))  # 6 rows: the file is full
     log.write(_rows("r3"))  # -> rotation by rows, the first window ships
@@ -125,8 +130,17 @@ def test_pushgen_monitor_reads_the_shipped_windows_as_it_reads_the_table(tmp_pat
     summaries = []
     for source in (str(tmp_path / "st"), str(tmp_path / "log.parquet")):
         out = tmp_path / f"out{len(summaries)}"
-        args = ["monitor", "--log", source, "--feedback", str(tmp_path / "fb.parquet"),
-                "--out", str(out), "--config", str(tmp_path / "cfg.json")]  # fmt: skip
+        args = [
+            "monitor",
+            "--log",
+            source,
+            "--feedback",
+            str(tmp_path / "fb.parquet"),
+            "--out",
+            str(out),
+            "--config",
+            str(tmp_path / "cfg.json"),
+        ]
         assert main(args) == 0
         summary = json.loads((out / "summary.json").read_text())
         summaries.append({k: summary[k] for k in ("verdict", "counts", "window")})

@@ -81,10 +81,15 @@ def test_every_predictor_has_probes_scaling_from_its_bound_and_runs_as_non_root(
 
 def test_deploy_objects_service_account_policy_and_feast_config():
     built = build_manifests(
-        ManifestConfig(s3_endpoint="minio.minio:9000", s3_use_https=False,
-                       feast_online_store="redis", canary_percent=20,
-                       gpu_node_selector=(("gpu", "a100"),), prometheus=False)
-    )  # fmt: skip
+        ManifestConfig(
+            s3_endpoint="minio.minio:9000",
+            s3_use_https=False,
+            feast_online_store="redis",
+            canary_percent=20,
+            gpu_node_selector=(("gpu", "a100"),),
+            prometheus=False,
+        )
+    )
     sa = built["serviceaccount"]
     assert sa.secrets[0].name == "pushgen-s3"
     assert sa.metadata.annotations["serving.kserve.io/s3-endpoint"] == "minio.minio:9000"

@@ -32,8 +32,14 @@ def test_generate_request_defaults_and_limits():
 
 
 def test_rank_request_accepts_generator_predictions():
-    pred = {"candidates": [{"text": "a", "guard_ok": True}, {"text": "b", "guard_ok": False},
-                           {"text": "c", "guard_ok": True}], "caption": "cap"}  # fmt: skip
+    pred = {
+        "candidates": [
+            {"text": "a", "guard_ok": True},
+            {"text": "b", "guard_ok": False},
+            {"text": "c", "guard_ok": True},
+        ],
+        "caption": "cap",
+    }
     req = rank_request(pred, LIMITS)
     assert req.texts == ("a", "c") and req.caption == "cap"
 
@@ -111,10 +117,11 @@ def test_ranker_loads_from_s3(tiny_encoder_dir, tmp_path, s3_env):
     for f in Path(tiny_encoder_dir).iterdir():
         s3.upload_file(str(f), "pushgen-models", f"v1/ranker/{f.name}")
     model = RankerModel(
-        "ranker", "s3://pushgen-models/v1/ranker",
+        "ranker",
+        "s3://pushgen-models/v1/ranker",
         RankerServeConfig(dynamic_batching=False),
         storage=StorageConfig(root=tmp_path, cache_dir=tmp_path / "cache"),
-    )  # fmt: skip
+    )
     assert model.load() and model.ready
     assert (tmp_path / "cache" / "pushgen-models" / "v1" / "ranker" / "model.safetensors").exists()
     parsed = model.preprocess({"instances": [{"texts": ["a", "b", "c"]}]})
@@ -126,9 +133,16 @@ def test_ranker_loads_from_s3(tiny_encoder_dir, tmp_path, s3_env):
 
 
 def _row(i: int) -> dict:
-    return {"request_id": f"r{i // 2}", "video_id": "v1", "category": "Humor", "text": f"push {i}",
-            "reward_score": 0.5, "selected": i % 2 == 0, "model_version": "g+r",
-            "served_at": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+    return {
+        "request_id": f"r{i // 2}",
+        "video_id": "v1",
+        "category": "Humor",
+        "text": f"push {i}",
+        "reward_score": 0.5,
+        "selected": i % 2 == 0,
+        "model_version": "g+r",
+        "served_at": "2026-01-01T00:00:00+00:00",
+    }
 
 
 def test_serving_log_rotates_and_validates(tmp_path):

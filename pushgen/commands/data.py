@@ -82,8 +82,12 @@ def run_caption(args: argparse.Namespace) -> int:
         args.model, VLMCaptionConfig(batch_size=args.batch_size, max_frames=args.max_frames)
     )
     captions, rejected = captioner.caption_with_rejects(videos)
-    report = {"videos_in": len(videos), "captioned": len(captions), "rejected": len(rejected),
-              "captioner": captioner.captioner_id}  # fmt: skip
+    report = {
+        "videos_in": len(videos),
+        "captioned": len(captions),
+        "rejected": len(rejected),
+        "captioner": captioner.captioner_id,
+    }
     _write_outputs(args.out, captions, rejected, report, "caption")
     return 0
 
@@ -104,9 +108,14 @@ def _register_clean(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--captions", help="captions table (topic column, or embedding clusters)")
     add_options(p, CleanConfig(), CLEAN_OPTIONS)
     default = CleanConfig()
-    p.add_argument("--quantiles", type=float, nargs=2,
-                   default=(default.quantile_low, default.quantile_high),
-                   metavar=("LOW", "HIGH"), help="per-cluster CTR quantiles kept")  # fmt: skip
+    p.add_argument(
+        "--quantiles",
+        type=float,
+        nargs=2,
+        default=(default.quantile_low, default.quantile_high),
+        metavar=("LOW", "HIGH"),
+        help="per-cluster CTR quantiles kept",
+    )
     p.set_defaults(func=run_clean)
 
 
@@ -127,8 +136,10 @@ def run_clean(args: argparse.Namespace) -> int:
     captions = read_table(args.captions, "captions") if args.captions else None
     result = clean_pushes(pushes, cfg, videos=videos, captions=captions)
     r = result.report
-    print(f"in {r['rows_in']}: invalid {r['rejected_invalid']}, hard filter {r['removed_hard']}, "
-          f"soft filter {r['removed_soft']}, kept {r['rows_out']}")  # fmt: skip
+    print(
+        f"in {r['rows_in']}: invalid {r['rejected_invalid']}, hard filter {r['removed_hard']}, "
+        f"soft filter {r['removed_soft']}, kept {r['rows_out']}"
+    )
     _write_outputs(args.out, result.cleaned, result.removed, r, "clean")
     return 0
 
@@ -144,10 +155,15 @@ def _register_label(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pushes", required=True, help="pushes table (usually the cleaned one)")
     p.add_argument("--out", required=True, help="labelled parquet to write")
-    p.add_argument("--labeller", choices=["embedding", "llm"], default="embedding",
-                   help="zero-shot encoder (default) or frozen causal LM")  # fmt: skip
-    p.add_argument("--model", default="default",
-                   help="encoder (embedding) or causal LM (llm): HF id or path")  # fmt: skip
+    p.add_argument(
+        "--labeller",
+        choices=["embedding", "llm"],
+        default="embedding",
+        help="zero-shot encoder (default) or frozen causal LM",
+    )
+    p.add_argument(
+        "--model", default="default", help="encoder (embedding) or causal LM (llm): HF id or path"
+    )
     p.add_argument("--categories", nargs="+", help="category names (default: the built-in 8)")
     p.set_defaults(func=run_label)
 

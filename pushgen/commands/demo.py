@@ -26,11 +26,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", default="default", help="generator base model (HF id or path)")
     p.add_argument("--backbone", default="default", help="ranker/labeller encoder (HF id or path)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--no-loop", dest="loop", action="store_false",
-                   help="skip the last stage, one pass of the production loop")  # fmt: skip
-    p.add_argument("--record", action="store_true",
-                   help="write the stage times to docs/results/demo_timing.json (the estimate "
-                        "the next run announces)")  # fmt: skip
+    p.add_argument(
+        "--no-loop",
+        dest="loop",
+        action="store_false",
+        help="skip the last stage, one pass of the production loop",
+    )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="write the stage times to docs/results/demo_timing.json (the estimate "
+        "the next run announces)",
+    )
     p.set_defaults(func=run)
 
 

@@ -33,12 +33,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cpu-image", default=None, help="ranker/transformer image (default: the CPU image)"
     )
-    p.add_argument("--canary", type=int, default=None, metavar="PERCENT",
-                   help="traffic share of the new revision, 0-100 (omit to promote)")  # fmt: skip
-    p.add_argument("--gpu-toleration", action="append", default=None, metavar="KEY[=VALUE]:EFFECT",
-                   help="generator toleration (repeatable; default nvidia.com/gpu:NoSchedule)")  # fmt: skip
-    p.add_argument("--gpu-node-selector", action="append", default=[], metavar="LABEL=VALUE",
-                   help="generator nodeSelector (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--canary",
+        type=int,
+        default=None,
+        metavar="PERCENT",
+        help="traffic share of the new revision, 0-100 (omit to promote)",
+    )
+    p.add_argument(
+        "--gpu-toleration",
+        action="append",
+        default=None,
+        metavar="KEY[=VALUE]:EFFECT",
+        help="generator toleration (repeatable; default nvidia.com/gpu:NoSchedule)",
+    )
+    p.add_argument(
+        "--gpu-node-selector",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help="generator nodeSelector (repeatable)",
+    )
     p.add_argument(
         "--gpus", type=int, default=1, help="GPUs per generator replica (0: CPU generator)"
     )

@@ -59,9 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_options(t, train.template, {"order": "--prompt-order"})
     t.add_argument("--categories", help="comma-separated control categories (default: in data)")
     t.add_argument("--max-rows", type=int, help="subsample training rows (CPU budget)")
-    t.add_argument("--weighting", default="data", choices=("data", "bounded", "literal", "none"),
-                   help="per-sample loss weight: the data's confidence (default), recomputed "
-                        "bounded/literal from ctr and pv, or none (all 1)")  # fmt: skip
+    t.add_argument(
+        "--weighting",
+        default="data",
+        choices=("data", "bounded", "literal", "none"),
+        help="per-sample loss weight: the data's confidence (default), recomputed "
+        "bounded/literal from ctr and pv, or none (all 1)",
+    )
     t.add_argument("--samples", type=int, default=2, help="held-out videos to show candidates for")
     t.set_defaults(func=run_train)
 

@@ -130,8 +130,16 @@ def run_monitor(args: argparse.Namespace) -> int:
     if args.evaluate:
         from monitoring.power import main as power_main
 
-        argv = ["--windows", str(args.windows), "--healthy-windows", str(args.healthy_windows),
-                "--sizes", *map(str, args.sizes), "--out", args.out or "runs/monitor-power"]  # fmt: skip
+        argv = [
+            "--windows",
+            str(args.windows),
+            "--healthy-windows",
+            str(args.healthy_windows),
+            "--sizes",
+            *map(str, args.sizes),
+            "--out",
+            args.out or "runs/monitor-power",
+        ]
         return power_main(argv)
     if not args.log or not args.out:
         raise ConfigError("pushgen monitor needs --log and --out (or --evaluate)")

@@ -32,14 +32,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=0, help="held-out videos to replay (0: all)")
     p.add_argument("--out", help="output directory (default: <run>/replay)")
     p.add_argument("--no-base", action="store_true", help="skip the base-model ablation")
-    p.add_argument("--no-uncontrolled", action="store_true",
-                   help="skip the no-category-control ablation")  # fmt: skip
-    p.add_argument("--train-weighting", default="",
-                   help="comma list of SFT weightings to retrain and replay (literal,none,bounded)")  # fmt: skip
-    p.add_argument("--weighting-steps", type=int, default=0,
-                   help="SFT steps of those retrainings (0: the run's own)")  # fmt: skip
-    p.add_argument("--exposure", type=int, default=0,
-                   help="views per arm in the simulated A/B test (0: the sent push's own)")  # fmt: skip
+    p.add_argument(
+        "--no-uncontrolled", action="store_true", help="skip the no-category-control ablation"
+    )
+    p.add_argument(
+        "--train-weighting",
+        default="",
+        help="comma list of SFT weightings to retrain and replay (literal,none,bounded)",
+    )
+    p.add_argument(
+        "--weighting-steps",
+        type=int,
+        default=0,
+        help="SFT steps of those retrainings (0: the run's own)",
+    )
+    p.add_argument(
+        "--exposure",
+        type=int,
+        default=0,
+        help="views per arm in the simulated A/B test (0: the sent push's own)",
+    )
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap draws")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
@@ -57,9 +69,14 @@ def _config(args: argparse.Namespace):
     if args.bootstrap < 100 or args.exposure < 0 or args.weighting_steps < 0:
         raise ConfigError("--bootstrap must be >= 100, --exposure and --weighting-steps >= 0")
     cfg = ReplayConfig(
-        videos=args.videos, base_model=not args.no_base, uncontrolled=not args.no_uncontrolled,
-        n_boot=args.bootstrap, ab_exposure=args.exposure, seed=args.seed, device=args.device,
-    )  # fmt: skip
+        videos=args.videos,
+        base_model=not args.no_base,
+        uncontrolled=not args.no_uncontrolled,
+        n_boot=args.bootstrap,
+        ab_exposure=args.exposure,
+        seed=args.seed,
+        device=args.device,
+    )
     return cfg, weightings
 
 

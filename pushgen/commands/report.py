@@ -27,8 +27,14 @@ def add_run_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output directory (default: <run>/report)")
     p.add_argument("--replay", help="a replay.json (default: <run>/replay/replay.json if present)")
     p.add_argument("--upworthy", help="an `eval-ranker --format upworthy --json` report to include")
-    p.add_argument("--readme", nargs="?", const="README.md", default=None, metavar="PATH",
-                   help="also write results.json and rewrite PATH's Results section (README.md)")  # fmt: skip
+    p.add_argument(
+        "--readme",
+        nargs="?",
+        const="README.md",
+        default=None,
+        metavar="PATH",
+        help="also write results.json and rewrite PATH's Results section (README.md)",
+    )
     p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
 
 
@@ -109,15 +115,20 @@ def run_results(args: argparse.Namespace) -> int:
     if args.held_out < 1 or args.held_out >= args.videos:
         raise ConfigError("--held-out must be >= 1 and below --videos")
     out = Path(args.out)
-    cfg = DemoConfig(out=str(out), n_videos=args.videos, n_new_videos=args.held_out,
-                     sft_steps=args.sft_steps)  # fmt: skip
+    cfg = DemoConfig(
+        out=str(out), n_videos=args.videos, n_new_videos=args.held_out, sft_steps=args.sft_steps
+    )
     if not (out / "pipeline" / "last_run.json").is_file():
         train, _, _ = make_data(cfg, out)
         run_pipeline(cfg, out, train)
     from pushgen.cli import main as cli
 
-    sizes = {"world_videos": args.videos, "training_videos": args.videos - args.held_out,
-             "sft_steps": args.sft_steps, "reward_epochs": cfg.reward_epochs}  # fmt: skip
+    sizes = {
+        "world_videos": args.videos,
+        "training_videos": args.videos - args.held_out,
+        "sft_steps": args.sft_steps,
+        "reward_epochs": cfg.reward_epochs,
+    }
     if not (out / "replay" / "replay.json").is_file():
         replay_argv = ["replay", "--run", str(out), "--sim", str(out / "world")]
         code = cli(replay_argv + ["--videos", str(args.replay_videos)])

@@ -35,12 +35,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="local model paths must lie inside this (default: --models)",
     )
-    p.add_argument("--degrade-without-ranker", action="store_true",
-                   help="if the ranker is down, serve the first guarded candidate (flagged) instead of 503")  # fmt: skip
+    p.add_argument(
+        "--degrade-without-ranker",
+        action="store_true",
+        help="if the ranker is down, serve the first guarded candidate (flagged) instead of 503",
+    )
     p.add_argument("--no-ranker-batching", action="store_true", help="turn dynamic batching off")
     p.add_argument("--max-new-tokens", type=int, default=24, help="generator length budget")
-    p.add_argument("--dtype", default="auto", choices=DTYPES,
-                   help="auto: bf16 where the hardware has bf16 units (CUDA, CPU AMX), else fp32")  # fmt: skip
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="auto: bf16 where the hardware has bf16 units (CUDA, CPU AMX), else fp32",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("push", help="ask a running pushgen server for a push, as a user would")
@@ -56,8 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "manifests", help="write (or --check) the KServe manifests in serving/manifests"
     )
     p.add_argument("--out", default=None, help="directory (default: serving/manifests)")
-    p.add_argument("--storage-uri", default=None,
-                   help="<store>/versions/<v> the example pins (default: the checked-in example)")  # fmt: skip
+    p.add_argument(
+        "--storage-uri",
+        default=None,
+        help="<store>/versions/<v> the example pins (default: the checked-in example)",
+    )
     p.add_argument("--check", action="store_true", help="exit 2 if the checked-in files are stale")
     p.set_defaults(func=_manifests)
 
@@ -85,8 +95,10 @@ def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     with LocalStack(args.models, args.feature_repo, config=config) as stack:
-        print(f"pushgen is serving at {stack.url}/v1/models/pushgen:predict "
-              f"(generator {stack.generator_url}, ranker {stack.ranker_url}); Ctrl-C stops")  # fmt: skip
+        print(
+            f"pushgen is serving at {stack.url}/v1/models/pushgen:predict "
+            f"(generator {stack.generator_url}, ranker {stack.ranker_url}); Ctrl-C stops"
+        )
         try:
             done.wait()
         except KeyboardInterrupt:

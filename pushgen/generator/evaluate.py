@@ -235,15 +235,21 @@ def report_table(report: dict) -> str:
         ("mean chars", "mean_chars", "{:.0f}"),
     ]
     width = max(12, *(len(m) + 2 for m in models))
-    lines = [f"{report['videos']} held-out videos, {len(report['categories'])} categories; "
-             f"human pushes' mean true CTR {report['human_mean_true_ctr']:.3%}"]  # fmt: skip
+    lines = [
+        f"{report['videos']} held-out videos, {len(report['categories'])} categories; "
+        f"human pushes' mean true CTR {report['human_mean_true_ctr']:.3%}"
+    ]
     lines.append(f"{'metric':<30}" + "".join(f"{m:>{width}}" for m in models))
     for label, key, fmt in rows:
-        lines.append(f"{label:<30}" + "".join(
-            f"{fmt.format(report['models'][m][key]):>{width}}" for m in models))  # fmt: skip
+        lines.append(
+            f"{label:<30}"
+            + "".join(f"{fmt.format(report['models'][m][key]):>{width}}" for m in models)
+        )
     lines.append("")
-    lines.append(f"{'category':<16}{'history':>9}" + "".join(
-        f"{m + ' mix':>{width}}{m + ' ctrl':>{width}}" for m in models))  # fmt: skip
+    lines.append(
+        f"{'category':<16}{'history':>9}"
+        + "".join(f"{m + ' mix':>{width}}{m + ' ctrl':>{width}}" for m in models)
+    )
     for c in report["categories"]:
         line = f"{c:<16}{report['history_style_distribution'][c]:>9.1%}"
         for m in models:

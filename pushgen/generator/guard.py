@@ -25,12 +25,31 @@ COMMON_CAPITALISED = frozenset(
 
 # Spelled-out numbers, so "five" in a push matches "5" in a caption and vice versa.
 NUMBER_WORDS = {
-    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
-    "thirteen": "13", "fourteen": "14", "fifteen": "15", "twenty": "20", "thirty": "30",
-    "fifty": "50", "hundred": "100", "thousand": "1000", "million": "1000000",
-    "billion": "1000000000", "dozen": "12",
-}  # fmt: skip
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "thirteen": "13",
+    "fourteen": "14",
+    "fifteen": "15",
+    "twenty": "20",
+    "thirty": "30",
+    "fifty": "50",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "billion": "1000000000",
+    "dozen": "12",
+}
 # "one" is too often a pronoun ("this one is for you") to count as a claim.
 _NUMBER_WORD_CLAIMS = {w: d for w, d in NUMBER_WORDS.items() if w != "one"}
 # Plural magnitudes ("millions are watching") are social-proof hyperbole, not a stated figure;

@@ -33,8 +33,12 @@ def collate_sft(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any
         labels[i, :n] = torch.tensor(e["labels"])
         attention_mask[i, :n] = 1
     weight = torch.tensor([float(e["weight"]) for e in batch], dtype=torch.float32)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "weight": weight}  # fmt: skip
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "weight": weight,
+    }
 
 
 # --- loss and trainer ------------------------------------------------------------------------

@@ -209,9 +209,13 @@ def evaluate_model_dir(
     p_ab, p_ba = score_both_orders(ranker, pairs)
     p = symmetrised(p_ab, p_ba)
     report["ranker"] = pairwise_metrics(
-        p_ab, pairs["label"], p_ba=p_ba, p_value=pairs["p_value"], significance=cfg.significance,
+        p_ab,
+        pairs["label"],
+        p_ba=p_ba,
+        p_value=pairs["p_value"],
+        significance=cfg.significance,
         n_bins=cfg.n_bins,
-    )  # fmt: skip
+    )
     if "nonrandom_assignment" in flags:
         report["ranker_random_assignment_only"] = _subset_lines(pairs, p, cfg)
     if train_arms is not None:

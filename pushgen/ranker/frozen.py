@@ -144,9 +144,13 @@ class SetScorer(torch.nn.Module):
         self.proj = torch.nn.Linear(cfg.dim, cfg.width)
         self.caption_type = torch.nn.Parameter(torch.zeros(cfg.width))
         layer = torch.nn.TransformerEncoderLayer(
-            cfg.width, cfg.heads, 2 * cfg.width, cfg.dropout, batch_first=True,
+            cfg.width,
+            cfg.heads,
+            2 * cfg.width,
+            cfg.dropout,
+            batch_first=True,
             norm_first=True,
-        )  # fmt: skip
+        )
         self.encoder = torch.nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         # the direct path is the linear probe on the raw embedding; the set layers add what
         # depends on the other candidates
@@ -225,10 +229,14 @@ def _batch_tensors(examples, table: dict[str, np.ndarray], captions: bool):
 
 
 def train_set_scorer(
-    groups: list, table: dict[str, np.ndarray], cfg: FrozenListwiseConfig, captions: bool = False,
-    max_set_size: int = 16, probe_coef: np.ndarray | None = None,
+    groups: list,
+    table: dict[str, np.ndarray],
+    cfg: FrozenListwiseConfig,
+    captions: bool = False,
+    max_set_size: int = 16,
+    probe_coef: np.ndarray | None = None,
     dev_score: Callable[[Any], float] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     """Fit a `SetScorer` on whole tests (`listwise_train.ArmGroup`s) whose texts (and captions,
     when `captions`) are keys of `table` (text -> frozen embedding), with the chosen loss.
 
@@ -285,9 +293,11 @@ def train_set_scorer(
 
 
 def set_scorer_scores(
-    model: Any, sets: list[tuple[list[str], str | None]], table: dict[str, np.ndarray],
+    model: Any,
+    sets: list[tuple[list[str], str | None]],
+    table: dict[str, np.ndarray],
     captions: bool = False,
-) -> list[np.ndarray]:  # fmt: skip
+) -> list[np.ndarray]:
     """Scores of each candidate set in one pass per batch (texts must be keys of `table`)."""
     from pushgen.ranker.listwise_train import SetExample
 
@@ -295,8 +305,10 @@ def set_scorer_scores(
     empty = np.zeros(0)
     with torch.inference_mode():
         for b0 in range(0, len(sets), 256):
-            chunk = [SetExample(list(t), c, empty, empty, empty, empty, empty, empty)
-                     for t, c in sets[b0 : b0 + 256]]  # fmt: skip
+            chunk = [
+                SetExample(list(t), c, empty, empty, empty, empty, empty, empty)
+                for t, c in sets[b0 : b0 + 256]
+            ]
             cands, mask, cap = _batch_tensors(chunk, table, captions)
             scores = model(cands, mask, cap).numpy()
             out += [scores[n, : len(e.texts)] for n, e in enumerate(chunk)]
@@ -304,9 +316,11 @@ def set_scorer_scores(
 
 
 def ensemble_scores(
-    models: list, sets: list[tuple[list[str], str | None]], table: dict[str, np.ndarray],
+    models: list,
+    sets: list[tuple[list[str], str | None]],
+    table: dict[str, np.ndarray],
     captions: bool = False,
-) -> list[np.ndarray]:  # fmt: skip
+) -> list[np.ndarray]:
     """The mean of several set scorers' scores of each set (differences, and so pair logits,
     are averaged too)."""
     each = [set_scorer_scores(m, sets, table, captions) for m in models]

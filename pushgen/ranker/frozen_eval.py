@@ -43,8 +43,18 @@ from pushgen.ranker.recipe import AbTestsSource, _pair_config, default_train_pai
 
 def _figures(p: np.ndarray, pairs: pd.DataFrame) -> dict:
     m = pairwise_metrics(p, pairs["label"], p_value=pairs["p_value"])
-    out = {k: m[k] for k in ("pairs", "accuracy", "auc", "ece", "significant_pairs",
-                             "accuracy_significant", "auc_significant")}  # fmt: skip
+    out = {
+        k: m[k]
+        for k in (
+            "pairs",
+            "accuracy",
+            "auc",
+            "ece",
+            "significant_pairs",
+            "accuracy_significant",
+            "auc_significant",
+        )
+    }
     if "nonrandom_assignment" in pairs.columns:
         sub = _subset_lines(pairs, p, EvalConfig())
         out["accuracy_significant_random_weeks_only"] = sub["accuracy_significant"]
@@ -128,8 +138,12 @@ def _probes(
         acc, c, probe = best
         temperature = fit_temperature(probe.decision_function(x_dev), y_dev)
         p = 1.0 / (1.0 + np.exp(-probe.decision_function(x_val) / temperature))
-        out[name] = {**_figures(p, val), "C": c, "dev_accuracy_significant": acc,
-                     "temperature": temperature}  # fmt: skip
+        out[name] = {
+            **_figures(p, val),
+            "C": c,
+            "dev_accuracy_significant": acc,
+            "temperature": temperature,
+        }
         coefs[name] = probe.coef_[0].astype(np.float32)
         preds[name] = p
     return out, coefs, preds
@@ -235,7 +249,7 @@ def evaluate_frozen(
                     captions=use_caption,
                     probe_coef=coefs[anchor] if cfg.anchor == "probe" else None,
                     dev_score=dev_score if select_epoch else None,
-                )  # fmt: skip
+                )
                 for m in range(members)
             ]
 
@@ -258,7 +272,7 @@ def evaluate_frozen(
                     {"selection": [m.selection for m in models if hasattr(m, "selection")]}
                     if select_epoch
                     else {}
-                ),  # fmt: skip
+                ),
             }
         report["results"][name] = res
     return report
@@ -326,16 +340,28 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     source = read_ab_tests(args.ab_tests)
     cfg = FrozenListwiseConfig(
-        epochs=args.epochs, seed=args.seed, anchor=args.anchor, lr=args.lr, width=args.width,
+        epochs=args.epochs,
+        seed=args.seed,
+        anchor=args.anchor,
+        lr=args.lr,
+        width=args.width,
         weight_decay=args.weight_decay,
-    )  # fmt: skip
+    )
     report = evaluate_frozen(
-        source, args.backbone or ["default"], args.emb_dir, args.layers, cfg,
-        losses=tuple(args.loss or ("pairwise", "plackett_luce")), fit_max_p=args.fit_max_p,
-        fit_weight=args.fit_weight, use_caption=args.caption, select_epoch=bool(args.select_epoch),
-        select_metric=args.select_epoch or "accuracy_significant", anchor_probe=args.anchor_probe,
+        source,
+        args.backbone or ["default"],
+        args.emb_dir,
+        args.layers,
+        cfg,
+        losses=tuple(args.loss or ("pairwise", "plackett_luce")),
+        fit_max_p=args.fit_max_p,
+        fit_weight=args.fit_weight,
+        use_caption=args.caption,
+        select_epoch=bool(args.select_epoch),
+        select_metric=args.select_epoch or "accuracy_significant",
+        anchor_probe=args.anchor_probe,
         members=args.members,
-    )  # fmt: skip
+    )
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2))
     print("\n".join(table_lines(report)))

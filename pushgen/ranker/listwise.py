@@ -133,14 +133,22 @@ class ListwiseModel(torch.nn.Module):
         torch.nn.init.normal_(self.score.weight, std=0.02)
 
     def forward(
-        self, input_ids, attention_mask, candidate_index, position_ids=None,
-        token_type_ids=None, n_candidates: int | None = None,
-    ):  # fmt: skip
+        self,
+        input_ids,
+        attention_mask,
+        candidate_index,
+        position_ids=None,
+        token_type_ids=None,
+        n_candidates: int | None = None,
+    ):
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         out = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            output_hidden_states=self.pool_layers > 1, **extra,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=self.pool_layers > 1,
+            **extra,
+        )
         if self.pool_layers > 1:
             hidden = torch.stack(out.hidden_states[-self.pool_layers :]).mean(dim=0)
         else:

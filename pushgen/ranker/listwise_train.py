@@ -107,13 +107,17 @@ def groups_from_pairs(pairs: pd.DataFrame) -> list[ArmGroup]:
         caption = str(tp["caption"].iloc[0]) if "caption" in tp.columns else None
         groups.append(
             ArmGroup(
-                texts=texts, caption=caption, pv=pv, clicks=clicks,
+                texts=texts,
+                caption=caption,
+                pv=pv,
+                clicks=clicks,
                 pair_i=tp["text_a"].astype(str).map(index).to_numpy(int),
                 pair_j=tp["text_b"].astype(str).map(index).to_numpy(int),
-                label=tp["label"].to_numpy(float), posterior=tp["p_a_beats_b"].to_numpy(float),
+                label=tp["label"].to_numpy(float),
+                posterior=tp["p_a_beats_b"].to_numpy(float),
                 weight=tp["weight"].to_numpy(float),
             )
-        )  # fmt: skip
+        )
     return groups
 
 
@@ -214,11 +218,14 @@ def _optimizer_and_schedule(model, cfg, total_steps: int):
         groups.setdefault((name.startswith("score."), param.ndim >= 2), []).append(param)
     optimizer = torch.optim.AdamW(
         [
-            {"params": p, "lr": head_lr if is_head else cfg.learning_rate,
-             "weight_decay": cfg.weight_decay if decays else 0.0}
+            {
+                "params": p,
+                "lr": head_lr if is_head else cfg.learning_rate,
+                "weight_decay": cfg.weight_decay if decays else 0.0,
+            }
             for (is_head, decays), p in groups.items()
         ]
-    )  # fmt: skip
+    )
     warmup = max(1, int(cfg.warmup_ratio * total_steps))
 
     def factor(step: int) -> float:  # linear warm-up, then linear decay to 0
@@ -312,9 +319,13 @@ def train_listwise(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     settings = RankerSettings(
-        "pairwise", cfg.max_length, cfg.use_caption, cfg.backbone or "default",
-        head="listwise", pool_layers=cfg.pool_layers,
-    )  # fmt: skip
+        "pairwise",
+        cfg.max_length,
+        cfg.use_caption,
+        cfg.backbone or "default",
+        head="listwise",
+        pool_layers=cfg.pool_layers,
+    )
     settings.save(out)
     listwise.save(out)
     metrics = {
@@ -332,9 +343,12 @@ def train_listwise(
 
 
 def pair_probs_by_test(
-    score_sets, pairs: pd.DataFrame, temperature: float = 1.0, max_candidates: int = 32,
+    score_sets,
+    pairs: pd.DataFrame,
+    temperature: float = 1.0,
+    max_candidates: int = 32,
     batch_tests: int = 32,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """P(a beats b) = sigmoid((s_a - s_b) / T) for every pair, each test scored in one pass over
     all its distinct texts by `score_sets([(texts, caption), ...]) -> [scores, ...]`; tests with
     more than `max_candidates` texts are scored as one K=2 set per pair."""

@@ -221,9 +221,13 @@ def build_pairs_report(ab_tests: pd.DataFrame, cfg: PairConfig | None = None) ->
         pairs["clicks_a"], pairs["pv_a"], pairs["clicks_b"], pairs["pv_b"]
     )
     pairs["p_a_beats_b"] = beta_posterior_prob_a_beats_b(
-        pairs["clicks_a"], pairs["pv_a"], pairs["clicks_b"], pairs["pv_b"],
-        cfg.prior_alpha, cfg.prior_beta,
-    )  # fmt: skip
+        pairs["clicks_a"],
+        pairs["pv_a"],
+        pairs["clicks_b"],
+        pairs["pv_b"],
+        cfg.prior_alpha,
+        cfg.prior_beta,
+    )
     top = np.maximum(pairs["ctr_a"], pairs["ctr_b"])
     rel_diff = np.where(top > 0, (pairs["ctr_a"] - pairs["ctr_b"]).abs() / top.where(top > 0, 1), 0)
     tie = (
@@ -269,10 +273,17 @@ def both_orders(pairs: pd.DataFrame) -> pd.DataFrame:
     """Each pair twice, (a, b, y) and (b, a, 1 - y): the data a pairwise model must be trained on
     so that P(a beats b) = 1 - P(b beats a) is learnt rather than hoped for."""
     swap = {
-        "text_a": "text_b", "text_b": "text_a", "push_id_a": "push_id_b", "push_id_b": "push_id_a",
-        "pv_a": "pv_b", "pv_b": "pv_a", "clicks_a": "clicks_b", "clicks_b": "clicks_a",
-        "ctr_a": "ctr_b", "ctr_b": "ctr_a",
-    }  # fmt: skip
+        "text_a": "text_b",
+        "text_b": "text_a",
+        "push_id_a": "push_id_b",
+        "push_id_b": "push_id_a",
+        "pv_a": "pv_b",
+        "pv_b": "pv_a",
+        "clicks_a": "clicks_b",
+        "clicks_b": "clicks_a",
+        "ctr_a": "ctr_b",
+        "ctr_b": "ctr_a",
+    }
     flipped = pairs.rename(columns={k: v for k, v in swap.items() if k in pairs.columns})
     flipped = flipped.assign(label=1.0 - pairs["label"].to_numpy())
     if "p_a_beats_b" in pairs.columns:
