@@ -13,7 +13,9 @@ worth an alert (`floor`) and the effect size the sample-size rule sizes for (`ef
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -40,164 +42,11 @@ class Signal:
     what: str
 
 
-SIGNALS: tuple[Signal, ...] = (
-    Signal(
-        "topic_mix_js",
-        "inputs",
-        "js",
-        "up",
-        0.05,
-        0.1,
-        60,
-        "distance",
-        "Jensen-Shannon distance of the requests' topic mix to the reference's",
-    ),
-    Signal(
-        "caption_empty_share",
-        "inputs",
-        "mean",
-        "up",
-        0.02,
-        0.05,
-        40,
-        "share",
-        "share of requests whose caption was empty",
-    ),
-    Signal(
-        "caption_reused_share",
-        "inputs",
-        "mean",
-        "up",
-        0.02,
-        0.05,
-        40,
-        "share",
-        "share of requests whose caption was also served for another video (stale)",
-    ),
-    Signal(
-        "caption_chars_mean", "inputs", "mean", "both", 3.0, 5.0, 40, "chars", "mean caption length"
-    ),
-    Signal(
-        "collapsed_request_share",
-        "generator",
-        "mean",
-        "up",
-        0.05,
-        0.1,
-        40,
-        "share",
-        "share of requests whose candidates span one category or repeat half their wording",
-    ),
-    Signal(
-        "candidate_distinct_share",
-        "generator",
-        "mean",
-        "down",
-        0.05,
-        0.1,
-        40,
-        "share",
-        "distinct wordings / candidates, per request",
-    ),
-    Signal(
-        "candidate_distinct_2",
-        "generator",
-        "distinct",
-        "down",
-        0.03,
-        0.1,
-        DISTINCT_REQUESTS,
-        "share",
-        f"distinct bigrams / bigrams over the candidates of {DISTINCT_REQUESTS} requests",
-    ),
-    Signal(
-        "guard_reject_share",
-        "generator",
-        "mean",
-        "up",
-        0.05,
-        0.1,
-        40,
-        "share",
-        "share of candidates the guard rejected",
-    ),
-    Signal(
-        "all_rejected_share",
-        "generator",
-        "mean",
-        "up",
-        0.02,
-        0.05,
-        40,
-        "share",
-        "share of requests with no candidate passing the guard (nothing served)",
-    ),
-    Signal(
-        "degraded_share",
-        "ranker",
-        "mean",
-        "up",
-        0.03,
-        0.05,
-        40,
-        "share",
-        "share of requests answered without the ranker (first guarded candidate)",
-    ),
-    Signal(
-        "chosen_ctr",
-        "ranker",
-        "ratio",
-        "down",
-        0.0,
-        0.25,
-        40,
-        "ctr",
-        "clicks / exposures of the ranker's own picks (explored requests left out)",
-    ),
-    Signal(
-        "selection_length_lift",
-        "ranker",
-        "mean",
-        "both",
-        1.0,
-        4.0,
-        40,
-        "chars",
-        "length of the pick minus the mean length of the guarded candidates",
-    ),
-    Signal(
-        "selection_question_lift",
-        "ranker",
-        "mean",
-        "both",
-        0.02,
-        0.1,
-        40,
-        "share",
-        "question mark in the pick minus its share among the guarded candidates",
-    ),
-    Signal(
-        "selection_category_js",
-        "ranker",
-        "js",
-        "up",
-        0.05,
-        0.1,
-        60,
-        "distance",
-        "Jensen-Shannon distance of the picks' category mix to the reference's picks",
-    ),
-    Signal(
-        "explore_ctr_lift",
-        "ranker",
-        "ratio",
-        "down",
-        0.0,
-        0.25,
-        30,
-        "ratio",
-        "CTR of the ranker's picks / CTR of uniformly drawn (explored) candidates",
-    ),
+SIGNALS: tuple[Signal, ...] = tuple(
+    Signal(**row)
+    for row in tomllib.loads(
+        resources.files("monitoring").joinpath("signals.toml").read_text("utf-8")
+    )["signal"]
 )
 BY_NAME = {s.name: s for s in SIGNALS}
 

@@ -117,23 +117,12 @@ def run_local(params: dict, pipeline_root: str | Path = "runs/monitoring") -> di
     """Run the monitoring pipeline (and, on an alert, the nested training run) on this machine
     with kfp's local runner; returns {"<task>/<output>": local path} of its newest outputs."""
     import json
-    import warnings
 
-    from kfp import local
-
-    from pipelines.training import collect_artifacts
+    from pipelines.training import collect_artifacts, run_in_process
 
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(root),
-        enable_caching=True,
-        raise_on_error=True,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        build_monitoring_pipeline(ClusterConfig(storage_retries=0))(**params)
+    run_in_process(build_monitoring_pipeline(ClusterConfig(storage_retries=0)), params, root)
     artifacts = collect_artifacts(root, prefix=PIPELINE_NAME)
     (root / "last_run.json").write_text(json.dumps(artifacts, indent=2))
     return artifacts

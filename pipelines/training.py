@@ -329,8 +329,6 @@ def run_local(params: dict | None = None, pipeline_root: str | Path = "runs/pipe
     with kfp's local cache under `pipeline_root/.kfp_cache`, so a rerun after a failure resumes
     from the steps that already succeeded. `store_uri` defaults to `pipeline_root/store`.
     """
-    from kfp import local
-
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     params = {**LOCAL_PARAMS, "store_uri": str(root / "store"), **(params or {})}
@@ -340,21 +338,28 @@ def run_local(params: dict | None = None, pipeline_root: str | Path = "runs/pipe
         raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
     if not str(params["store_uri"]).startswith("s3://"):
         params["store_uri"] = str(Path(params["store_uri"]).resolve())
+    # kfp.local honours retry policies; here a failure should surface now, not after backoffs.
+    run_in_process(build_training_pipeline(ClusterConfig(storage_retries=0)), params, root)
+    artifacts = collect_artifacts(root)
+    (root / "last_run.json").write_text(json.dumps(artifacts, indent=2))
+    return artifacts
+
+
+def run_in_process(pipeline, params: dict, root: Path) -> None:
+    """One run of `pipeline(**params)` with kfp's local SubprocessRunner in this environment (no
+    venv, no pip install, no image), kfp's cache on, outputs under `root`."""
+    from kfp import local
+
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(root),
         enable_caching=True,
         raise_on_error=True,
     )
-    # kfp.local honours retry policies; here a failure should surface now, not after backoffs.
-    pipeline = build_training_pipeline(ClusterConfig(storage_retries=0))
     with warnings.catch_warnings():
         # The subprocess runner warns when the image name lacks "python"; locally no image runs.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         pipeline(**params)
-    artifacts = collect_artifacts(root)
-    (root / "last_run.json").write_text(json.dumps(artifacts, indent=2))
-    return artifacts
 
 
 def collect_artifacts(root: Path, prefix: str = PIPELINE_NAME) -> dict[str, str]:

@@ -71,7 +71,27 @@ class TrainingRun:
 
 
 @pytest.fixture(scope="session")
-def training_run(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> TrainingRun:
+def tiny_demo(tiny_causal_lm_dir, tiny_encoder_dir):
+    """`DemoConfig` at test size (40 videos, 3 of them new) on the tiny models: `tiny_demo(out,
+    loop=...)`."""
+    from pushgen.demo import DemoConfig
+
+    def make(out: Path, loop: bool) -> DemoConfig:
+        return DemoConfig(
+            out=str(out),
+            n_videos=40,
+            n_new_videos=3,
+            sft_steps=2,
+            base_model=str(tiny_causal_lm_dir),
+            backbone=str(tiny_encoder_dir),
+            loop=loop,
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def training_run(tmp_path_factory, tiny_demo) -> TrainingRun:
     """The training pipeline run once by kfp's local runner, on tiny models, for the fast tier.
 
     Its data is the demo's (40 videos, the last 3 held out as new): test_pipeline_local checks the
@@ -79,19 +99,11 @@ def training_run(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> Trai
     whole, with a pipeline run of its own, is in the slow tier (test_demo).
     """
     from pipelines.training import run_local
-    from pushgen.demo import DemoConfig, make_data
+    from pushgen.demo import make_data
     from pushgen.store import ArtifactStore
 
     out = tmp_path_factory.mktemp("demo")
-    demo = DemoConfig(
-        out=str(out),
-        n_videos=40,
-        n_new_videos=3,
-        sft_steps=2,
-        base_model=str(tiny_causal_lm_dir),
-        backbone=str(tiny_encoder_dir),
-        loop=False,
-    )
+    demo = tiny_demo(out, loop=False)
     train, world, new_ids = make_data(demo, out)
     params = {
         "data_location": str(train),

@@ -23,19 +23,10 @@ def demo(training_run):
 
 
 @pytest.fixture(scope="module")
-def whole_demo(tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir):
+def whole_demo(tmp_path_factory, tiny_demo):
     """`run_demo` whole, the loop's pass included (slow tests only)."""
     out = tmp_path_factory.mktemp("whole_demo")
-    cfg = DemoConfig(
-        out=str(out),
-        n_videos=40,
-        n_new_videos=3,
-        sft_steps=2,
-        base_model=str(tiny_causal_lm_dir),
-        backbone=str(tiny_encoder_dir),
-        loop=True,
-    )
-    return out, run_demo(cfg)
+    return out, run_demo(tiny_demo(out, loop=True))
 
 
 def test_demo_serves_every_new_video_and_writes_the_report(demo):

@@ -14,6 +14,23 @@ from pushgen.simulator import SimConfig, simulate, write_simulation
 from pushgen.store import ArtifactStore, publish_release
 
 
+def window_params(root, prefix: str, log, feedback) -> dict:
+    """The monitoring pipeline's inputs for one serving window: the window, its feedback and the
+    history written under `root`, the lake and the store."""
+    paths = {}
+    for name, df in (("log", log), ("fb", feedback), ("ref", HISTORY)):
+        paths[name] = str(root / f"{prefix}{name}.parquet")
+        df.to_parquet(paths[name])
+    return {
+        "serving_log_uri": paths["log"],
+        "feedback_uri": paths["fb"],
+        "reference_uri": paths["ref"],
+        "config_json": monitor_config(120),
+        "training_data_uri": str(root / "lake"),
+        "store_uri": str(root / "store"),
+    }
+
+
 def test_compiled_monitoring_pipeline_runs_training_under_its_alert(tmp_path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "m.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
@@ -100,18 +117,9 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
     root, lake = production
     # healthy windows, then one whose ranker is random: the ranker is blamed
     log, feedback = serving_windows(lake.world, 120, seed=9, fault="random_ranker")
-    paths = {}
-    for name, df in (("log", log), ("fb", feedback), ("ref", HISTORY)):
-        paths[name] = str(root / f"{name}.parquet")
-        df.to_parquet(paths[name])
     artifacts = run_local(
         {
-            "serving_log_uri": paths["log"],
-            "feedback_uri": paths["fb"],
-            "reference_uri": paths["ref"],
-            "config_json": monitor_config(120),
-            "training_data_uri": str(root / "lake"),
-            "store_uri": str(root / "store"),
+            **window_params(root, "", log, feedback),
             "base_model": str(tiny_causal_lm_dir),
             "backbone": str(tiny_encoder_dir),
             "n_videos": 30,
@@ -189,18 +197,9 @@ def test_healthy_window_runs_no_training(production, tiny_causal_lm_dir, tiny_en
     root, lake = production
     before = ArtifactStore.from_uri(root / "store").versions()
     log, feedback = serving_windows(lake.world, 120, seed=1, fault="healthy")
-    paths = {}
-    for name, df in (("log", log), ("fb", feedback), ("ref", HISTORY)):
-        paths[name] = str(root / f"healthy_{name}.parquet")
-        df.to_parquet(paths[name])
     artifacts = run_local(
         {
-            "serving_log_uri": paths["log"],
-            "feedback_uri": paths["fb"],
-            "reference_uri": paths["ref"],
-            "config_json": monitor_config(120),
-            "training_data_uri": str(root / "lake"),
-            "store_uri": str(root / "store"),
+            **window_params(root, "healthy_", log, feedback),
             "base_model": str(tiny_causal_lm_dir),  # never used unless it (wrongly) retrains
             "backbone": str(tiny_encoder_dir),
             "sft_max_steps": 1,

@@ -47,6 +47,13 @@ def _window(world, fault: str, seed: int, n: int = N, start: str = "2026-11-01T0
 LATER = "2026-12-01T00:00:00+00:00"  # after every stream the tests build
 
 
+def _monitor(log, feedback, reference, tmp_path, cfg: MonitorConfig) -> dict:
+    """run_monitoring against the healthy reference window (pushes and their feedback)."""
+    return run_monitoring(
+        log, feedback, reference[0], tmp_path, cfg, reference_feedback=reference[1]
+    )
+
+
 def test_choose_explores_epsilon_uniformly_with_propensities():
     rng = np.random.default_rng(0)
     scores, ok = [0.1, None, 2.0, 1.0], [True, False, True, True]
@@ -132,13 +139,8 @@ def test_sample_size_rule():
 
 def test_a_handful_of_requests_is_not_evaluated_and_says_what_it_needs(world, reference, tmp_path):
     log, feedback = _window(world, "full_collapse", seed=5, n=6)
-    summary = run_monitoring(
-        log,
-        feedback,
-        reference[0],
-        tmp_path,
-        MonitorConfig(evidently=False, n_boot=30),
-        reference_feedback=reference[1],
+    summary = _monitor(
+        log, feedback, reference, tmp_path, MonitorConfig(evidently=False, n_boot=30)
     )
     assert summary["verdict"] == "not evaluated" and not summary["retrain"]
     assert re.search(r"judged from \d+ requests", summary["reason"])
@@ -158,14 +160,7 @@ def _stream_log(world, fault: str, windows: int = 3):
 
 def test_report_banner_agrees_with_rows_and_charts_every_signal(world, reference, tmp_path):
     log, feedback = _stream_log(world, "random_ranker")
-    summary = run_monitoring(
-        log,
-        feedback,
-        reference[0],
-        tmp_path,
-        MonitorConfig(n_boot=60),
-        reference_feedback=reference[1],
-    )
+    summary = _monitor(log, feedback, reference, tmp_path, MonitorConfig(n_boot=60))
     assert summary["verdict"] == "alert" and summary["blamed"] == "ranker"
     assert summary["reward_drift"] and not summary["style_collapse"]
     assert summary["retrain_targets"] == ["ranker"]
@@ -185,13 +180,8 @@ def test_report_banner_agrees_with_rows_and_charts_every_signal(world, reference
 
 def test_healthy_report_is_ok_with_no_alert_row(world, reference, tmp_path):
     log, feedback = _stream_log(world, "healthy")
-    summary = run_monitoring(
-        log,
-        feedback,
-        reference[0],
-        tmp_path,
-        MonitorConfig(evidently=False, n_boot=60),
-        reference_feedback=reference[1],
+    summary = _monitor(
+        log, feedback, reference, tmp_path, MonitorConfig(evidently=False, n_boot=60)
     )
     assert summary["verdict"] in ("ok", "warn") and not summary["retrain"]
     page = (tmp_path / "report.html").read_text()
@@ -218,13 +208,12 @@ def test_bad_rows_are_counted_and_kept_aside(world, reference, tmp_path):
         {"request_id": ["ghost-1", "ghost-2", first], "pv": [900, 800, 10], "clicks": [9, 8, 50]}
     )
     bad_log = pd.concat([log, log.head(1).assign(request_id="r-bad", text="  ")], ignore_index=True)
-    summary = run_monitoring(
+    summary = _monitor(
         bad_log,
         pd.concat([feedback, extra], ignore_index=True),
-        reference[0],
+        reference,
         tmp_path,
         MonitorConfig(evidently=False, n_boot=20),
-        reference_feedback=reference[1],
     )
     assert summary["counts"]["rejected_feedback"] == 3
     assert summary["counts"]["rejected_serving_log"] == 1
@@ -385,13 +374,8 @@ def test_report_renders_in_headless_chromium(world, reference, tmp_path):
     except ConfigError:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     log, feedback = _stream_log(world, "ranker_invented")
-    summary = run_monitoring(
-        log,
-        feedback,
-        reference[0],
-        tmp_path,
-        MonitorConfig(evidently=False, n_boot=30),
-        reference_feedback=reference[1],
+    summary = _monitor(
+        log, feedback, reference, tmp_path, MonitorConfig(evidently=False, n_boot=30)
     )
     png = screenshot(summary["report_html"], tmp_path / "r.png", 800, 600, palette=False)
     from PIL import Image

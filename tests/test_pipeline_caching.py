@@ -3,15 +3,20 @@ cached; new data at the same URI is read again by kfp's local runner (real cache
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from kfp import dsl, local
+from kfp import dsl
 
-from pipelines.training import ClusterConfig, collect_artifacts, compile_pipeline, ingest_step
+from pipelines.training import (
+    ClusterConfig,
+    collect_artifacts,
+    compile_pipeline,
+    ingest_step,
+    run_in_process,
+)
 from pushgen.errors import DataContractError
 from pushgen.ingest import content_hash
 from pushgen.simulator import SimConfig, simulate, write_simulation
@@ -60,15 +65,7 @@ def _ingest_only(data_location: str):
 
 
 def _run(root, data_location) -> dict:
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(root),
-        enable_caching=True,
-        raise_on_error=True,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        _ingest_only(data_location=str(data_location))
+    run_in_process(_ingest_only, {"data_location": str(data_location)}, root)
     return collect_artifacts(root, prefix="ingest-only")
 
 

@@ -110,25 +110,15 @@ def tiny_run(sim, tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> tup
     return root, root / "world"
 
 
+def replay_args(root: Path, world: Path) -> list[str]:
+    """`pushgen replay` on a run folder and its simulated world."""
+    return ["replay", "--run", str(root), "--sim", str(world)]
+
+
 @pytest.fixture(scope="module")
 def replayed(tiny_run) -> tuple[Path, dict]:
     root, world = tiny_run
-    assert (
-        cli(
-            [
-                "replay",
-                "--run",
-                str(root),
-                "--sim",
-                str(world),
-                "--videos",
-                "8",
-                "--bootstrap",
-                "200",
-            ]
-        )
-        == 0
-    )
+    assert cli([*replay_args(root, world), "--videos", "8", "--bootstrap", "200"]) == 0
     return root, json.loads((root / "replay" / "replay.json").read_text())
 
 
@@ -204,22 +194,7 @@ def test_held_out_videos_are_those_no_model_trained_on(run_layout):
 def test_more_videos_than_held_out_is_one_line_and_writes_nothing(run_layout, capsys):
     root, world = run_layout
     out = root / "replay-too-many"
-    assert (
-        cli(
-            [
-                "replay",
-                "--run",
-                str(root),
-                "--sim",
-                str(world),
-                "--videos",
-                "999",
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert cli([*replay_args(root, world), "--videos", "999", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds out only" in err
     assert not out.exists()
@@ -307,11 +282,7 @@ def test_weighting_ablation_retrains_and_replays_each_variant(tiny_run, tmp_path
     root, world = tiny_run
     out = tmp_path / "replay"
     argv = [
-        "replay",
-        "--run",
-        str(root),
-        "--sim",
-        str(world),
+        *replay_args(root, world),
         "--videos",
         "3",
         "--out",

@@ -29,6 +29,7 @@ from pushgen.cli import main
 from serving.serving_log import read_serving_log
 from serving.stack import LocalStack, StackConfig, free_port, push_for_video
 from serving.tiny import TINY_GUARD_FAILS, TINY_PUSHES
+from tests.servers import transformer_cmd, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[1]
 JSON = {"Content-Type": "application/json"}
@@ -442,19 +443,7 @@ def no_ranker_transformers(stack, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("fault_log")
     for mode in ("strict", "degrade"):
         port = free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "serving.transformer",
-            "--port",
-            str(port),
-            "--generator-url",
-            stack.generator_url,
-            "--ranker-url",
-            dead,
-            "--log-dir",
-            str(log_dir / mode),
-        ]
+        args = transformer_cmd(port, stack.generator_url, dead, log_dir / mode)
         if mode == "degrade":
             args.append("--degrade-without-ranker")
         out = (log_dir / f"{mode}.out").open("wb")
@@ -462,15 +451,8 @@ def no_ranker_transformers(stack, tmp_path_factory):
         urls[mode] = f"http://127.0.0.1:{port}"
     try:
         for mode, url in urls.items():
-            deadline = time.monotonic() + 120
-            while True:
-                try:  # live, not model-ready: the strict one is unready while its ranker is down
-                    if httpx.get(f"{url}/v2/health/live", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, (log_dir / f"{mode}.out").read_text()[-2000:]
-                time.sleep(0.3)
+            # live, not model-ready: the strict one is unready while its ranker is down
+            wait_until_ok(f"{url}/v2/health/live", log_dir / f"{mode}.out")
         yield {**urls, "log_dir": log_dir}
     finally:
         for p in procs:
@@ -751,15 +733,7 @@ def keyed_pair(stack, models_dir, tmp_path_factory):
         )
     try:
         for name, base in (("ranker", ranker_url), ("pushgen", url)):
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/v2/models/{name}/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, (log_dir / f"{name}.out").read_text()[-2000:]
-                time.sleep(0.3)
+            wait_until_ok(f"{base}/v2/models/{name}/ready", log_dir / f"{name}.out")
         yield {"ranker": ranker_url, "url": url, "procs": procs, "dir": log_dir}
     finally:
         for p in procs.values():  # all at once: each drains for up to its grace period

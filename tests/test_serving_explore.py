@@ -6,8 +6,6 @@ monitor must read it without losing a request or a feedback row.
 """
 
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +17,7 @@ from monitoring.requests import request_table
 from serving.explore import ALL_REJECTED, DEGRADED, SERVED
 from serving.serving_log import read_serving_log
 from serving.stack import LocalStack, StackConfig, free_port
+from tests.servers import transformer_cmd, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTIONS = [
@@ -38,34 +37,14 @@ def explorer(tmp_path_factory):
     cfg = StackConfig(log_dir=log_dir, env={"OMP_NUM_THREADS": "1"}, max_new_tokens=12)
     with LocalStack(models, None, config=cfg) as stack:
         port, explore_log = free_port(), tmp_path_factory.mktemp("explore_log")
-        args = [
-            sys.executable,
-            "-m",
-            "serving.transformer",
-            "--port",
-            str(port),
-            "--generator-url",
-            stack.generator_url,
-            "--ranker-url",
-            stack.ranker_url,
-            "--log-dir",
-            str(explore_log),
-            "--explore-epsilon",
-            "0.5",
-        ]
+        args = transformer_cmd(
+            port, stack.generator_url, stack.ranker_url, explore_log, "--explore-epsilon", "0.5"
+        )
         out = (explore_log / "server.out").open("wb")
         proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, (explore_log / "server.out").read_text()
-                time.sleep(0.3)
+            wait_until_ok(f"{url}/v2/health/ready", explore_log / "server.out")
             yield url, explore_log
         finally:
             proc.terminate()
