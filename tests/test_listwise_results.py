@@ -26,15 +26,31 @@ def test_readme_listwise_section_matches_listwise_json():
 def _sim_dir(tmp_path: Path, share: float) -> Path:
     d = tmp_path / f"run{share}"
     d.mkdir()
-    ranker = {"pairs": 100, "accuracy": 0.8, "significant_pairs": 60,
-              "accuracy_significant": 0.9, "auc": 0.88, "ece": 0.05}  # fmt: skip
+    ranker = {
+        "pairs": 100,
+        "accuracy": 0.8,
+        "significant_pairs": 60,
+        "accuracy_significant": 0.9,
+        "auc": 0.88,
+        "ece": 0.05,
+    }
     selection = {"random": 0.05, "best": 0.07, "copeland": {"mean_ctr": 0.065}}
-    (d / "eval.json").write_text(json.dumps({
-        "ranker": ranker, "selection": selection,
-        "bayes_optimal": {"empirical_accuracy": 0.8 / share, "ranker_share": share},
-    }))  # fmt: skip
-    cfg = {"head": "listwise", "epochs": 5, "batch_size": 16, "learning_rate": 2e-4,
-           "listwise_loss": "pairwise"}  # fmt: skip
+    (d / "eval.json").write_text(
+        json.dumps(
+            {
+                "ranker": ranker,
+                "selection": selection,
+                "bayes_optimal": {"empirical_accuracy": 0.8 / share, "ranker_share": share},
+            }
+        )
+    )
+    cfg = {
+        "head": "listwise",
+        "epochs": 5,
+        "batch_size": 16,
+        "learning_rate": 2e-4,
+        "listwise_loss": "pairwise",
+    }
     (d / "train_metrics.json").write_text(json.dumps({"config": cfg, "train_runtime_s": 600}))
     return d
 
@@ -47,8 +63,7 @@ def test_simulated_rows_say_whether_the_target_is_met(tmp_path):
 
 
 def test_mcnemar_counts_only_the_discordant_significant_pairs():
-    pairs = pd.DataFrame({"label": [1.0] * 6 + [0.0] * 2 + [1.0],
-                          "p_value": [0.01] * 8 + [0.5]})  # fmt: skip
+    pairs = pd.DataFrame({"label": [1.0] * 6 + [0.0] * 2 + [1.0], "p_value": [0.01] * 8 + [0.5]})
     floor = np.array([0.9, 0.9, 0.1, 0.1, 0.1, 0.9, 0.1, 0.9, 0.1])
     model = np.array([0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.9])
     vs = mcnemar_vs(floor, model, pairs)

@@ -23,6 +23,7 @@ from pushgen.ranker.pairs import PairConfig
 from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
 from pushgen.ranker.select import PairwiseRanker
 from pushgen.ranker.train import RankerTrainConfig
+from tests.servers import wait_until_ok
 
 SUBJECTS = ["the cat", "a chef", "this dog", "the team", "my neighbour", "a pilot", "the kids"]
 ACTIONS = ["cooks pasta", "wins the game", "finds a secret", "sings live", "fixes the roof"]
@@ -39,10 +40,15 @@ def planted_three_arm_tests(n_tests: int = 120, seed: int = 0) -> pd.DataFrame:
         for i, k in enumerate(rng.permutation(3)):
             template, ctr = STYLES[k]
             rows.append(
-                {"test_id": f"t{t}", "video_id": f"v{t}", "push_id": f"t{t}-{i}",
-                 "text": template.format(s=s, a=a), "pv": 4000,
-                 "clicks": int(rng.binomial(4000, ctr))}
-            )  # fmt: skip
+                {
+                    "test_id": f"t{t}",
+                    "video_id": f"v{t}",
+                    "push_id": f"t{t}-{i}",
+                    "text": template.format(s=s, a=a),
+                    "pv": 4000,
+                    "clicks": int(rng.binomial(4000, ctr)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -52,9 +58,14 @@ def listwise_run(tiny_encoder_dir, tmp_path_factory):
     source = AbTestsSource(planted_three_arm_tests(), "ab_tests", (), ("test_id",))
     out = tmp_path_factory.mktemp("listwise")
     train = RankerTrainConfig(
-        backbone=str(tiny_encoder_dir), head="listwise", device="cpu", epochs=8, batch_size=8,
-        learning_rate=3e-3, logging_steps=10_000,
-    )  # fmt: skip
+        backbone=str(tiny_encoder_dir),
+        head="listwise",
+        device="cpu",
+        epochs=8,
+        batch_size=8,
+        learning_rate=3e-3,
+        logging_steps=10_000,
+    )
     metrics = train_from_ab_tests(source, out, RankerRecipeConfig(pairs=PairConfig(), train=train))
     return out, metrics
 
@@ -153,8 +164,13 @@ def test_plackett_luce_prefers_the_ctr_order_and_windows_cover_large_tests():
 
     groups = ab_test_groups(planted_three_arm_tests(20, seed=1), PairConfig())
     batch = epoch_examples(groups, 8, "hard", np.random.default_rng(0))
-    style = [[next(k for k, (tp, _) in enumerate(STYLES) if tp[:3] in t[:4] or tp[-6:] in t[-6:])
-              for t in b.texts] for b in batch]  # fmt: skip
+    style = [
+        [
+            next(k for k, (tp, _) in enumerate(STYLES) if tp[:3] in t[:4] or tp[-6:] in t[-6:])
+            for t in b.texts
+        ]
+        for b in batch
+    ]
     right = torch.tensor([[2.0 - k for k in row] for row in style]) * 3
     rng = np.random.default_rng(0)
     assert plackett_luce_loss(right, batch, rng) < plackett_luce_loss(-right, batch, rng)
@@ -163,24 +179,42 @@ def test_plackett_luce_prefers_the_ctr_order_and_windows_cover_large_tests():
     assert set(np.concatenate(windows)) == set(range(11))
 
 
+def planted_groups(rng: np.random.Generator, direction: np.ndarray, n_tests: int, k: int):
+    """Tests of k arms with random embeddings whose quality is `embedding @ direction`: the
+    embedding table and the ArmGroups (CTRs and pair labels follow the quality)."""
+    from pushgen.ranker.listwise_train import ArmGroup
+
+    table, groups = {}, []
+    for t in range(n_tests):
+        texts = [f"t{t}-{i}" for i in range(k)]
+        for x in texts:
+            table[x] = rng.normal(size=len(direction)).astype(np.float32)
+        quality = np.array([table[x] @ direction for x in texts])
+        ii, jj = np.triu_indices(k, 1)
+        label = (quality[ii] > quality[jj]).astype(float)
+        pv = np.full(k, 1e4)
+        groups.append(
+            ArmGroup(
+                texts,
+                None,
+                pv,
+                1e4 * expit(quality - 4),
+                ii,
+                jj,
+                label,
+                np.full(len(ii), 0.5),
+                np.ones(len(ii)),
+            )
+        )
+    return table, groups
+
+
 def test_frozen_set_scorer_is_order_invariant_and_learns_a_planted_direction():
     from pushgen.ranker.frozen import FrozenListwiseConfig, set_scorer_scores, train_set_scorer
-    from pushgen.ranker.listwise_train import ArmGroup
 
     rng = np.random.default_rng(0)
     direction = rng.normal(size=16)
-    table, groups = {}, []
-    for t in range(900):
-        texts = [f"t{t}-{i}" for i in range(4)]
-        for x in texts:
-            table[x] = rng.normal(size=16).astype(np.float32)
-        quality = np.array([table[x] @ direction for x in texts])
-        ii, jj = np.triu_indices(4, 1)
-        groups.append(
-            ArmGroup(texts, None, np.full(4, 1e4), 1e4 * expit(quality - 4), ii, jj,
-                      (quality[ii] > quality[jj]).astype(float), np.full(len(ii), 0.5),
-                      np.ones(len(ii)))
-        )  # fmt: skip
+    table, groups = planted_groups(rng, direction, n_tests=900, k=4)
     cfg = FrozenListwiseConfig(dim=16, width=32, epochs=10, batch_groups=32, lr=1e-2)
     model = train_set_scorer(groups[:800], table, cfg)
     held = groups[800:]
@@ -204,22 +238,10 @@ def test_probe_anchored_set_scorer_starts_at_the_probe_and_keeps_the_best_dev_ep
         set_scorer_scores,
         train_set_scorer,
     )
-    from pushgen.ranker.listwise_train import ArmGroup
 
     rng = np.random.default_rng(1)
     w = rng.normal(size=8).astype(np.float32)
-    table, groups = {}, []
-    for t in range(60):
-        texts = [f"t{t}-{i}" for i in range(3)]
-        for x in texts:
-            table[x] = rng.normal(size=8).astype(np.float32)
-        quality = np.array([table[x] @ w for x in texts])
-        ii, jj = np.triu_indices(3, 1)
-        groups.append(
-            ArmGroup(texts, None, np.full(3, 1e4), 1e4 * expit(quality - 4), ii, jj,
-                      (quality[ii] > quality[jj]).astype(float), np.full(len(ii), 0.5),
-                      np.ones(len(ii)))
-        )  # fmt: skip
+    table, groups = planted_groups(rng, w, n_tests=60, k=3)
     sets = [(g.texts, None) for g in groups[:10]]
     probe = [np.array([table[x] @ w for x in g.texts]) for g in groups[:10]]
     cfg = FrozenListwiseConfig(dim=8, width=16, epochs=2, batch_groups=16, anchor="probe")
@@ -236,8 +258,12 @@ def test_probe_anchored_set_scorer_starts_at_the_probe_and_keeps_the_best_dev_ep
     assert float(trained.score.weight.abs().sum()) > 0
     # an ensemble scores the mean of its members
     mean = ensemble_scores([kept, trained], sets, table)
-    for m, a, b in zip(mean, set_scorer_scores(kept, sets, table),
-                       set_scorer_scores(trained, sets, table), strict=True):  # fmt: skip
+    for m, a, b in zip(
+        mean,
+        set_scorer_scores(kept, sets, table),
+        set_scorer_scores(trained, sets, table),
+        strict=True,
+    ):
         np.testing.assert_allclose(m, (a + b) / 2, atol=1e-6)
     with pytest.raises(ConfigError):
         FrozenListwiseConfig(anchor="mlp").check()
@@ -276,7 +302,6 @@ def test_the_ranker_server_scores_a_listwise_model_in_one_pass(listwise_run, tmp
     win matrix is the one the model's scores give."""
     import subprocess
     import sys
-    import time
 
     import httpx
 
@@ -284,26 +309,28 @@ def test_the_ranker_server_scores_a_listwise_model_in_one_pass(listwise_run, tmp
 
     out, _ = listwise_run
     port = free_port()
-    cmd = [sys.executable, "-m", "serving.ranker", "--model-dir", str(out), "--port", str(port),
-           "--model-root", str(out.parent), "--dtype", "float32"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "serving.ranker",
+        "--model-dir",
+        str(out),
+        "--port",
+        str(port),
+        "--model-root",
+        str(out.parent),
+        "--dtype",
+        "float32",
+    ]
     log = (tmp_path / "ranker.log").open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/v2/models/ranker/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "ranker.log"
-            ).read_text()[-2000:]
-            time.sleep(0.3)
+        wait_until_ok(f"{base}/v2/models/ranker/ready", tmp_path / "ranker.log", proc=proc)
         texts = ["the team wins the game today", "did the team really win the game?", "wow! team!"]
-        r = httpx.post(f"{base}/v1/models/ranker:predict", json={"instances": [{"texts": texts}]},
-                       timeout=60)  # fmt: skip
+        r = httpx.post(
+            f"{base}/v1/models/ranker:predict", json={"instances": [{"texts": texts}]}, timeout=60
+        )
         assert r.status_code == 200, r.text
         pred = r.json()["predictions"][0]
         local = PairwiseRanker.from_pretrained(out, device="cpu")
@@ -322,11 +349,29 @@ def test_bench_json_renders_into_the_readme_section(listwise_run, tmp_path):
 
     out, _ = listwise_run
     path = tmp_path / "bench.json"
-    bench_main(["--listwise", "--listwise-model", str(out), "--model", str(out), "--ks", "2,8,16",
-                "--repeats", "2", "--naive-repeats", "1", "--order-sets", "4", "--threads", "1",
-                "--json", str(path)])  # fmt: skip
+    bench_main(
+        [
+            "--listwise",
+            "--listwise-model",
+            str(out),
+            "--model",
+            str(out),
+            "--ks",
+            "2,8,16",
+            "--repeats",
+            "2",
+            "--naive-repeats",
+            "1",
+            "--order-sets",
+            "4",
+            "--threads",
+            "1",
+            "--json",
+            str(path),
+        ]
+    )
     bench = __import__("json").loads(path.read_text())
     assert [r["k"] for r in bench["rows"]] == [2, 8, 16]
     assert bench["order"]["sets"] == 4 and bench["token_budget"]["long_k16_ms"] > 0
-    text = render(collect(bench, [], None, "test machine"))
+    text = render(collect(bench, [], [], "test machine"))
     assert "| 8 |" in text and "Order invariance" in text and "Token budget" in text

@@ -35,6 +35,15 @@ SPEEDUP_TARGET = 4.0  # all-pairs batch / listwise at K=8
 ORDER_TARGET = 0.02  # chosen index changed by a permutation
 BUDGET_TARGET = 5.0  # long K=16 request / typical request
 ECE_TARGET = 0.05
+# the held-out figures kept per Upworthy row
+FIGURES = (
+    "pairs",
+    "accuracy",
+    "significant_pairs",
+    "accuracy_significant",
+    "auc_significant",
+    "ece",
+)
 
 
 def sim_run(model_dir: Path) -> dict:
@@ -64,30 +73,58 @@ def sim_run(model_dir: Path) -> dict:
     }
 
 
-def upworthy(frozen: dict) -> dict:
-    """What the README keeps of a frozen_eval report: per feature set, the probe floor and each
-    set transformer, with its paired test against the probe."""
-    keep = ("pairs", "accuracy", "significant_pairs", "accuracy_significant", "auc_significant",
-            "ece", "accuracy_significant_random_weeks_only", "vs_linear_probe", "members")  # fmt: skip
+def upworthy(frozen: list[dict]) -> dict:
+    """What the README keeps of frozen_eval reports (same split, e.g. one per ensemble size):
+    per feature set, the probe floors once and each set transformer, with its paired test
+    against the probe."""
+    keep = (*FIGURES, "accuracy_significant_random_weeks_only", "vs_linear_probe", "members")
+    rows: list[dict] = []
+    for report in frozen:
+        for feats, res in report["results"].items():
+            for model, m in res.items():
+                members = m.get("members", 1)
+                if any(
+                    r["features"] == feats
+                    and r["model"] == model
+                    and r.get("members", 1) == members
+                    for r in rows
+                ):
+                    continue  # the probes are the same in every report of one split
+                rows.append(
+                    {"features": feats, "model": model, **{k: m[k] for k in keep if k in m}}
+                )
+    return {"val_pairs": frozen[0]["val_pairs"], "layers": frozen[0]["layers"], "rows": rows}
+
+
+def finetuned_run(model_dir: Path) -> dict:
+    """A fine-tuned ranker on Upworthy: eval.json (eval-ranker, held-out stories of its split)
+    and the training settings from train_metrics.json."""
+    report = json.loads((model_dir / "eval.json").read_text())
+    cfg = json.loads((model_dir / "train_metrics.json").read_text()).get("config", {})
+    r = report["ranker"]
     return {
-        "val_pairs": frozen["val_pairs"],
-        "layers": frozen["layers"],
-        "results": {
-            feats: {model: {k: m[k] for k in keep if k in m} for model, m in res.items()}
-            for feats, res in frozen["results"].items()
-        },
+        "features": f"{cfg.get('backbone') or 'all-MiniLM-L6-v2'}, fine-tuned",
+        "model": f"{cfg.get('head')} head, {cfg.get('epochs'):g} epochs",
+        **{k: r[k] for k in FIGURES if k in r},
     }
 
 
-def collect(bench: dict | None, sims: list[dict], frozen: dict | None, machine: str) -> dict:
+def collect(
+    bench: dict | None,
+    sims: list[dict],
+    frozen: list[dict],
+    machine: str,
+    finetuned: list[dict] | None = None,
+) -> dict:
     """listwise.json: the machine, and each part that was measured."""
     out: dict = {"machine": machine}
     if bench is not None:
         out["latency"] = bench
     if sims:
         out["simulated"] = sims
-    if frozen is not None:
+    if frozen:
         out["upworthy"] = upworthy(frozen)
+        out["upworthy"]["rows"] += finetuned or []
     return out
 
 
@@ -155,14 +192,17 @@ def _sim_lines(sims: list[dict]) -> list[str]:
         )
         train = f"{s['train_runtime_s'] / 60:.0f} min" if s.get("train_runtime_s") else "—"
         lines.append(
-            f"| {s['epochs']} | {s['batch_size']} | {s['learning_rate']:g} | {s['listwise_loss']} "
+            f"| {s['epochs']:g} | {s['batch_size']} | {s['learning_rate']:g} | {s['listwise_loss']} "
             f"| {train} | {s['accuracy']:.3f} ({s['pairs']:,}) | {s['accuracy_significant']:.3f} "
             f"({s['significant_pairs']:,}) | {s['auc']:.3f} | {s['ece']:.3f} | "
             f"**{s['share_of_bayes_optimal']:.1%}** of {s['bayes_optimal_accuracy']:.3f} | {pick} |"
         )
     best = max(s["share_of_bayes_optimal"] for s in sims)
-    lines += ["", f"- Best share of Bayes-optimal: {best:.1%} (target ≥ {SIM_TARGET:.0%}: "
-                  f"{_met(best >= SIM_TARGET)})."]  # fmt: skip
+    lines += [
+        "",
+        f"- Best share of Bayes-optimal: {best:.1%} (target ≥ {SIM_TARGET:.0%}: "
+        f"{_met(best >= SIM_TARGET)}).",
+    ]
     return lines
 
 
@@ -177,17 +217,32 @@ def _upworthy_lines(up: dict) -> list[str]:
         "vs the probe: only this right / only the probe right, p |",
         "|---|---|---|---|---|---|---|",
     ]
-    for feats, res in up["results"].items():
-        for model, m in res.items():
-            vs = m.get("vs_linear_probe")
-            paired = (
-                f"{vs['model_only']} / {vs['floor_only']}, p = {vs['p_value']:.2f}" if vs else "—"
-            )
-            lines.append(
-                f"| {feats} | {model} | {m['accuracy_significant']:.1%} "
-                f"({m['significant_pairs']}) | {m['accuracy']:.1%} | {m['auc_significant']:.3f} "
-                f"| {m['ece']:.3f} | {paired} |"
-            )
+    for m in up["rows"]:
+        model = m["model"] + (f" (mean of {m['members']} seeds)" if m.get("members", 1) > 1 else "")
+        vs = m.get("vs_linear_probe")
+        paired = f"{vs['model_only']} / {vs['floor_only']}, p = {vs['p_value']:.2f}" if vs else "—"
+        lines.append(
+            f"| {m['features'].replace('default', 'all-MiniLM-L6-v2')} | {model} | {m['accuracy_significant']:.1%} "
+            f"({m['significant_pairs']}) | {m['accuracy']:.1%} | {m['auc_significant']:.3f} "
+            f"| {m['ece']:.3f} | {paired} |"
+        )
+    sets = [m for m in up["rows"] if m.get("vs_linear_probe")]
+    if sets:
+        above = [
+            m
+            for m in sets
+            if m["vs_linear_probe"]["model_only"] > m["vs_linear_probe"]["floor_only"]
+        ]
+        sig = [m for m in above if m["vs_linear_probe"]["p_value"] < 0.05]
+        best = max(m["accuracy_significant"] for m in sets)
+        ece = max(m["ece"] for m in sets)
+        lines += [
+            "",
+            f"- Above the probe (more pairs right, McNemar p < 0.05): {len(sig)} of {len(sets)} set "
+            f"transformers ({_met(bool(sig))}); {len(above)} of {len(sets)} are ahead by count.",
+            f"- Best significant-pair accuracy {best:.1%} (goal ≥ 75%: {_met(best >= 0.75)}); "
+            f"largest ECE {ece:.3f} (target ≤ {ECE_TARGET}: {_met(ece <= ECE_TARGET)}).",
+        ]
     return lines
 
 
@@ -213,15 +268,22 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bench", help="bench_rank --listwise --json output")
     p.add_argument("--sim", action="append", default=[], help="listwise model dir with eval.json")
-    p.add_argument("--frozen", help="frozen_eval --json output")
+    p.add_argument("--frozen", action="append", default=[], help="frozen_eval --json output(s)")
+    p.add_argument(
+        "--upworthy-model",
+        action="append",
+        default=[],
+        help="ranker dir with an Upworthy eval.json",
+    )
     p.add_argument("--out", default="docs/results/listwise.json")
     p.add_argument("--readme", help="rewrite this README's listwise section")
     args = p.parse_args(argv)
     results = collect(
         json.loads(Path(args.bench).read_text()) if args.bench else None,
         [sim_run(Path(d)) for d in args.sim],
-        json.loads(Path(args.frozen).read_text()) if args.frozen else None,
+        [json.loads(Path(f).read_text()) for f in args.frozen],
         describe_machine(),
+        [finetuned_run(Path(d)) for d in args.upworthy_model],
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
