@@ -47,6 +47,7 @@ def monitor(
     from monitoring.config import MonitorConfig
     from monitoring.report import run_monitoring
     from pushgen.contracts import read_table, write_table
+    from pushgen.run_report import log_metrics
 
     cfg = MonitorConfig.from_dict(json.loads(config_json or "{}"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,13 +63,15 @@ def monitor(
         aside = Path(tmp) / "rejected.parquet"
         # always write the output, even empty, so downstream steps can read it unconditionally
         write_table(pd.read_parquet(aside) if aside.exists() else pd.DataFrame(), rejected.path)
-    for check in result["checks"]:
-        if check["value"] is not None:
-            metrics.log_metric(check["name"], float(check["value"]))
-    for name, count in result["counts"].items():
-        if isinstance(count, int):  # "window" holds the latest window's counts
-            metrics.log_metric(name, count)
-    for flag in ("style_collapse", "reward_drift", "retrain"):
-        metrics.log_metric(flag, int(result[flag]))
+    # a check not evaluated has no value (None), which log_metrics leaves out
+    figures = {
+        c["name"]: None if c["value"] is None else float(c["value"]) for c in result["checks"]
+    }
+    # "window" holds the latest window's counts (a dict, so log_metrics leaves it out)
+    figures.update(result["counts"])
+    figures.update(
+        {flag: int(result[flag]) for flag in ("style_collapse", "reward_drift", "retrain")}
+    )
+    log_metrics(metrics, figures)
     outputs = namedtuple("MonitorOutputs", ["style_collapse", "reward_drift", "retrain"])
     return outputs(result["style_collapse"], result["reward_drift"], result["retrain"])

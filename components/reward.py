@@ -85,14 +85,18 @@ def reward(
         return
     from pathlib import Path
 
-    import pandas as pd
-
     from pushgen.contracts import write_table
     from pushgen.errors import ConfigError
     from pushgen.ranker.pairs import PairConfig, StorySplitConfig
-    from pushgen.ranker.recipe import RankerRecipeConfig, read_ab_tests, train_from_ab_tests
+    from pushgen.ranker.recipe import (
+        RankerRecipeConfig,
+        headline_figures,
+        read_ab_tests,
+        set_aside_table,
+        train_from_ab_tests,
+    )
     from pushgen.ranker.train import RankerTrainConfig
-    from pushgen.run_report import finite_metrics, log_metrics
+    from pushgen.run_report import log_metrics
 
     if use_caption and captions is None:
         raise ConfigError("use_caption needs the captions input (the materialize step's)")
@@ -118,25 +122,6 @@ def reward(
     result = train_from_ab_tests(source, out, cfg)
 
     # Arms and pairs set aside, in one table, always written so downstream reads never fail.
-    parts = [pd.read_parquet(p) for p in (out / "data").glob("*.parquet")]
-    write_table(pd.concat(parts) if parts else pd.DataFrame({"reject_reason": []}), rejected.path)
+    write_table(set_aside_table(out), rejected.path)
     ranker.metadata.update({"framework": "transformers", "kind": "pairwise-cross-encoder"})
-    val = result.get("val", {})
-    figures = {
-        "train_pairs": result["train_pairs"],
-        "train_loss": result["train_loss"],
-        "train_examples_per_s": result["train_examples_per_s"],
-        "val_pairs": val.get("pairs", 0),
-        "val_accuracy": val.get("accuracy"),
-        "val_accuracy_significant": val.get("accuracy_significant"),
-        "val_auc": val.get("auc"),
-        "val_ece": val.get("ece"),
-        "val_antisymmetry_error": val.get("antisymmetry_error"),
-        "arms_rejected": result["pairs"]["train"]["arms_rejected"]
-        + result["pairs"]["val"]["arms_rejected"],
-        # 1 when no training pair passed max_p_value and all pairs were used with evidence weights
-        "pairs_fallback_all": float(bool(result.get("pairs_fallback"))),
-    }
-    # KFP metrics must be finite numbers; a figure that cannot be computed is left out
-    # (log_metrics drops it). Written as a file too, so kfp's local cache can serve this step.
-    log_metrics(metrics, {name: float(v) for name, v in finite_metrics(figures).items()})
+    log_metrics(metrics, headline_figures(result))

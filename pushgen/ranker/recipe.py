@@ -185,3 +185,32 @@ def train_from_ab_tests(
         metrics["pointwise"] = train_pointwise(arms, val_arms, out / POINTWISE_SUBDIR, cfg.train)
     (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
+
+
+def set_aside_table(out_dir: str | Path) -> pd.DataFrame:
+    """Every arm and pair a training run set aside (`<out_dir>/data/*.parquet`), in one table with
+    its `reject_reason` (empty, with the column, when nothing was)."""
+    parts = [pd.read_parquet(p) for p in sorted((Path(out_dir) / "data").glob("*.parquet"))]
+    return pd.concat(parts) if parts else pd.DataFrame({"reject_reason": pd.Series(dtype=str)})
+
+
+def headline_figures(result: dict) -> dict[str, float]:
+    """The figures a pipeline run logs for the ranker (from `train_from_ab_tests`'s result);
+    one that could not be computed is None (KFP's Metrics leave it out)."""
+    val = result.get("val", {})
+    pairs = result["pairs"]
+    figures = {
+        "train_pairs": result["train_pairs"],
+        "train_loss": result["train_loss"],
+        "train_examples_per_s": result["train_examples_per_s"],
+        "val_pairs": val.get("pairs", 0),
+        "val_accuracy": val.get("accuracy"),
+        "val_accuracy_significant": val.get("accuracy_significant"),
+        "val_auc": val.get("auc"),
+        "val_ece": val.get("ece"),
+        "val_antisymmetry_error": val.get("antisymmetry_error"),
+        "arms_rejected": pairs["train"]["arms_rejected"] + pairs["val"]["arms_rejected"],
+        # 1 when no training pair passed max_p_value and all pairs were used with evidence weights
+        "pairs_fallback_all": float(bool(result.get("pairs_fallback"))),
+    }
+    return {k: None if v is None else float(v) for k, v in figures.items()}
