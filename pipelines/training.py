@@ -345,9 +345,10 @@ def run_local(params: dict | None = None, pipeline_root: str | Path = "runs/pipe
     return artifacts
 
 
-def run_in_process(pipeline, params: dict, root: Path) -> None:
+def run_in_process(pipeline, params: dict, root: Path):
     """One run of `pipeline(**params)` with kfp's local SubprocessRunner in this environment (no
-    venv, no pip install, no image), kfp's cache on, outputs under `root`."""
+    venv, no pip install, no image), kfp's cache on, outputs under `root`; returns what the
+    pipeline call returns (its outputs)."""
     from kfp import local
 
     local.init(
@@ -359,7 +360,7 @@ def run_in_process(pipeline, params: dict, root: Path) -> None:
     with warnings.catch_warnings():
         # The subprocess runner warns when the image name lacks "python"; locally no image runs.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        pipeline(**params)
+        return pipeline(**params)
 
 
 def collect_artifacts(root: Path, prefix: str = PIPELINE_NAME) -> dict[str, str]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.training import run_in_process
 from pushgen.clean import (
     CleanConfig,
     clean_metrics,
@@ -280,7 +281,7 @@ def test_cli_clean(sim_dir, tmp_path, capsys):
 
 @pytest.mark.filterwarnings("ignore:.*non-Python base image")
 def test_caption_and_clean_components_run_in_a_kfp_pipeline(sim_dir, tmp_path):
-    from kfp import dsl, local
+    from kfp import dsl
 
     from components.caption import caption
     from components.clean import clean
@@ -297,14 +298,11 @@ def test_caption_and_clean_components_run_in_a_kfp_pipeline(sim_dir, tmp_path):
             config={"min_pv": 500},
         )
 
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(tmp_path),
-        raise_on_error=True,
-    )
-    data_steps(
-        videos_uri=str(sim_dir / "videos.parquet"), pushes_uri=str(sim_dir / "pushes.parquet")
-    )
+    params = {
+        "videos_uri": str(sim_dir / "videos.parquet"),
+        "pushes_uri": str(sim_dir / "pushes.parquet"),
+    }
+    run_in_process(data_steps, params, tmp_path)
     run_dir = next(p for p in tmp_path.iterdir() if p.name.startswith("data-steps"))
     captions = pd.read_parquet(run_dir / "caption" / "captions")
     cleaned = pd.read_parquet(run_dir / "clean" / "cleaned")

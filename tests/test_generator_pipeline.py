@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.training import run_in_process
 from pushgen.cli import main
 from pushgen.generator.evaluate import beat_rate, distinct_n, mean_pairwise_cosine
 
@@ -36,7 +37,7 @@ def sft_tables(sim, tmp_path_factory):
 
 
 def test_sft_component_runs_in_the_local_runner(sft_tables, tiny_causal_lm_dir, tmp_path):
-    from kfp import compiler, dsl, local
+    from kfp import compiler, dsl
 
     from components.sft import sft
 
@@ -57,12 +58,12 @@ def test_sft_component_runs_in_the_local_runner(sft_tables, tiny_causal_lm_dir, 
         )
 
     compiler.Compiler().compile(sft_only, str(tmp_path / "sft.yaml"))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    sft_only(
-        labelled_uri=str(tables / "labelled.parquet"),
-        captions_uri=str(tables / "captions.parquet"),
-        base=str(tiny_causal_lm_dir),
-    )
+    params = {
+        "labelled_uri": str(tables / "labelled.parquet"),
+        "captions_uri": str(tables / "captions.parquet"),
+        "base": str(tiny_causal_lm_dir),
+    }
+    run_in_process(sft_only, params, tmp_path / "root")
     (adapter,) = list((tmp_path / "root").rglob("adapter_model.safetensors"))
     manifest = json.loads((adapter.parent / "pushgen_generator.json").read_text())
     assert list(manifest["categories"]) == ["Humor", "Practical", "Suspense", "Emotion"]

@@ -38,6 +38,7 @@ def _sim_dir(tmp_path: Path, share: float) -> Path:
     (d / "eval.json").write_text(
         json.dumps(
             {
+                "scored": "held-out stories of the training run (9 tests)",
                 "ranker": ranker,
                 "selection": selection,
                 "bayes_optimal": {"empirical_accuracy": 0.8 / share, "ranker_share": share},
@@ -52,13 +53,21 @@ def _sim_dir(tmp_path: Path, share: float) -> Path:
         "listwise_loss": "pairwise",
     }
     (d / "train_metrics.json").write_text(json.dumps({"config": cfg, "train_runtime_s": 600}))
+    world = {"seed": 7, "videos": {"video_id": ["v1", "v2", "v3"]}}
+    (d / "world.json").write_text(json.dumps(world))
     return d
 
 
+def _sim_run(tmp_path: Path, share: float) -> dict:
+    d = _sim_dir(tmp_path, share)
+    return sim_run(d, d / "world.json")
+
+
 def test_simulated_rows_say_whether_the_target_is_met(tmp_path):
-    short = render({"machine": "m", "simulated": [sim_run(_sim_dir(tmp_path, 0.899))]})
+    short = render({"machine": "m", "simulated": [_sim_run(tmp_path, 0.899)]})
     assert "89.9%" in short and "target ≥ 90%: **not met**" in short
-    met = render({"machine": "m", "simulated": [sim_run(_sim_dir(tmp_path, 0.91))]})
+    assert "a world of 3 videos (seed 7), held-out stories of the training run (9 tests)" in short
+    met = render({"machine": "m", "simulated": [_sim_run(tmp_path, 0.91)]})
     assert "target ≥ 90%: met" in met and "6.50% (5.00% / 7.00%)" in met
 
 

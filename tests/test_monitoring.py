@@ -15,6 +15,7 @@ from monitoring.power import EXPECTED, required_n, windows_needed
 from monitoring.report import run_monitoring
 from monitoring.requests import request_table
 from monitoring.signals import SIGNALS
+from pipelines.training import run_in_process
 from pushgen.cli import main
 from pushgen.contracts import CONTRACTS, validate
 from pushgen.errors import ConfigError, DataContractError
@@ -298,7 +299,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_monitor_component_compiles_and_runs_locally(world, tmp_path):
-    from kfp import compiler, dsl, local
+    from kfp import compiler, dsl
 
     from components.monitor import monitor
 
@@ -328,10 +329,10 @@ def test_monitor_component_compiles_and_runs_locally(world, tmp_path):
 
     compiler.Compiler().compile(monitor_only, str(tmp_path / "monitor.yaml"))
     assert "monitor" in (tmp_path / "monitor.yaml").read_text()
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     # historical pushes carry no candidates: the log's earlier windows are the reference
-    run = monitor_only(
-        log_uri=paths["log"], feedback_uri=paths["feedback"], reference_uri=paths["reference"]
+    uris = {"log_uri": paths["log"], "feedback_uri": paths["feedback"]}
+    run = run_in_process(
+        monitor_only, {**uris, "reference_uri": paths["reference"]}, tmp_path / "root"
     )
     assert run.output is True
     summaries = list((tmp_path / "root").rglob("summary"))

@@ -2,16 +2,16 @@
 
 import inspect
 import json
-import warnings
 
 import pandas as pd
 import pytest
 import yaml
-from kfp import compiler, dsl, local
+from kfp import compiler, dsl
 from kfp.dsl import Dataset
 
 from components import PUSHGEN_IMAGE
 from components.reward import reward
+from pipelines.training import run_in_process
 from pushgen.errors import DataContractError
 from pushgen.ranker.pairs import PairConfig
 from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
@@ -67,10 +67,8 @@ def test_component_trains_a_ranker_locally(sim_dir, tiny_encoder_dir, tmp_path):
         ab = dsl.importer(artifact_uri=ab_uri, artifact_class=Dataset, reimport=False)
         reward(ab_tests=ab.output, backbone=backbone, epochs=1.0, batch_size=16, max_p_value=1.0)
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        reward_only(ab_uri=str(sim_dir / "ab_tests.parquet"), backbone=str(tiny_encoder_dir))
+    params = {"ab_uri": str(sim_dir / "ab_tests.parquet"), "backbone": str(tiny_encoder_dir)}
+    run_in_process(reward_only, params, tmp_path)
     ranker_dir = next(tmp_path.rglob("ranker_config.json")).parent
     assert (ranker_dir / "model.safetensors").exists() and (ranker_dir / "split.json").exists()
     executor = json.loads((ranker_dir.parent / "executor_output.json").read_text())
@@ -79,8 +77,11 @@ def test_component_trains_a_ranker_locally(sim_dir, tiny_encoder_dir, tmp_path):
     # Metrics also lie on disk as a file: kfp's local cache only reuses steps whose files exist.
     metrics_file = next(p for p in tmp_path.rglob("metrics") if p.is_file())
     assert json.loads(metrics_file.read_text())["train_pairs"] == metrics["train_pairs"]
+    # every arm and pair the run set aside is in the rejected output, with its reason
     rejected = pd.read_parquet(ranker_dir.parent / "rejected")
-    assert "reject_reason" in rejected.columns
+    stats = json.loads((ranker_dir / "train_metrics.json").read_text())["pairs"]
+    aside = sum(stats[side]["set_aside"] + stats[side]["arms_rejected"] for side in stats)
+    assert aside > 0 and len(rejected) == aside and rejected["reject_reason"].notna().all()
 
 
 def _coin_flip_tests(n_tests: int = 24) -> pd.DataFrame:

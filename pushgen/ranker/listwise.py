@@ -270,7 +270,9 @@ class ListwiseRanker:
 
     def win_matrix(self, texts: Sequence[str], caption: str | None = None) -> np.ndarray:
         """W[i, j] = sigmoid((s_i - s_j) / T) from one pass; W + W.T = 1 exactly."""
-        return win_from_scores(self.scores(texts, caption), self.listwise.temperature)
+        from pushgen.ranker.select import _check_texts
+
+        return self.win_matrices([(_check_texts(texts), caption)])[0]
 
     raw_win_matrix = win_matrix  # antisymmetric already: nothing to average
 

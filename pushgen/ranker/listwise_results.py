@@ -8,7 +8,8 @@ The JSON is assembled from the files the measuring commands write, never typed:
 - Upworthy: `python -m pushgen.ranker.frozen_eval ... --json frozen.json`.
 
     python -m pushgen.ranker.listwise_results --bench bench.json --sim runs/lw_e5 \\
-        --frozen frozen.json --out docs/results/listwise.json --readme README.md
+        --sim-world runs/sim/world.json --frozen frozen.json --upworthy-model runs/lw_up \\
+        --out docs/results/listwise.json --readme README.md
 
 `render(results)` is the only source of the README text between the listwise markers, and a
 test checks the README against the committed JSON.
@@ -46,13 +47,18 @@ FIGURES = (
 )
 
 
-def sim_run(model_dir: Path) -> dict:
-    """One simulated run's figures: eval.json (eval-ranker with --world) and train_metrics.json."""
+def sim_run(model_dir: Path, world: Path) -> dict:
+    """One simulated run's figures: eval.json (eval-ranker with --world), train_metrics.json and
+    the size and seed of the world it was scored against."""
     report = json.loads((model_dir / "eval.json").read_text())
     train = json.loads((model_dir / "train_metrics.json").read_text())
+    truth = json.loads(world.read_text())
     cfg = train.get("config", {})
     r, b, sel = report["ranker"], report["bayes_optimal"], report.get("selection", {})
     return {
+        "world_videos": len(truth["videos"]["video_id"]),
+        "world_seed": truth["seed"],
+        "scored": report["scored"],
         "head": cfg.get("head"),
         "epochs": cfg.get("epochs"),
         "batch_size": cfg.get("batch_size"),
@@ -78,22 +84,19 @@ def upworthy(frozen: list[dict]) -> dict:
     per feature set, the probe floors once and each set transformer, with its paired test
     against the probe."""
     keep = (*FIGURES, "accuracy_significant_random_weeks_only", "vs_linear_probe", "members")
-    rows: list[dict] = []
+    rows: dict[tuple, dict] = {}  # the probes are the same in every report of one split: once
     for report in frozen:
         for feats, res in report["results"].items():
             for model, m in res.items():
-                members = m.get("members", 1)
-                if any(
-                    r["features"] == feats
-                    and r["model"] == model
-                    and r.get("members", 1) == members
-                    for r in rows
-                ):
-                    continue  # the probes are the same in every report of one split
-                rows.append(
-                    {"features": feats, "model": model, **{k: m[k] for k in keep if k in m}}
+                rows.setdefault(
+                    (feats, model, m.get("members", 1)),
+                    {"features": feats, "model": model, **{k: m[k] for k in keep if k in m}},
                 )
-    return {"val_pairs": frozen[0]["val_pairs"], "layers": frozen[0]["layers"], "rows": rows}
+    return {
+        "val_pairs": frozen[0]["val_pairs"],
+        "layers": frozen[0]["layers"],
+        "rows": [*rows.values()],
+    }
 
 
 def finetuned_run(model_dir: Path) -> dict:
@@ -124,7 +127,8 @@ def collect(
         out["simulated"] = sims
     if frozen:
         out["upworthy"] = upworthy(frozen)
-        out["upworthy"]["rows"] += finetuned or []
+    if finetuned:
+        out.setdefault("upworthy", {"rows": []})["rows"] += finetuned
     return out
 
 
@@ -177,9 +181,13 @@ def _latency_lines(lat: dict) -> list[str]:
 
 
 def _sim_lines(sims: list[dict]) -> list[str]:
+    worlds = sorted({(s["world_videos"], s["world_seed"], s["scored"]) for s in sims})
+    where = "; ".join(
+        f"a world of {n:,} videos (seed {seed}), {scored}" for n, seed, scored in worlds
+    )
     lines = [
-        "Simulated A/B tests (8,000 videos, confounders ×2, the pairwise head's world and split;"
-        " `pushgen train-ranker --head listwise`, `pushgen eval-ranker --world`):",
+        f"Simulated A/B tests ({where}; `pushgen train-ranker --head listwise`, "
+        "`pushgen eval-ranker --world`):",
         "",
         "| epochs | batch (tests) | lr | loss | training | all pairs | significant pairs | AUC "
         "| ECE | share of Bayes-optimal | Copeland pick's true CTR (random / best) |",
@@ -208,11 +216,17 @@ def _sim_lines(sims: list[dict]) -> list[str]:
 
 
 def _upworthy_lines(up: dict) -> list[str]:
+    frozen = (
+        f" ({up['val_pairs']:,} pairs), frozen encoders (mean of the last {up['layers']} layers) "
+        "with the linear probe on e_a − e_b as the floor, same run (`python -m "
+        "pushgen.ranker.frozen_eval`); the set transformer is compared with the probe on the same "
+        "significant pairs (McNemar)"
+        if "val_pairs" in up
+        else ""
+    )
     lines = [
-        f"Upworthy, held-out stories ({up['val_pairs']:,} pairs), frozen encoders (mean of the "
-        f"last {up['layers']} layers) with the linear probe on e_a − e_b as the floor, same run "
-        "(`python -m pushgen.ranker.frozen_eval`); the set transformer is compared with the probe "
-        "on the same significant pairs (McNemar):",
+        f"Upworthy, held-out stories of the recipe's split{frozen}. Rows marked fine-tuned are "
+        "`pushgen train-ranker` / `eval-ranker` runs on the same split:",
         "",
         "| features | model | significant pairs | all pairs | AUC (sig.) | ECE | "
         "vs the probe: only this right / only the probe right, p |",
@@ -269,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bench", help="bench_rank --listwise --json output")
     p.add_argument("--sim", action="append", default=[], help="listwise model dir with eval.json")
+    p.add_argument("--sim-world", help="the world.json the --sim runs were scored against")
     p.add_argument("--frozen", action="append", default=[], help="frozen_eval --json output(s)")
     p.add_argument(
         "--upworthy-model",
@@ -281,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     results = collect(
         json.loads(Path(args.bench).read_text()) if args.bench else None,
-        [sim_run(Path(d)) for d in args.sim],
+        [sim_run(Path(d), Path(args.sim_world)) for d in args.sim],
         [json.loads(Path(f).read_text()) for f in args.frozen],
         describe_machine(),
         [finetuned_run(Path(d)) for d in args.upworthy_model],
