@@ -54,8 +54,8 @@ def candidate_texts(k: int, seed: int = 0) -> list[str]:
 
 def default_ranker_dir(scratch: Path, use_caption: bool = False) -> Path:
     """The default backbone with a fresh pairwise head: the latency of a trained ranker."""
+    from pushgen.ranker.inputs import RankerSettings
     from pushgen.ranker.model import load_encoder
-    from pushgen.ranker.select import RankerSettings
 
     model, tokenizer = load_encoder(None, num_labels=1)
     model.save_pretrained(scratch)
@@ -98,7 +98,7 @@ def mode_agreement(rankers: dict, sets: list[tuple[list[str], str]]) -> dict[str
 
 
 def aggregate_pick(win: np.ndarray) -> int:
-    from pushgen.ranker.select import aggregate
+    from pushgen.ranker.aggregate import aggregate
 
     return aggregate(win, "copeland").chosen
 
@@ -127,8 +127,9 @@ def one_pair_at_a_time(ranker, texts: list[str], caption: str | None = None) -> 
 
 def training_speed(n_pairs: int, seed: int = 0) -> dict:
     """Pairs/s of a short real training run of the default backbone on simulated A/B pairs."""
+    from pushgen.ranker.config import RankerTrainConfig
     from pushgen.ranker.pairs import build_pairs
-    from pushgen.ranker.train import RankerTrainConfig, train_ranker
+    from pushgen.ranker.train import train_ranker
     from pushgen.simulator import SimConfig, simulate
 
     sim = simulate(SimConfig(n_videos=max(50, n_pairs), seed=seed))
@@ -144,8 +145,8 @@ def training_speed(n_pairs: int, seed: int = 0) -> dict:
 
 def default_listwise_dir(scratch: Path) -> Path:
     """The default backbone with a fresh listwise head: the latency of a trained one."""
+    from pushgen.ranker.inputs import RankerSettings
     from pushgen.ranker.listwise import ListwiseSettings, build_listwise_model
-    from pushgen.ranker.select import RankerSettings
 
     model, tokenizer = build_listwise_model(None)
     model.save_pretrained(scratch)

@@ -87,6 +87,7 @@ def reward(
 
     from pushgen.contracts import write_table
     from pushgen.errors import ConfigError
+    from pushgen.ranker.config import RankerTrainConfig
     from pushgen.ranker.pairs import PairConfig, StorySplitConfig
     from pushgen.ranker.recipe import (
         RankerRecipeConfig,
@@ -95,7 +96,6 @@ def reward(
         set_aside_table,
         train_from_ab_tests,
     )
-    from pushgen.ranker.train import RankerTrainConfig
     from pushgen.run_report import log_metrics
 
     if use_caption and captions is None:

@@ -12,7 +12,7 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import COMPONENT_DEFAULTS
-from pushgen.generator.sft import GeneratorTrainConfig
+from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.settings import component_defaults
 
 TRAIN = GeneratorTrainConfig()  # the defaults of the settings after `*` below
@@ -78,8 +78,9 @@ def sft(
         generator.metadata.update({"carried_from": carry_from})
         return
     from pushgen.errors import ConfigError
+    from pushgen.generator.config import GeneratorTrainConfig
     from pushgen.generator.prompts import PromptTemplate
-    from pushgen.generator.sft import GeneratorTrainConfig, train_from_files
+    from pushgen.generator.sft import train_from_files
     from pushgen.run_report import log_metrics
 
     if weighting not in ("data", "none"):

@@ -7,7 +7,7 @@ signals; one side or split over two for two-sided signals) and any warn band wit
 Mean and ratio signals use a normal band (the bootstrap sd, widened by sqrt(1 + n/N) because the
 reference itself is a sample of N requests); distances (Jensen-Shannon) a gamma fit to the
 bootstrap. No band is narrower than the signal's practical `floor`. A window with fewer units than
-the sample-size rule (`monitoring.power.required_n`) says `not evaluated` and how many it needs.
+the sample-size rule (`monitoring.sample_size.required_n`) says `not evaluated` and how many it needs.
 
 `judge(window, calibration)` gives each check a level (ok / warn / alert / not evaluated) and
 `verdict(checks)` blames the most upstream part that alerts (inputs, then generator, then ranker).
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from monitoring.power import required_n
+from monitoring.sample_size import required_n
 from monitoring.signals import (
     BY_NAME,
     PARTS,

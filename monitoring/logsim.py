@@ -26,7 +26,7 @@ import pandas as pd
 
 from pushgen.errors import ConfigError
 from pushgen.generator.guard import check_candidate
-from pushgen.ranker.select import copeland_scores
+from pushgen.ranker.aggregate import copeland_scores
 from pushgen.simulator import INVENTED_NAMES, TEMPLATES, World, true_ctr
 from serving.explore import ALL_REJECTED, choose, log_rows
 

@@ -1,8 +1,6 @@
-"""Sample sizes and the detection table: how often the monitor alerts, and whom it blames.
+"""The detection table: how often the monitor alerts, and whom it blames.
 
-`required_n(sd, effect, alpha)` is the number of units a mean-type check needs to see a shift of
-`effect` with 80% power at one-sided level `alpha` (normal approximation); the checks use it to say
-`not evaluated` with the sample they need.
+The sample-size rules (`required_n`, `windows_needed`) live in `monitoring.sample_size`.
 
 `python -m monitoring.power` (or `pushgen monitor --evaluate`) builds log-shaped streams
 (`monitoring.logsim`) over one simulated world, calibrates the bands on a healthy reference stream,
@@ -19,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-from scipy import stats
+from monitoring.sample_size import windows_needed
 
 EXPECTED = {
     "full_collapse": "generator",
@@ -42,26 +39,6 @@ WEAKER = {
     "topic_shift 3 topics at 40%": ("topic_shift", {"shifted_share": 0.4}),
     "caption_outage 5%": ("caption_outage", {"outage_share": 0.05}),
 }
-
-
-def required_n(sd: float, effect: float, alpha: float, power: float = 0.8) -> int:
-    """Units needed to detect a mean shift of `effect` (same unit as `sd`) at level `alpha`."""
-    if effect <= 0:
-        raise ValueError("effect must be positive")
-    if not math.isfinite(sd) or sd <= 0:
-        return 1
-    z = stats.norm.isf(alpha) + stats.norm.isf(1 - power)
-    return max(1, math.ceil((z * sd / effect) ** 2))
-
-
-def windows_needed(p: float, target: float = 0.95) -> int | None:
-    """Consecutive windows until a fault detected with per-window probability p is caught with
-    probability `target` (None when p is 0)."""
-    if p <= 0:
-        return None
-    if p >= target:
-        return 1
-    return math.ceil(math.log(1 - target) / math.log(1 - p))
 
 
 def detection_table(

@@ -28,8 +28,8 @@ from components.ingest_feedback import ingest_feedback
 from components.monitor import monitor
 from components.retrain_request import retrain_due, retrain_request
 from pipelines.training import DEFAULT_STORE, ClusterConfig, build_training_pipeline
-from pushgen.generator.sft import GeneratorTrainConfig
-from pushgen.ranker.train import RankerTrainConfig
+from pushgen.generator.config import GeneratorTrainConfig
+from pushgen.ranker.config import RankerTrainConfig
 
 PIPELINE_NAME = "pushgen-monitoring"
 

@@ -104,7 +104,7 @@ def build_recurring_run(
         V2beta1Trigger,
     )
 
-    from pushgen.commands.pipeline import build_submit_request
+    from pipelines.submit import build_submit_request
 
     cron6 = normalise_cron(cron)
     if max_concurrency < 1:

@@ -44,8 +44,8 @@ from components.sft import sft
 from components.simulate import simulate_or_ingest
 from pushgen.categories import DEFAULT_CATEGORIES
 from pushgen.errors import ConfigError
-from pushgen.generator.sft import GeneratorTrainConfig
-from pushgen.ranker.train import RankerTrainConfig
+from pushgen.generator.config import GeneratorTrainConfig
+from pushgen.ranker.config import RankerTrainConfig
 
 PIPELINE_NAME = "pushgen-training"
 DEFAULT_STORE = "s3://pushgen-models/pushgen"

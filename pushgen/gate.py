@@ -159,7 +159,7 @@ def score_rankers(rankers: dict[str, Any], inputs: GateInputs) -> dict[str, dict
     from pushgen.ranker.metrics import pairwise_metrics
     from pushgen.ranker.pairs import PairConfig, build_pairs_report
     from pushgen.ranker.recipe import read_ab_tests
-    from pushgen.ranker.train import score_both_orders
+    from pushgen.ranker.scoring import score_both_orders
 
     source = read_ab_tests(inputs.ab_tests)
     arms = source.arms

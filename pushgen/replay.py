@@ -138,7 +138,7 @@ def selection_methods(ranker: Any) -> list[str]:
 
 def pick(ranker: Any, texts: list[str], caption: str, methods: Sequence[str]) -> dict[str, int]:
     """{method: chosen index} for one candidate set; one win matrix serves the matrix methods."""
-    from pushgen.ranker.select import aggregate
+    from pushgen.ranker.aggregate import aggregate
 
     if len(texts) == 1:
         return dict.fromkeys(methods, 0)

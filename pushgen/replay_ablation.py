@@ -40,8 +40,9 @@ def train_weighting_variant(
 
     An existing directory with a finished generator is reused (the ablation is resumable).
     """
+    from pushgen.generator.config import GeneratorTrainConfig
     from pushgen.generator.generate import GENERATOR_MANIFEST
-    from pushgen.generator.sft import GeneratorTrainConfig, train_generator
+    from pushgen.generator.sft import train_generator
 
     out = Path(out_dir)
     if (out / GENERATOR_MANIFEST).is_file() and (out / "metrics.json").is_file():

@@ -63,7 +63,7 @@ def score_requests(ranker: Any, requests: list[RankRequest], method: str) -> lis
     """Rank several requests with one `win_matrices` call (blocking): every pair of every request
     in one batch, or for a listwise ranker every request's candidate set in one pass. The
     pairwise path cuts texts to the token budget first (a listwise ranker budgets its own)."""
-    from pushgen.ranker.select import aggregate
+    from pushgen.ranker.aggregate import aggregate
 
     if not hasattr(ranker, "score_sets"):
         requests = [within_budget(ranker, req) for req in requests]

@@ -133,7 +133,7 @@ def _write_generator_dir(base: str, out: Path, seed: int = 0, template: dict | N
 
 
 def _write_ranker_dir(encoder_dir: Path, max_length: int = 48) -> Path:
-    from pushgen.ranker.select import RankerSettings
+    from pushgen.ranker.inputs import RankerSettings
 
     RankerSettings(max_length=max_length, backbone=str(encoder_dir)).save(encoder_dir)
     return encoder_dir

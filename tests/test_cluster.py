@@ -29,7 +29,7 @@ import yaml
 
 from pushgen.cli import main
 from pushgen.store import VERSION_FILE, ArtifactStore, IntegrityError
-from serving.manifests import load_manifest, model_name_of, predict_url
+from serving.deploy import load_manifest, model_name_of, predict_url
 from serving.stack import free_port
 from tests.pods import REPO, namespaces_available, start_pod
 
@@ -331,7 +331,7 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
 
 
 def _cfg_of(deployed):
-    from serving.manifests import DeployConfig
+    from serving.deploy import DeployConfig
 
     return DeployConfig(
         version_uri=f"s3://{BUCKET}/store/versions/v1",
@@ -435,7 +435,7 @@ def test_deploy_needs_hub_access_for_a_hub_base_model(tmp_path, capsys):
 def test_transformer_with_an_empty_feature_registry_fails_at_start_up(tmp_path):
     """Not ready-then-every-request-fails: load() names the missing feature service."""
     from pushgen.errors import PushgenError
-    from serving.manifests import DeployConfig, feature_store_yaml
+    from serving.deploy import DeployConfig, feature_store_yaml
     from serving.transformer import PushgenTransformer, TransformerConfig
 
     repo = tmp_path / "repo"

@@ -51,7 +51,7 @@ def test_parse_parts():
 @pytest.fixture(scope="module")
 def release_parts(tiny_causal_lm_dir, tiny_encoder_dir, sim_dir, tmp_path_factory):
     """A generator dir, a ranker dir and the tables the gate reads (tiny random models)."""
-    from pushgen.ranker.select import RankerSettings
+    from pushgen.ranker.inputs import RankerSettings
 
     root = tmp_path_factory.mktemp("gate")
     ranker = root / "ranker"

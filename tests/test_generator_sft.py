@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from pushgen.errors import DataContractError
+from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.generator.generate import CandidateGenerator, GenerationConfig
-from pushgen.generator.sft import GeneratorTrainConfig, prepare_sft_data, train_generator
+from pushgen.generator.sft import prepare_sft_data, train_generator
 from pushgen.generator.trainer import collate_sft, fit, weighted_push_loss
 
 PUSHES = {

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from serving.manifests import MANIFEST_DIR, image_name
+from serving.deploy import MANIFEST_DIR, image_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

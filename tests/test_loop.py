@@ -85,7 +85,7 @@ def production(tiny_causal_lm_dir, tiny_encoder_dir, tmp_path_factory):
     """A store whose production version v1 holds tiny random models."""
     import shutil
 
-    from pushgen.ranker.select import RankerSettings
+    from pushgen.ranker.inputs import RankerSettings
 
     root = tmp_path_factory.mktemp("loop")
     ranker = root / "ranker0"

@@ -11,9 +11,10 @@ import pytest
 from monitoring.calibrate import calibrate, judge, verdict
 from monitoring.config import MonitorConfig
 from monitoring.logsim import FAULTS, StreamConfig, simulate_log, stream
-from monitoring.power import EXPECTED, required_n, windows_needed
+from monitoring.power import EXPECTED
 from monitoring.report import run_monitoring
 from monitoring.requests import request_table
+from monitoring.sample_size import required_n, windows_needed
 from monitoring.signals import SIGNALS
 from pipelines.training import run_in_process
 from pushgen.cli import main

@@ -7,9 +7,10 @@ import pytest
 import yaml
 from kfp import components as kfp_components
 
+from pipelines.submit import build_submit_request
 from pipelines.training import ClusterConfig, compile_pipeline
 from pushgen.cli import main as cli
-from pushgen.commands.pipeline import build_submit_request, parse_params
+from pushgen.commands.pipeline import parse_params
 from pushgen.errors import ConfigError
 
 TASKS = {

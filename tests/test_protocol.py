@@ -79,7 +79,8 @@ def test_one_batch_for_many_sets_gives_each_sets_win_matrix(tiny_encoder_dir, tm
 
     import numpy as np
 
-    from pushgen.ranker.select import PairwiseRanker, RankerSettings, caption_segment
+    from pushgen.ranker.inputs import RankerSettings, caption_segment
+    from pushgen.ranker.select import PairwiseRanker
 
     model_dir = tmp_path / "ranker"
     shutil.copytree(tiny_encoder_dir, model_dir)

@@ -13,9 +13,9 @@ from components import PUSHGEN_IMAGE
 from components.reward import reward
 from pipelines.training import run_in_process
 from pushgen.errors import DataContractError
+from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.pairs import PairConfig
 from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
-from pushgen.ranker.train import RankerTrainConfig
 
 # How kfp writes a Python annotation as a parameter type in the compiled spec.
 KFP_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN"}

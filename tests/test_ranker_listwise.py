@@ -12,6 +12,7 @@ import pytest
 from scipy.special import expit
 
 from pushgen.ranker.budget import CHARS_PER_TOKEN_BOUND, cut_to_token_budget
+from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.listwise import ListwiseSettings, encode_sets, win_from_scores
 from pushgen.ranker.listwise_train import (
     ab_test_groups,
@@ -22,7 +23,6 @@ from pushgen.ranker.listwise_train import (
 from pushgen.ranker.pairs import PairConfig
 from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
 from pushgen.ranker.select import PairwiseRanker
-from pushgen.ranker.train import RankerTrainConfig
 from tests.servers import wait_until_ok
 
 SUBJECTS = ["the cat", "a chef", "this dog", "the team", "my neighbour", "a pilot", "the kids"]

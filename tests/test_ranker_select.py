@@ -7,15 +7,15 @@ import pytest
 from scipy.special import expit
 
 from pushgen.errors import ConfigError, PushgenError
-from pushgen.ranker.select import (
-    PairwiseRanker,
-    RankerSettings,
+from pushgen.ranker.aggregate import (
     aggregate,
     bradley_terry_scores,
     copeland_scores,
     knockout,
     knockout_from_matrix,
 )
+from pushgen.ranker.inputs import RankerSettings
+from pushgen.ranker.select import PairwiseRanker
 
 
 def bt_matrix(strengths: list[float]) -> np.ndarray:

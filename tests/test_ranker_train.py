@@ -10,10 +10,11 @@ import pytest
 from safetensors.torch import load_file
 
 from pushgen.errors import ConfigError, DataContractError
+from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.pairs import build_pairs, split_by_story
 from pushgen.ranker.pointwise import PointwiseScorer, train_pointwise
 from pushgen.ranker.select import PairwiseRanker
-from pushgen.ranker.train import RankerTrainConfig, train_ranker
+from pushgen.ranker.train import train_ranker
 
 SUBJECTS = ["the cat", "a chef", "this dog", "the team", "my neighbour", "a pilot", "the kids"]
 ACTIONS = [

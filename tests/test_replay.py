@@ -55,9 +55,10 @@ def tiny_run(sim, tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> tup
     from pushgen.caption import TextCaptioner
     from pushgen.clean import clean_pushes
     from pushgen.contracts import write_table
-    from pushgen.generator.sft import GeneratorTrainConfig, build_sft_table, train_generator
+    from pushgen.generator.config import GeneratorTrainConfig
+    from pushgen.generator.sft import build_sft_table, train_generator
+    from pushgen.ranker.config import RankerTrainConfig
     from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
-    from pushgen.ranker.train import RankerTrainConfig
     from pushgen.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("tiny_run")

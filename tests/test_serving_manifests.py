@@ -11,7 +11,7 @@ import yaml
 
 from pushgen.cli import main
 from pushgen.errors import PushgenError
-from serving.manifests import (
+from serving.deploy import (
     MANIFEST_DIR,
     ManifestConfig,
     build_manifests,
@@ -47,7 +47,7 @@ def test_manifests_round_trip_into_sdk_objects():
 
 
 def test_every_predictor_has_probes_scaling_from_its_bound_and_runs_as_non_root():
-    from serving.manifests import concurrency_bounds, model_name_of
+    from serving.deploy import concurrency_bounds, model_name_of
 
     built = build_manifests()
     bounds = concurrency_bounds()

@@ -108,7 +108,7 @@ def test_ranker_loads_from_s3(tiny_encoder_dir, tmp_path, s3_env):
     """A ranker uploaded to a real S3 API (moto server) is fetched, validated and served in-process."""
     import asyncio
 
-    from pushgen.ranker.select import RankerSettings
+    from pushgen.ranker.inputs import RankerSettings
     from serving.ranker import RankerModel, RankerServeConfig
 
     RankerSettings(max_length=16).save(tiny_encoder_dir)

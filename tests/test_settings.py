@@ -22,9 +22,9 @@ from pushgen.commands import generator as generator_cli
 from pushgen.commands import ranker as ranker_cli
 from pushgen.commands import simulate as simulate_cli
 from pushgen.errors import ConfigError
-from pushgen.generator.sft import GeneratorTrainConfig
+from pushgen.generator.config import GeneratorTrainConfig
+from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.recipe import RankerRecipeConfig
-from pushgen.ranker.train import RankerTrainConfig
 from pushgen.settings import add_options, component_defaults, in_cli_terms, options_from
 from pushgen.simulator import SimConfig
 

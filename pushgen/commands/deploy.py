@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pushgen.errors import ConfigError
     from pushgen.store import VERSION_FILE, ArtifactStore
-    from serving.manifests import DeployConfig, write_manifests
+    from serving.deploy import DeployConfig, write_manifests
 
     if args.canary is not None and not 0 <= args.canary <= 100:
         raise ConfigError(f"--canary {args.canary} is outside 0-100")

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from pushgen.errors import ConfigError
-from pushgen.generator.sft import GeneratorTrainConfig
+from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.settings import add_options, in_cli_terms, options_from
 
 # GeneratorTrainConfig fields that are `train-generator` options, with the flags that differ

@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 
 from pushgen.errors import ConfigError
+from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.pairs import PairConfig, StorySplitConfig
 from pushgen.ranker.recipe import RankerRecipeConfig
-from pushgen.ranker.train import RankerTrainConfig
 from pushgen.settings import add_options, in_cli_terms, options_from
 
 # RankerTrainConfig fields that are `train-ranker` options, with the flags that differ from

@@ -150,7 +150,7 @@ def _push_caption(url: str, fields: dict) -> dict:
 
 def _manifests(args: argparse.Namespace) -> int:
     from pushgen.errors import PushgenError
-    from serving.manifests import MANIFEST_DIR, ManifestConfig, stale_manifests, write_manifests
+    from serving.deploy import MANIFEST_DIR, ManifestConfig, stale_manifests, write_manifests
 
     out = Path(args.out) if args.out else MANIFEST_DIR
     cfg = ManifestConfig(version_uri=args.storage_uri) if args.storage_uri else ManifestConfig()

@@ -16,7 +16,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from pushgen.generator.sft import GeneratorTrainConfig, SFTData
+from pushgen.generator.config import GeneratorTrainConfig, SFTData
 from pushgen.models import use_bf16_autocast
 
 

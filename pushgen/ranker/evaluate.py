@@ -21,12 +21,13 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
+from pushgen.ranker.aggregate import aggregate
 from pushgen.ranker.baselines import SurfaceFeatureBaseline
 from pushgen.ranker.metrics import pairwise_accuracy, pairwise_metrics, symmetrised
 from pushgen.ranker.pairs import PairConfig, build_pairs_report
 from pushgen.ranker.recipe import POINTWISE_SUBDIR, SPLIT_FILE, AbTestsSource, default_train_pairs
-from pushgen.ranker.select import PairwiseRanker, aggregate
-from pushgen.ranker.train import score_both_orders
+from pushgen.ranker.scoring import score_both_orders
+from pushgen.ranker.select import PairwiseRanker
 
 SELECTION_METHODS = ("copeland", "bradley_terry", "knockout")
 

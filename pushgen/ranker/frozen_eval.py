@@ -35,10 +35,11 @@ from pushgen.ranker.frozen import (
     set_scorer_scores,
     train_set_scorer,
 )
-from pushgen.ranker.listwise_train import ab_test_groups, pair_probs_by_test
+from pushgen.ranker.listwise_train import ab_test_groups
 from pushgen.ranker.metrics import pairwise_metrics
 from pushgen.ranker.pairs import StorySplitConfig, build_pairs_report, split_by_story
 from pushgen.ranker.recipe import AbTestsSource, _pair_config, default_train_pairs, read_ab_tests
+from pushgen.ranker.scoring import pair_probs_by_test
 
 
 def _figures(p: np.ndarray, pairs: pd.DataFrame) -> dict:

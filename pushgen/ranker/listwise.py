@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from pushgen.errors import ConfigError, PushgenError
 from pushgen.models import DTYPES, pick_device
 from pushgen.ranker.budget import char_precut
-from pushgen.ranker.model import POSITION_MODES
+from pushgen.ranker.heads import POSITION_MODES
 
 LISTWISE_HEAD_FILE = "listwise_head.safetensors"
 LISTWISE_CONFIG_FILE = "listwise_config.json"
@@ -212,7 +212,7 @@ class ListwiseRanker:
         """Load a ranker saved by `train_listwise` (fp32, or bf16 with dtype="bfloat16")."""
         from transformers import AutoTokenizer
 
-        from pushgen.ranker.select import RankerSettings
+        from pushgen.ranker.inputs import RankerSettings
 
         if dtype not in DTYPES:  # "auto" loads fp32 here; serving casts after resolve_dtype
             raise ConfigError(f"the listwise ranker runs float32 or bfloat16, not {dtype!r}")
@@ -256,9 +256,9 @@ class ListwiseRanker:
 
     def scores(self, texts: Sequence[str], caption: str | None = None) -> np.ndarray:
         """Raw scores of one candidate set (one forward pass)."""
-        from pushgen.ranker.select import _check_texts
+        from pushgen.ranker.inputs import check_texts
 
-        return self.score_sets([(_check_texts(texts), caption)])[0]
+        return self.score_sets([(check_texts(texts), caption)])[0]
 
     def win_matrices(
         self, sets: Sequence[tuple[Sequence[str], str | None]], raw: bool = False
@@ -270,9 +270,9 @@ class ListwiseRanker:
 
     def win_matrix(self, texts: Sequence[str], caption: str | None = None) -> np.ndarray:
         """W[i, j] = sigmoid((s_i - s_j) / T) from one pass; W + W.T = 1 exactly."""
-        from pushgen.ranker.select import _check_texts
+        from pushgen.ranker.inputs import check_texts
 
-        return self.win_matrices([(_check_texts(texts), caption)])[0]
+        return self.win_matrices([(check_texts(texts), caption)])[0]
 
     raw_win_matrix = win_matrix  # antisymmetric already: nothing to average
 
@@ -299,7 +299,7 @@ class ListwiseRanker:
 
     def rank(self, texts: Sequence[str], caption: str | None = None, method: str = "copeland"):
         """Scores, win matrix and chosen index; "knockout" reads the same one-pass matrix."""
-        from pushgen.ranker.select import METHODS, aggregate
+        from pushgen.ranker.aggregate import METHODS, aggregate
 
         if method not in METHODS:
             raise ConfigError(f"unknown ranking method {method!r}; known: {METHODS}")

@@ -298,8 +298,8 @@ def train_listwise(
     """Train the listwise head on whole tests, save it to `out_dir` (encoder safetensors, head,
     tokenizer, `ranker_config.json`, `listwise_config.json`) and return its metrics (validation
     pairs scored one pass per held-out test); the recipe writes them to `train_metrics.json`."""
+    from pushgen.ranker.inputs import RankerSettings
     from pushgen.ranker.listwise import ListwiseRanker, ListwiseSettings, build_listwise_model
-    from pushgen.ranker.select import RankerSettings
 
     if not groups:
         raise DataContractError("training: no A/B test with a labelled pair for the listwise head")
@@ -335,48 +335,8 @@ def train_listwise(
         "config": asdict(cfg),
     }
     if pairs_val is not None and not pairs_val.empty:
-        from pushgen.ranker.train import score_and_measure
+        from pushgen.ranker.scoring import score_and_measure
 
         ranker = ListwiseRanker.from_pretrained(out, device=cfg.device)
         metrics["val"] = score_and_measure(ranker, pairs_val)
     return metrics
-
-
-def pair_probs_by_test(
-    score_sets,
-    pairs: pd.DataFrame,
-    temperature: float = 1.0,
-    max_candidates: int = 32,
-    batch_tests: int = 32,
-) -> np.ndarray:
-    """P(a beats b) = sigmoid((s_a - s_b) / T) for every pair, each test scored in one pass over
-    all its distinct texts by `score_sets([(texts, caption), ...]) -> [scores, ...]`; tests with
-    more than `max_candidates` texts are scored as one K=2 set per pair."""
-    a, b = pairs["text_a"].astype(str).to_numpy(), pairs["text_b"].astype(str).to_numpy()
-    caps = pairs["caption"].astype(str).to_numpy() if "caption" in pairs.columns else None
-    out = np.full(len(pairs), np.nan)
-    keys = pairs["test_id"].astype(str).to_numpy()
-    todo = []
-    for key in dict.fromkeys(keys):
-        rows = np.flatnonzero(keys == key)
-        texts = list(dict.fromkeys([*a[rows], *b[rows]]))
-        if len(texts) > max_candidates:
-            todo += [(np.array([r]), [a[r], b[r]], None if caps is None else caps[r]) for r in rows]
-        else:
-            todo.append((rows, texts, None if caps is None else caps[rows[0]]))
-    for start in tqdm(range(0, len(todo), batch_tests), desc="one pass per test", disable=None):
-        chunk = todo[start : start + batch_tests]
-        scores = score_sets([(texts, cap) for _, texts, cap in chunk])
-        for (rows, texts, _), s in zip(chunk, scores, strict=True):
-            pos = {t: i for i, t in enumerate(texts)}
-            diff = s[[pos[x] for x in a[rows]]] - s[[pos[x] for x in b[rows]]]
-            out[rows] = 1.0 / (1.0 + np.exp(-diff / temperature))
-    return out
-
-
-def listwise_pair_probs(ranker, pairs: pd.DataFrame) -> np.ndarray:
-    """P(a beats b) for every pair from a `ListwiseRanker`, one pass per held-out test (the way
-    it serves)."""
-    return pair_probs_by_test(
-        ranker.score_sets, pairs, ranker.listwise.temperature, ranker.listwise.max_candidates
-    )

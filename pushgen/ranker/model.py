@@ -28,16 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pushgen.errors import ConfigError, PushgenError
-
-HEADS = ("cls", "segment_diff", "listwise")  # listwise: one pass over all K (listwise.py)
-POSITION_MODES = ("reset", "sequential")  # listwise position ids: per candidate or in order
-HEAD_FILE = "pair_head.safetensors"  # segment_diff's scoring layer, next to the encoder
-
-
-def check_head(head: str) -> None:
-    """Reject a head outside `HEADS` with a clear message."""
-    if head not in HEADS:
-        raise ConfigError(f"head must be one of {HEADS}, got {head!r}")
+from pushgen.ranker.heads import HEAD_FILE, check_head
 
 
 def _wrap(encoder: Any, tokenizer: Any, pool_layers: int = 1) -> Any:

@@ -22,9 +22,9 @@ import torch
 
 from pushgen.errors import DataContractError, PushgenError
 from pushgen.models import pick_device
+from pushgen.ranker.config import EncodedDataset, RankerTrainConfig
+from pushgen.ranker.inputs import RankerSettings
 from pushgen.ranker.model import load_encoder
-from pushgen.ranker.select import RankerSettings
-from pushgen.ranker.train import EncodedDataset, RankerTrainConfig
 from pushgen.ranker.trainer import run_trainer
 
 

@@ -17,13 +17,14 @@ import pandas as pd
 
 from pushgen.contracts import check_columns, read_table, write_rejected, write_table
 from pushgen.errors import ConfigError, DataContractError
+from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.pairs import (
     PairConfig,
     StorySplitConfig,
     build_pairs_report,
     split_by_story,
 )
-from pushgen.ranker.train import RankerTrainConfig, train_ranker
+from pushgen.ranker.train import train_ranker
 from pushgen.ranker.upworthy import (
     UPWORTHY_PAIR_MATCH,
     UPWORTHY_STORY_LINKS,

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from pushgen.errors import ConfigError
-from pushgen.ranker.model import HEAD_FILE
+from pushgen.ranker.heads import HEAD_FILE
 
 
 def segment_masks(input_ids, attention_mask, sep_token_id: int, cls_token_id: int | None):

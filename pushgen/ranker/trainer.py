@@ -15,8 +15,8 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from pushgen.errors import ConfigError
 from pushgen.models import pick_device, use_bf16_autocast
+from pushgen.ranker.config import EncodedDataset, RankerTrainConfig
 from pushgen.ranker.model import head_parameter_names
-from pushgen.ranker.train import EncodedDataset, RankerTrainConfig
 
 LOSSES = ("bce", "mse")  # BCE-with-logits for P(a beats b); MSE for the pointwise regressor
 

@@ -1,0 +1,210 @@
+"""`build_manifests(DeployConfig)`: every object of a rollout, by file stem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kserve import (
+    V1alpha1InferenceGraph,
+    V1alpha1InferenceGraphSpec,
+    V1alpha1InferenceRouter,
+    V1alpha1InferenceStep,
+)
+from kubernetes.client import (
+    V1ConfigMap,
+    V1ConfigMapVolumeSource,
+    V1EnvVar,
+    V1EnvVarSource,
+    V1ObjectFieldSelector,
+    V1ObjectMeta,
+    V1PersistentVolumeClaimVolumeSource,
+    V1Volume,
+    V1VolumeMount,
+)
+
+from serving.deploy.config import (
+    FEATURE_REPO_MOUNT,
+    FEATURES_MOUNT,
+    LOG_MOUNT,
+    MODEL_MOUNT,
+    NAMES,
+    DeployConfig,
+    check_version_uri,
+    concurrency_bounds,
+    make_toleration,
+    service_url,
+)
+from serving.deploy.objects import (
+    feast_env,
+    feature_store_yaml,
+    log_ship_env,
+    make_network_policy,
+    make_pvc,
+    make_service_account,
+    store_uri,
+)
+from serving.deploy.pods import make_container, make_isvc
+
+
+def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
+    """SDK objects by file stem (see the module docstring)."""
+    cfg = cfg or DeployConfig()
+    uri = check_version_uri(cfg.version_uri)
+    bounds = concurrency_bounds()
+    gpu = {"nvidia.com/gpu": str(cfg.generator_gpus)} if cfg.generator_gpus else {}
+    required = V1EnvVar(name="PUSHGEN_REQUIRE_MANIFEST", value="1")
+    generator = make_container(
+        cfg,
+        cfg.image if gpu else cfg.cpu_image,
+        "serving.generator",
+        "generator",
+        [
+            "--model-dir",
+            MODEL_MOUNT,
+            "--model-root",
+            MODEL_MOUNT,
+            "--device",
+            "cuda" if gpu else "cpu",
+        ],
+        {"requests": {"cpu": "4", "memory": "24Gi", **gpu}, "limits": {"memory": "32Gi", **gpu}},
+        [
+            V1EnvVar(name="STORAGE_URI", value=f"{uri}/generator"),
+            required,
+            V1EnvVar(name="HF_HUB_OFFLINE", value="1" if cfg.hf_hub_offline else "0"),
+        ],
+        [],
+    )
+    ranker = make_container(
+        cfg,
+        cfg.cpu_image,
+        "serving.ranker",
+        "ranker",
+        ["--model-dir", MODEL_MOUNT, "--model-root", MODEL_MOUNT],
+        {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}},
+        [
+            V1EnvVar(name="STORAGE_URI", value=f"{uri}/ranker"),
+            required,
+            V1EnvVar(name="OMP_NUM_THREADS", value="2"),
+        ],
+        [],
+    )
+    pod_name = V1EnvVar(
+        name="POD_NAME",
+        value_from=V1EnvVarSource(field_ref=V1ObjectFieldSelector(field_path="metadata.name")),
+    )
+    transformer = make_container(
+        cfg,
+        cfg.cpu_image,
+        "serving.transformer",
+        "pushgen",
+        [
+            "--generator-url",
+            service_url(cfg, NAMES["generator"]),
+            "--ranker-url",
+            service_url(cfg, NAMES["ranker"]),
+            "--feature-repo",
+            FEATURE_REPO_MOUNT,
+            "--log-dir",
+            f"{LOG_MOUNT}/$(POD_NAME)",  # one directory per replica, no name clashes
+            # closed windows (hourly) go to the store as parquet, where monitoring and
+            # ingest-feedback read them; the PVC keeps the JSONL files either way
+            "--log-ship-to",
+            f"{store_uri(cfg)}/serving-log/$(POD_NAME)",
+        ],
+        {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+        [pod_name, *feast_env(cfg), *log_ship_env(cfg)],
+        [
+            V1VolumeMount(name="serving-log", mount_path=LOG_MOUNT),
+            V1VolumeMount(name="features", mount_path=FEATURES_MOUNT),
+            V1VolumeMount(name="feature-repo", mount_path=FEATURE_REPO_MOUNT, read_only=True),
+        ],
+    )
+    transformer_volumes = [
+        V1Volume(
+            name="serving-log",
+            persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
+                claim_name=cfg.serving_log_claim
+            ),
+        ),
+        V1Volume(
+            name="features",
+            persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
+                claim_name=cfg.features_claim
+            ),
+        ),
+        V1Volume(
+            name="feature-repo", config_map=V1ConfigMapVolumeSource(name="pushgen-feature-store")
+        ),
+    ]
+    gpu_pod: dict[str, Any] = {}
+    if gpu:
+        gpu_pod["tolerations"] = [make_toleration(t) for t in cfg.gpu_tolerations] or None
+        gpu_pod["node_selector"] = dict(cfg.gpu_node_selector) or None
+    isvcs = {
+        "generator": make_isvc(
+            cfg,
+            "generator",
+            generator,
+            cfg.generator_replicas,
+            bounds["generator"],
+            [],
+            True,
+            **gpu_pod,
+        ),
+        "ranker": make_isvc(cfg, "ranker", ranker, cfg.ranker_replicas, bounds["ranker"], [], True),
+        "pushgen": make_isvc(
+            cfg,
+            "pushgen",
+            transformer,
+            cfg.transformer_replicas,
+            bounds["pushgen"],
+            transformer_volumes,
+            False,
+        ),
+    }
+    graph = V1alpha1InferenceGraph(
+        api_version="serving.kserve.io/v1alpha1",
+        kind="InferenceGraph",
+        metadata=V1ObjectMeta(
+            name="pushgen-graph",
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+        ),
+        spec=V1alpha1InferenceGraphSpec(
+            nodes={
+                "root": V1alpha1InferenceRouter(
+                    router_type="Sequence",
+                    steps=[
+                        V1alpha1InferenceStep(
+                            name="generate", service_name=NAMES["generator"], data="$request"
+                        ),
+                        V1alpha1InferenceStep(
+                            name="rank",
+                            service_name=NAMES["ranker"],
+                            data="$response",
+                            map_predictions_to_instances=True,
+                        ),
+                    ],
+                )
+            }
+        ),
+    )
+    config_map = V1ConfigMap(
+        api_version="v1",
+        kind="ConfigMap",
+        metadata=V1ObjectMeta(
+            name="pushgen-feature-store",
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+        ),
+        data={"feature_store.yaml": feature_store_yaml(cfg)},
+    )
+    return {
+        "serviceaccount": make_service_account(cfg),
+        "feature-store": config_map,
+        "features-pvc": make_pvc(cfg, cfg.features_claim, "5Gi"),
+        "serving-log-pvc": make_pvc(cfg, cfg.serving_log_claim, "20Gi"),
+        "networkpolicy": make_network_policy(cfg),
+        **isvcs,
+        "graph": graph,
+    }
