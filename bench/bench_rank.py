@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 def candidate_texts(k: int, seed: int = 0) -> list[str]:
     """K distinct simulated push texts, those of the most-pushed video first."""
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.data.simulator import SimConfig, simulate
 
     pushes = simulate(SimConfig(n_videos=max(20, k), seed=seed)).pushes
     top = pushes["video_id"].value_counts().index[0]
@@ -66,8 +66,8 @@ def default_ranker_dir(scratch: Path, use_caption: bool = False) -> Path:
 
 def candidate_sets(n_sets: int, k: int, seed: int = 1) -> list[tuple[list[str], str]]:
     """(K distinct simulated push texts, caption) for `n_sets` videos with at least K pushes."""
-    from pushgen.caption import TextCaptioner
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.data.caption import TextCaptioner
+    from pushgen.data.simulator import SimConfig, simulate
 
     sim = simulate(SimConfig(n_videos=max(40, 4 * n_sets), pushes_per_video=k + 4, seed=seed))
     captions = TextCaptioner().caption_videos(sim.videos).set_index("video_id")["caption"]
@@ -127,10 +127,10 @@ def one_pair_at_a_time(ranker, texts: list[str], caption: str | None = None) -> 
 
 def training_speed(n_pairs: int, seed: int = 0) -> dict:
     """Pairs/s of a short real training run of the default backbone on simulated A/B pairs."""
+    from pushgen.data.simulator import SimConfig, simulate
     from pushgen.ranker.config import RankerTrainConfig
     from pushgen.ranker.pairs import build_pairs
     from pushgen.ranker.train import train_ranker
-    from pushgen.simulator import SimConfig, simulate
 
     sim = simulate(SimConfig(n_videos=max(50, n_pairs), seed=seed))
     pairs = build_pairs(sim.ab_tests).head(n_pairs)
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from pushgen.models import has_bf16_units
+    from pushgen.core.models import has_bf16_units
     from pushgen.ranker.select import PairwiseRanker
 
     console = Console()

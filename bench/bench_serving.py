@@ -158,8 +158,8 @@ def bf16_agreement(ranker_dir: Path, n_sets: int = 40, k: int = 8) -> str:
 
     import torch
 
+    from pushgen.data.simulator import SimConfig, simulate, true_ctr
     from pushgen.ranker.select import PairwiseRanker
-    from pushgen.simulator import SimConfig, simulate, true_ctr
     from serving.ranker import RankRequest, score_requests
 
     sim = simulate(SimConfig(n_videos=150, seed=3))
@@ -267,9 +267,9 @@ def bench_pairs_in_process(models: Path, reps: int = 5) -> list[dict]:
 
 def build_bench_feature_repo(out: Path) -> tuple[str, str]:
     """A Feast repo (SQLite online store) with 50 simulated videos; returns (repo, a video id)."""
-    from pushgen.caption import TextCaptioner
-    from pushgen.features import build_feature_store
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.data.caption import TextCaptioner
+    from pushgen.data.simulator import SimConfig, simulate
+    from pushgen.features.feast_store import build_feature_store
 
     videos = simulate(SimConfig(n_videos=50, seed=1)).videos
     repo = build_feature_store(videos, TextCaptioner().caption_videos(videos), out)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.record import record
-from pushgen.simulator import SimConfig, simulate, true_ctr
+from pushgen.data.simulator import SimConfig, simulate, true_ctr
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,9 @@ run parameter (`task.set_container_image`), so one compiled spec runs any build 
 Locally the same components run under `kfp.local.SubprocessRunner(use_venv=False)`: the image is
 not pulled, the code runs in the current environment, and `install_kfp_package=False` keeps kfp
 from being pip-installed at run time (no network needed).
+
+Layer 4: may import everything in `pushgen` below the CLI, `monitoring` and `serving`; never
+`pipelines` or the CLI.
 """
 
 import os

@@ -3,7 +3,7 @@
 `captioner="text"` (default) runs the offline text captioner (title + description + ASR, every
 entity kept); any other value is a Hugging Face image-text-to-text model id or path run on the
 video frames (GPU when the step has one). Rows failing the `videos` contract or with unreadable
-frames go to `rejected` with a reason. The work is `pushgen.caption` (tested directly).
+frames go to `rejected` with a reason. The work is `pushgen.data.caption` (tested directly).
 """
 
 from kfp import dsl
@@ -30,9 +30,9 @@ def caption(
         batch_size: videos per model call (VLM captioners).
         max_frames: frames per video the VLM sees.
     """
-    from pushgen.caption import VLMCaptionConfig, make_captioner
-    from pushgen.contracts import read_table, write_table
-    from pushgen.run_report import log_metrics
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.caption import VLMCaptionConfig, make_captioner
+    from pushgen.data.contracts import read_table, write_table
 
     table = read_table(videos.path, "videos")
     model = make_captioner(

@@ -2,7 +2,7 @@
 
 Clusters are the video topics, read from the captions table's `topic` column (the caption step
 carries it over), or caption-embedding clusters with `config={"cluster_by": "embedding"}`.
-`config` holds any `pushgen.clean.CleanConfig` field (thresholds, quantiles, ...); `weighting`
+`config` holds any `pushgen.data.clean.CleanConfig` field (thresholds, quantiles, ...); `weighting`
 picks the confidence formula. Removed rows go to `removed` with their reason; the counts per
 filter, hard rule, cluster and category go to `metrics` and, in full, to `report` (JSON).
 """
@@ -11,8 +11,8 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
 from components import COMPONENT_DEFAULTS
-from pushgen.clean import CleanConfig
-from pushgen.settings import component_defaults
+from pushgen.core.settings import component_defaults
+from pushgen.data.clean import CleanConfig
 
 
 @dsl.component(**COMPONENT_DEFAULTS)
@@ -41,9 +41,9 @@ def clean(
     import json
     from pathlib import Path
 
-    from pushgen.clean import clean_metrics, clean_pushes, config_from_dict
-    from pushgen.contracts import read_table, write_table
-    from pushgen.run_report import log_metrics
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.clean import clean_metrics, clean_pushes, config_from_dict
+    from pushgen.data.contracts import read_table, write_table
 
     cfg = config_from_dict({**config, "weighting": weighting})
     caps = read_table(captions.path, "captions")

@@ -5,7 +5,7 @@ model) into sections and writes them three ways: Markdown and HTML (the KFP UI r
 run page), a JSON report (what the register step files with the release), and one flat Metrics
 artifact (`<section>.<name>`) so runs can be compared in the UI.
 
-The work is `pushgen.run_report` (plain functions, tested directly).
+The work is `pushgen.core.run_report` (plain functions, tested directly).
 """
 
 from kfp import dsl
@@ -38,7 +38,7 @@ def evaluate(
     import json
     from pathlib import Path
 
-    from pushgen.run_report import log_metrics, read_metrics, summarise
+    from pushgen.core.run_report import log_metrics, read_metrics, summarise
 
     sections = {
         "data": read_metrics(data_metrics.metadata, data_metrics.path),

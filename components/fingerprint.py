@@ -3,7 +3,7 @@
 Never cached itself (the pipeline turns caching off for it): each run hashes the bytes at
 `data_location` again, and `simulate_or_ingest` takes the hash as a parameter, so new data at
 the same URI misses the cache and is read, while unchanged data is served from it. The work is
-`pushgen.ingest.content_hash`.
+`pushgen.data.ingest.content_hash`.
 """
 
 from kfp import dsl
@@ -20,6 +20,6 @@ def fingerprint(data_location: str = "", n_videos: int = 200, seed: int = 0) -> 
         n_videos: the simulated world's size, hashed when `data_location` is empty.
         seed: the simulated world's seed, hashed when `data_location` is empty.
     """
-    from pushgen.ingest import content_hash
+    from pushgen.data.ingest import content_hash
 
     return content_hash(data_location, n_videos=n_videos, seed=seed)

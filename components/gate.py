@@ -5,7 +5,7 @@ data (generator: controllability, replayed true-CTR uplift; ranker: pairwise acc
 decides whether the candidate may be promoted (no regression beyond the stated tolerances; the
 first version passes). Writes the decision as JSON (the register step files it with the release
 and marks a rejected one), a Markdown section for the run page, and one metric per figure. The
-work is `pushgen.gate` (plain functions, tested directly). Never cached: production moves.
+work is `pushgen.loop.gate` (plain functions, tested directly). Never cached: production moves.
 """
 
 from kfp import dsl
@@ -58,7 +58,8 @@ def gate(
     import json
     from pathlib import Path
 
-    from pushgen.gate import (
+    from pushgen.core.run_report import log_metrics
+    from pushgen.loop.gate import (
         GateConfig,
         GateInputs,
         decision_markdown,
@@ -66,7 +67,6 @@ def gate(
         parse_parts,
         run_gate,
     )
-    from pushgen.run_report import log_metrics
 
     cfg = GateConfig(
         controllability_tolerance=controllability_tolerance,

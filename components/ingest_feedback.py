@@ -4,7 +4,7 @@ Joins the window's serving log (selected rows) with its feedback, turns each vid
 served texts into the arms of one new test, appends them to the past tables at
 `past_data_location`, and writes the fresh data location the retraining run ingests (returned as
 its URI). Rows it cannot use are counted and kept aside with a reason. The work is
-`pushgen.feedback_ingest.ingest_feedback`.
+`pushgen.loop.feedback.ingest_feedback`.
 """
 
 from kfp import dsl
@@ -32,9 +32,9 @@ def ingest_feedback(
     """
     import time
 
-    from pushgen.contracts import read_table
-    from pushgen.feedback_ingest import ingest_feedback as run
-    from pushgen.run_report import log_metrics
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.contracts import read_table
+    from pushgen.loop.feedback import ingest_feedback as run
 
     name = window.strip() or time.strftime("%Y%m%d%H%M%S", time.gmtime())
     report = run(

@@ -34,9 +34,9 @@ def label(
         backbone: the labeller's encoder or LLM, any Hugging Face id or path; "default" is the
             packaged all-MiniLM-L6-v2.
     """
-    from pushgen.contracts import read_table, write_table
-    from pushgen.label import label_metrics, label_report, label_with_rejects, make_labeller
-    from pushgen.run_report import log_metrics
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.contracts import read_table, write_table
+    from pushgen.data.label import label_metrics, label_report, label_with_rejects, make_labeller
 
     model = make_labeller(labeller, list(categories) or None, backbone)  # fails fast on bad names
     table = read_table(pushes.path)

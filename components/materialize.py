@@ -6,7 +6,7 @@ Writes the Feast repo (sources, registry, SQLite online store) as the `features`
 the cluster's online store) it materialises there too. `captions` holds what the SFT step
 trains on: each video's caption as Feast served it at its pushes' send times; `ab_captions` what
 the reward step may read as context: the A/B tests' videos' captions as Feast holds them now.
-The work is `pushgen.fresh_features.materialize_and_read` and `ab_test_captions`.
+The work is `pushgen.features.fresh.materialize_and_read` and `ab_test_captions`.
 """
 
 from kfp import dsl
@@ -41,9 +41,9 @@ def materialize(
     """
     import pandas as pd
 
-    from pushgen.contracts import read_table, write_table
-    from pushgen.fresh_features import ab_test_captions, materialize_and_read
-    from pushgen.run_report import log_metrics
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.contracts import read_table, write_table
+    from pushgen.features.fresh import ab_test_captions, materialize_and_read
 
     tables = [read_table(p.path) for p in (videos, captions, pushes, training_pushes)]
     counts, read, aside = materialize_and_read(*tables, features.path)

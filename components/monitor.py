@@ -46,8 +46,8 @@ def monitor(
 
     from monitoring.config import MonitorConfig
     from monitoring.report import run_monitoring
-    from pushgen.contracts import read_table, write_table
-    from pushgen.run_report import log_metrics
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.contracts import read_table, write_table
 
     cfg = MonitorConfig.from_dict(json.loads(config_json or "{}"))
     with tempfile.TemporaryDirectory() as tmp:

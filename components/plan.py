@@ -1,7 +1,7 @@
 """KFP component: which parts this training run trains and which it carries over.
 
 `retrain_part` (generator, ranker or both; a monitoring alert names it) becomes, per part, ""
-(train it) or the URI of the production release to copy it from (`pushgen.carry.plan_parts`).
+(train it) or the URI of the production release to copy it from (`pushgen.loop.carry.plan_parts`).
 Never cached: the production version moves between runs.
 """
 
@@ -24,7 +24,7 @@ def plan(retrain_part: str, store_uri: str) -> NamedTuple(
     """
     from collections import namedtuple
 
-    from pushgen.carry import plan_parts
+    from pushgen.loop.carry import plan_parts
 
     made = plan_parts(retrain_part, store_uri)
     return namedtuple("Plan", ["generator_from", "ranker_from"])(

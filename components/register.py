@@ -1,4 +1,4 @@
-"""KFP component: publish a trained release to the artifact store (`pushgen.store`).
+"""KFP component: publish a trained release to the artifact store (`pushgen.core.store`).
 
 One immutable version holds everything serving needs, in the layout `pushgen demo` and the KServe
 models load from:
@@ -59,7 +59,7 @@ def register(
     import json
     from pathlib import Path
 
-    from pushgen.store import publish_release
+    from pushgen.core.store import publish_release
 
     result = publish_release(
         store_uri,

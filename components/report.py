@@ -2,8 +2,8 @@
 
 The HTML is self-contained (plots embedded) and is the run's HTML output in the KFP UI. When the
 data is simulated, up to `replay_videos` videos the generator and ranker never trained on are
-replayed against their human pushes (`pushgen.replay`); with real data the report covers data
-and ranker only. The work is `pushgen.report.pipeline_report` (plain functions, tested directly).
+replayed against their human pushes (`pushgen.evidence.replay`); with real data the report covers data
+and ranker only. The work is `pushgen.evidence.report.pipeline_report` (plain functions, tested directly).
 """
 
 from kfp import dsl
@@ -47,10 +47,10 @@ def report(
     import tempfile
     from pathlib import Path
 
-    from pushgen.report import pipeline_report
+    from pushgen.evidence.report import pipeline_report
 
     if replay_videos < 0:
-        from pushgen.errors import ConfigError
+        from pushgen.core.errors import ConfigError
 
         raise ConfigError("replay_videos must be >= 0")
     artifacts = {

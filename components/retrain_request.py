@@ -2,7 +2,7 @@
 
 Reads the `monitor` step's JSON summary (`retrain_targets`, the signals that fired) and returns
 the `retrain_part` (generator, ranker or both) and a one-line `reason` the training run files
-with its gate decision (`pushgen.carry.retrain_request`).
+with its gate decision (`pushgen.loop.carry.retrain_request`).
 """
 
 from typing import NamedTuple
@@ -26,7 +26,7 @@ def retrain_request(summary: Input[Artifact]) -> NamedTuple(
     from collections import namedtuple
     from pathlib import Path
 
-    from pushgen.carry import retrain_request as request
+    from pushgen.loop.carry import retrain_request as request
 
     made = request(json.loads(Path(summary.path).read_text()))
     return namedtuple("RetrainRequest", ["part", "reason"])(made["part"], made["reason"])

@@ -12,8 +12,8 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import COMPONENT_DEFAULTS
+from pushgen.core.settings import component_defaults
 from pushgen.ranker.recipe import RankerRecipeConfig
-from pushgen.settings import component_defaults
 
 RECIPE = RankerRecipeConfig()  # the defaults of the settings after `*` below
 
@@ -75,9 +75,9 @@ def reward(
     if carry_from:
         import pandas as pd
 
-        from pushgen.carry import carry_over
-        from pushgen.contracts import write_table
-        from pushgen.run_report import log_metrics
+        from pushgen.core.run_report import log_metrics
+        from pushgen.data.contracts import write_table
+        from pushgen.loop.carry import carry_over
 
         log_metrics(metrics, carry_over(carry_from, "ranker", ranker.path))
         write_table(pd.DataFrame({"reject_reason": pd.Series(dtype=str)}), rejected.path)
@@ -85,8 +85,9 @@ def reward(
         return
     from pathlib import Path
 
-    from pushgen.contracts import write_table
-    from pushgen.errors import ConfigError
+    from pushgen.core.errors import ConfigError
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.contracts import write_table
     from pushgen.ranker.config import RankerTrainConfig
     from pushgen.ranker.pairs import PairConfig, StorySplitConfig
     from pushgen.ranker.recipe import (
@@ -96,7 +97,6 @@ def reward(
         set_aside_table,
         train_from_ab_tests,
     )
-    from pushgen.run_report import log_metrics
 
     if use_caption and captions is None:
         raise ConfigError("use_caption needs the captions input (the materialize step's)")

@@ -12,8 +12,8 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import COMPONENT_DEFAULTS
+from pushgen.core.settings import component_defaults
 from pushgen.generator.config import GeneratorTrainConfig
-from pushgen.settings import component_defaults
 
 TRAIN = GeneratorTrainConfig()  # the defaults of the settings after `*` below
 
@@ -69,19 +69,19 @@ def sft(
     if carry_from:
         import pandas as pd
 
-        from pushgen.carry import carry_over
-        from pushgen.contracts import write_table
-        from pushgen.run_report import log_metrics
+        from pushgen.core.run_report import log_metrics
+        from pushgen.data.contracts import write_table
+        from pushgen.loop.carry import carry_over
 
         log_metrics(metrics, carry_over(carry_from, "generator", generator.path))
         write_table(pd.DataFrame({"reject_reason": pd.Series(dtype=str)}), rejected.path)
         generator.metadata.update({"carried_from": carry_from})
         return
-    from pushgen.errors import ConfigError
+    from pushgen.core.errors import ConfigError
+    from pushgen.core.run_report import log_metrics
     from pushgen.generator.config import GeneratorTrainConfig
     from pushgen.generator.prompts import PromptTemplate
     from pushgen.generator.sft import train_from_files
-    from pushgen.run_report import log_metrics
 
     if weighting not in ("data", "none"):
         raise ConfigError(f"weighting must be 'data' or 'none', got {weighting!r}")

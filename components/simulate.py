@@ -1,12 +1,12 @@
 """KFP component: the pipeline's first step, simulate a push world or ingest real tables.
 
-With an empty `data_location` it runs `pushgen.simulator` (a world with known ground truth, so the
+With an empty `data_location` it runs `pushgen.data.simulator` (a world with known ground truth, so the
 evaluation can report true CTRs); otherwise it reads `videos`, `pushes` and `ab_tests` (parquet,
-csv or jsonl) from a local directory or an `s3://bucket/prefix` through `pushgen.store`. Either
+csv or jsonl) from a local directory or an `s3://bucket/prefix` through `pushgen.core.store`. Either
 way every table is checked against its data contract; rejected rows are written aside with a
 reason and counted, never dropped. Each Dataset output is one parquet file.
 
-    python -c "from pushgen.ingest import load_source; print(load_source('', 'out', 30, 0))"
+    python -c "from pushgen.data.ingest import load_source; print(load_source('', 'out', 30, 0))"
 """
 
 from kfp import dsl
@@ -44,8 +44,8 @@ def simulate_or_ingest(
     import tempfile
     from pathlib import Path
 
-    from pushgen.ingest import load_source
-    from pushgen.run_report import log_metrics
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.ingest import load_source
 
     with tempfile.TemporaryDirectory() as tmp:
         report = load_source(data_location, tmp, n_videos=n_videos, seed=seed)

@@ -1,6 +1,6 @@
 """Feast definitions: what pushgen knows about a video, for training and for serving.
 
-Two feature views over parquet files that `pushgen.features.write_feature_data` writes under
+Two feature views over parquet files that `pushgen.features.feast_store.write_feature_data` writes under
 `<repo>/data/` (paths are relative to the repo, so any run directory can host a copy):
 
 - `video_caption`: the caption the generator writes from, the video's topic, and which captioner
@@ -86,5 +86,5 @@ video_serving = FeatureService(
     description="caption, topic and push history of a video",
 )
 
-# Everything `pushgen.features.apply_repo` registers (feast's CLI finds them by scanning).
+# Everything `pushgen.features.feast_store.apply_repo` registers (feast's CLI finds them by scanning).
 OBJECTS = [video, video_caption_source, video_caption, push_stats_source, push_stats, video_serving]

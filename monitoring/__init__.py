@@ -7,4 +7,7 @@
 writes `report.html` (verdict banner, checks, evidence, charts) and `summary.json` (`verdict`,
 `blamed`, `parts`, `checks`, ...). The CLI is `pushgen monitor`; `python -m monitoring.power`
 prints the detection table on log-shaped fault streams (monitoring/logsim.py).
+
+Layer 3 (beside `pushgen.evidence`, `pushgen.loop`, `serving`): may import the core, data,
+features, generator, ranker and `serving`'s request helpers; never components, pipelines or the CLI.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 
 @dataclass

@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
+from pushgen.data.simulator import INVENTED_NAMES, TEMPLATES, World, true_ctr
 from pushgen.generator.guard import check_candidate
 from pushgen.ranker.aggregate import copeland_scores
-from pushgen.simulator import INVENTED_NAMES, TEMPLATES, World, true_ctr
 from serving.explore import ALL_REJECTED, choose, log_rows
 
 FAULTS = (

@@ -59,7 +59,7 @@ def detection_table(
     from monitoring.calibrate import calibrate, judge, verdict
     from monitoring.logsim import StreamConfig, simulate_log
     from monitoring.requests import request_table
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.data.simulator import SimConfig, simulate
 
     world = simulate(SimConfig(n_videos=n_videos, seed=123)).world
     ref_log, ref_fb = simulate_log(world, StreamConfig(n_requests=reference_requests, seed=seed))

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 FLAGS = (
     "--headless",
@@ -73,7 +73,7 @@ def demo_reports(out: Path, windows: int = 12, size: int = 240, faulty: int = 3)
     from monitoring.config import MonitorConfig
     from monitoring.logsim import StreamConfig, simulate_log, stream
     from monitoring.report import run_monitoring
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.data.simulator import SimConfig, simulate
 
     world = simulate(SimConfig(n_videos=300, seed=123)).world
     ref_log, ref_fb = simulate_log(world, StreamConfig(n_requests=4000, seed=0))

@@ -22,7 +22,7 @@ import pandas as pd
 from monitoring.config import MonitorConfig
 from monitoring.monitor import evaluate
 from monitoring.signals import BY_NAME, PARTS
-from pushgen.contracts import write_rejected
+from pushgen.data.contracts import write_rejected
 
 REPORT_HTML = "report.html"
 SUMMARY_JSON = "summary.json"

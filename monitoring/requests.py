@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from monitoring.style import normalise_text
-from pushgen.contracts import check_columns, validate
-from pushgen.errors import DataContractError
+from pushgen.core.errors import DataContractError
+from pushgen.data.contracts import check_columns, validate
 from serving.explore import ALL_REJECTED, DEGRADED, SERVED
 
 TRUE_WORDS = {"true", "1", "yes", "y", "t"}

@@ -16,7 +16,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
 
 PIPELINES = ("monitoring", "training")
 # (name, low, high, names) per field of a 6-field robfig cron expression

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
 
 
 def build_submit_request(

@@ -42,8 +42,8 @@ from components.report import report
 from components.reward import reward
 from components.sft import sft
 from components.simulate import simulate_or_ingest
-from pushgen.categories import DEFAULT_CATEGORIES
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
+from pushgen.data.categories import DEFAULT_CATEGORIES
 from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.ranker.config import RankerTrainConfig
 

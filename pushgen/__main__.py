@@ -1,5 +1,5 @@
 """`python -m pushgen` runs the CLI."""
 
-from pushgen.cli import entry
+from pushgen.cli.main import entry
 
 entry()

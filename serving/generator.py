@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pushgen.models import DTYPES, resolve_dtype
+from pushgen.core.models import DTYPES, resolve_dtype
 from serving.base import PushgenModel
 from serving.envelope import GENERATOR_V2
 from serving.protocol import GenerateRequest, RequestLimits, generate_request
@@ -89,7 +89,7 @@ class GeneratorModel(PushgenModel):
         base = _local_base_model(model_dir)
         if base is not None:  # the base named by the manifest obeys the same no-pickle rule
             check_safe_weights(base)
-        from pushgen.models import pick_device
+        from pushgen.core.models import pick_device
 
         device = pick_device(self.config.device)
         self.dtype = resolve_dtype(self.config.dtype, device)

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 from kserve.errors import InvalidInput
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pushgen.categories import resolve_categories
-from pushgen.contracts import MAX_TEXT_CHARS
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
+from pushgen.data.categories import resolve_categories
+from pushgen.data.contracts import MAX_TEXT_CHARS
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 from kserve.errors import InvalidInput
 
-from pushgen.models import DTYPES, resolve_dtype
+from pushgen.core.models import DTYPES, resolve_dtype
 from serving.base import Parsed, PushgenModel
 from serving.envelope import RANKER_V2
 from serving.protocol import RankRequest, RequestLimits, rank_request

@@ -28,7 +28,7 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, NoModelRea
 from kserve.protocol.rest.server import RESTServer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pushgen.errors import PushgenError
+from pushgen.core.errors import PushgenError
 
 logger = logging.getLogger("kserve").getChild(__name__)  # kserve configures its handlers
 

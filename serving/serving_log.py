@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from pushgen.contracts import validate
+from pushgen.data.contracts import validate
 
 SERVING_LOG_GLOB = "serving_log-*.jsonl"
 WINDOWS = "windows"  # key prefix of the shipped windows under `ship_to`
@@ -68,7 +68,7 @@ class ServingLog:
         self._unshipped: list[Path] = []  # closed files whose upload has not succeeded yet
         self._shipping: Future | None = None
         if config.ship_to:
-            from pushgen.store import ArtifactStore
+            from pushgen.core.store import ArtifactStore
 
             self._store = ArtifactStore.from_uri(config.ship_to)
             self._shipper = ThreadPoolExecutor(1, thread_name_prefix="serving-log-ship")
@@ -167,7 +167,7 @@ def _put_table(df: pd.DataFrame, store, key: str) -> str:
 
 def load_serving_windows(uri: str) -> pd.DataFrame:
     """Every shipped window under `uri` (`<uri>/windows/*.parquet`), concatenated, unvalidated."""
-    from pushgen.store import ArtifactStore
+    from pushgen.core.store import ArtifactStore
 
     store = ArtifactStore.from_uri(uri)
     keys = sorted(k for k in store.list(WINDOWS) if k.endswith(".parquet"))
@@ -182,8 +182,8 @@ def load_serving_windows(uri: str) -> pd.DataFrame:
 
 def ship_feedback(feedback: pd.DataFrame, uri: str, name: str) -> str:
     """Feedback for shipped windows, beside them: `<uri>/feedback/<name>.parquet`; the key."""
-    from pushgen.contracts import check_columns
-    from pushgen.store import ArtifactStore
+    from pushgen.core.store import ArtifactStore
+    from pushgen.data.contracts import check_columns
 
     check_columns("feedback", feedback)  # rows are judged where they are read, none dropped here
     return _put_table(feedback, ArtifactStore.from_uri(uri), f"{FEEDBACK}/{name}.parquet")

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from pushgen.errors import PushgenError
+from pushgen.core.errors import PushgenError
 from serving.storage import StorageConfig, resolve_model_location
 
 
@@ -59,9 +59,7 @@ class StackConfig:
     )
     ranker_batching: bool = True  # dynamic batching of concurrent ranker requests
     max_new_tokens: int = 24  # generator length budget
-    dtype: str = (
-        "auto"  # both models: bf16 where the hardware has bf16 units (pushgen.models.resolve_dtype)
-    )
+    dtype: str = "auto"  # both models: bf16 where the hardware has bf16 units (pushgen.core.models.resolve_dtype)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the servers
     explore_epsilon: float | None = None  # transformer's exploration share; None: its default
     log_ship_to: str | None = None  # artifact store URI the closed serving-log windows go to

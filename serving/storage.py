@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pushgen.errors import ConfigError
-from pushgen.store import VERSION_FILE, IntegrityError, manifest_hash, verify_artifacts
+from pushgen.core.errors import ConfigError
+from pushgen.core.store import VERSION_FILE, IntegrityError, manifest_hash, verify_artifacts
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"}
 SAFE_WEIGHT_SUFFIXES = {".safetensors", ".gguf"}
@@ -65,7 +65,7 @@ def _verify(model_dir: Path, config: StorageConfig) -> Path:
 
 def _check_cache_manifest(dest: Path, uri: str) -> None:
     """A cached artifact's manifest copy must be the store's manifest now, byte for byte."""
-    from pushgen.store import MANIFEST, ArtifactStore
+    from pushgen.core.store import MANIFEST, ArtifactStore
 
     record = dest / VERSION_FILE
     if not record.is_file():
@@ -101,7 +101,7 @@ def resolve_model_location(uri: str | os.PathLike, config: StorageConfig) -> Pat
         if (dest / ".complete").exists():
             _check_cache_manifest(dest, text)  # the marker alone proves nothing
         else:
-            from pushgen.store import fetch_model  # boto3 is heavy; only s3 users pay for it
+            from pushgen.core.store import fetch_model  # boto3 is heavy; only s3 users pay for it
 
             fetch_model(text, dest)
             (dest / ".complete").touch()

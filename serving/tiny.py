@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pushgen.categories import CATEGORY_DESCRIPTIONS
+from pushgen.data.categories import CATEGORY_DESCRIPTIONS
 
 # what the tiny generator writes per category; "Suspense" (the first category) and "Humor" fail the
 # guard (invented number, invented name), the rest pass for any caption without those words
@@ -63,9 +63,9 @@ def teach_tiny_pushes(base: Path, max_steps: int = 400, seed: int = 0) -> Path:
 
     import torch
 
+    from pushgen.core.models import load_causal_lm
     from pushgen.generator.generate import CandidateGenerator, GenerationConfig
     from pushgen.generator.prompts import PromptTemplate
-    from pushgen.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(str(base), device="cpu")
     template = PromptTemplate(**TINY_TEMPLATE)
@@ -113,9 +113,9 @@ def _write_generator_dir(base: str, out: Path, seed: int = 0, template: dict | N
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from pushgen.core.models import load_causal_lm
     from pushgen.generator.generate import GENERATOR_MANIFEST
     from pushgen.generator.prompts import PromptTemplate
-    from pushgen.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(base, device="cpu")
     torch.manual_seed(seed)
@@ -141,7 +141,7 @@ def _write_ranker_dir(encoder_dir: Path, max_length: int = 48) -> Path:
 
 def build_tiny_models(out: str | Path) -> Path:
     """`out/generator` + `out/ranker` from tiny random models (a few seconds on CPU)."""
-    from pushgen.models import build_tiny_causal_lm, build_tiny_encoder
+    from pushgen.core.models import build_tiny_causal_lm, build_tiny_encoder
 
     out = Path(out)
     base = teach_tiny_pushes(build_tiny_causal_lm(out / "generator-base"))
@@ -154,7 +154,7 @@ def build_default_models(out: str | Path) -> Path:
     """`out/generator` (SmolLM2 + LoRA) + `out/ranker` (MiniLM, fresh head): real-size models."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pushgen.models import default_encoder_path
+    from pushgen.core.models import default_encoder_path
 
     out = Path(out)
     _write_generator_dir("default", out / "generator")

@@ -36,7 +36,7 @@ from typing import Any
 
 from kserve.errors import InvalidInput
 
-from pushgen.categories import DEFAULT_CATEGORIES
+from pushgen.data.categories import DEFAULT_CATEGORIES
 from serving.base import PushgenModel
 from serving.envelope import PUSH_V2
 from serving.explore import DEFAULT_EPSILON, choose, log_rows, request_rng
@@ -84,7 +84,7 @@ class FeatureLookup:
 
     def open(self) -> None:
         """Open the store now, so a bad repo fails at start-up rather than on the first request."""
-        from pushgen.features import check_serving_features, open_store
+        from pushgen.features.feast_store import check_serving_features, open_store
 
         if self._store is None:  # opened once: the registry is cached for cache_ttl_seconds
             store = open_store(self.repo)
@@ -92,7 +92,7 @@ class FeatureLookup:
             self._store = store
 
     def video(self, video_id: str) -> dict[str, Any]:
-        from pushgen.features import VideoNotFoundError, get_online_video_features
+        from pushgen.features.feast_store import VideoNotFoundError, get_online_video_features
 
         self.open()
         try:

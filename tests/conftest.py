@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pushgen.demo import DemoConfig
-    from pushgen.simulator import World
+    from pushgen.cli.demo import DemoConfig
+    from pushgen.data.simulator import World
 
 # keep test runs single-threaded and offline: 2 shared cores, no model hub
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def sim():
     """A small simulated world (120 videos, ~1,000 pushes, ~35 A/B tests)."""
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.data.simulator import SimConfig, simulate
 
     return simulate(SimConfig(n_videos=120, seed=7))
 
@@ -34,7 +34,7 @@ def sim():
 @pytest.fixture(scope="session")
 def sim_dir(sim, tmp_path_factory) -> Path:
     """`sim` written to disk as the four simulator files."""
-    from pushgen.simulator import write_simulation
+    from pushgen.data.simulator import write_simulation
 
     out = tmp_path_factory.mktemp("sim")
     write_simulation(sim, out)
@@ -44,7 +44,7 @@ def sim_dir(sim, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_causal_lm_dir(tmp_path_factory) -> Path:
     """A tiny random Llama + BPE tokenizer saved as a HF model directory."""
-    from pushgen.models import build_tiny_causal_lm
+    from pushgen.core.models import build_tiny_causal_lm
 
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"))
 
@@ -52,7 +52,7 @@ def tiny_causal_lm_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory) -> Path:
     """A tiny random BERT (sequence classification, 1 label) with MiniLM's vocabulary."""
-    from pushgen.models import build_tiny_encoder
+    from pushgen.core.models import build_tiny_encoder
 
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
 
@@ -74,7 +74,7 @@ class TrainingRun:
 def tiny_demo(tiny_causal_lm_dir, tiny_encoder_dir):
     """`DemoConfig` at test size (40 videos, 3 of them new) on the tiny models: `tiny_demo(out,
     loop=...)`."""
-    from pushgen.demo import DemoConfig
+    from pushgen.cli.demo import DemoConfig
 
     def make(out: Path, loop: bool) -> DemoConfig:
         return DemoConfig(
@@ -99,8 +99,8 @@ def training_run(tmp_path_factory, tiny_demo) -> TrainingRun:
     whole, with a pipeline run of its own, is in the slow tier (test_demo).
     """
     from pipelines.training import run_local
-    from pushgen.demo import make_data
-    from pushgen.store import ArtifactStore
+    from pushgen.cli.demo import make_data
+    from pushgen.core.store import ArtifactStore
 
     out = tmp_path_factory.mktemp("demo")
     demo = tiny_demo(out, loop=False)

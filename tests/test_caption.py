@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pushgen.caption import (
+from pushgen.core.errors import DataContractError
+from pushgen.data.caption import (
     TEXT_CAPTIONER_ID,
     TextCaptionConfig,
     TextCaptioner,
@@ -17,7 +18,6 @@ from pushgen.caption import (
     VLMCaptioner,
     extract_entities,
 )
-from pushgen.errors import DataContractError
 
 
 def test_text_caption_keeps_every_entity_of_the_simulated_videos(sim):
@@ -194,7 +194,7 @@ def test_vlm_captioner_runs_a_tiny_model_on_frames(tiny_vlm, videos_with_frames,
 
 
 def test_cli_caption(sim_dir, tmp_path, capsys):
-    from pushgen.cli import main
+    from pushgen.cli.main import main
 
     out = tmp_path / "captions.parquet"
     assert main(["caption", "--videos", str(sim_dir / "videos.parquet"), "--out", str(out)]) == 0

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from pipelines.training import run_in_process
-from pushgen.clean import (
+from pushgen.core.errors import ConfigError, DataContractError
+from pushgen.data.clean import (
     CleanConfig,
     clean_metrics,
     clean_pushes,
     confidence_weight,
     config_from_dict,
 )
-from pushgen.errors import ConfigError, DataContractError
 
 
 def make_pushes(n: int = 1, topic: str = "cooking", **overrides) -> pd.DataFrame:
@@ -252,7 +252,7 @@ def test_clean_simulated_history(sim):
 
 
 def test_cli_clean(sim_dir, tmp_path, capsys):
-    from pushgen.cli import main
+    from pushgen.cli.main import main
 
     out = tmp_path / "cleaned.parquet"
     argv = [

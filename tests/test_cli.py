@@ -5,7 +5,7 @@ import sys
 
 import pandas as pd
 
-from pushgen.cli import main
+from pushgen.cli.main import main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

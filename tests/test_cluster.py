@@ -27,8 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from pushgen.cli import main
-from pushgen.store import VERSION_FILE, ArtifactStore, IntegrityError
+from pushgen.cli.main import main
+from pushgen.core.store import VERSION_FILE, ArtifactStore, IntegrityError
 from serving.deploy import load_manifest, model_name_of, predict_url
 from serving.stack import free_port
 from tests.pods import REPO, namespaces_available, start_pod
@@ -136,12 +136,12 @@ def _storage_initializer(isvc, sa, endpoint: str, out: Path) -> Path:
 
 def _materialise(config_map, volume: Path, sim, stage: Path) -> None:
     """The pipeline's materialise step onto the features volume, through the cluster config."""
-    from pushgen.caption import TextCaptioner
+    from pushgen.data.caption import TextCaptioner
 
     repo = stage / "materialise-repo"
     code = (
         "import sys, pandas as pd; from pathlib import Path\n"
-        "from pushgen.features import write_feature_data, open_store, materialize, _definitions\n"
+        "from pushgen.features.feast_store import write_feature_data, open_store, materialize, _definitions\n"
         "repo = Path(sys.argv[1]); v = pd.read_parquet(sys.argv[2]); c = pd.read_parquet(sys.argv[3])\n"
         "write_feature_data(repo, v, c)\n"
         "(repo / 'feature_store.yaml').write_text(Path(sys.argv[4]).read_text())\n"
@@ -434,7 +434,7 @@ def test_deploy_needs_hub_access_for_a_hub_base_model(tmp_path, capsys):
 
 def test_transformer_with_an_empty_feature_registry_fails_at_start_up(tmp_path):
     """Not ready-then-every-request-fails: load() names the missing feature service."""
-    from pushgen.errors import PushgenError
+    from pushgen.core.errors import PushgenError
     from serving.deploy import DeployConfig, feature_store_yaml
     from serving.transformer import PushgenTransformer, TransformerConfig
 

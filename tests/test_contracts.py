@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from pushgen.contracts import read_table, validate, write_rejected, write_table
-from pushgen.errors import DataContractError
+from pushgen.core.errors import DataContractError
+from pushgen.data.contracts import read_table, validate, write_rejected, write_table
 
 
 def _pushes(**overrides):

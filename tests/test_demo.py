@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from pushgen.demo import DemoConfig, build_features, monitor, run_demo, serve_new_videos
+from pushgen.cli.demo import DemoConfig, build_features, monitor, run_demo, serve_new_videos
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_new_videos_had_no_training_pushes(demo):
 
 @pytest.mark.slow
 def test_demo_ends_with_one_pass_of_the_loop(whole_demo):
-    from pushgen.store import ArtifactStore
+    from pushgen.core.store import ArtifactStore
 
     out, _ = whole_demo
     store = ArtifactStore.from_uri(out / "pipeline" / "store")
@@ -71,7 +71,7 @@ def test_demo_ends_with_one_pass_of_the_loop(whole_demo):
 
 @pytest.mark.slow
 def test_the_demo_times_its_stages_and_announces_the_recorded_time(whole_demo, tmp_path, capsys):
-    from pushgen.demo import announce_duration
+    from pushgen.cli.demo import announce_duration
 
     out, result = whole_demo
     summary = json.loads((out / "demo_summary.json").read_text())

@@ -8,9 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from pushgen.caption import TextCaptioner
-from pushgen.errors import DataContractError, PushgenError
-from pushgen.features import (
+from pushgen.core.errors import DataContractError, PushgenError
+from pushgen.data.caption import TextCaptioner
+from pushgen.features.feast_store import (
     VideoNotFoundError,
     build_feature_store,
     get_historical_features,
@@ -115,8 +115,8 @@ def test_bad_inputs_fail_clearly(world, tmp_path):
 
 
 def test_cli_features(world, tmp_path, capsys):
-    from pushgen.cli import main
-    from pushgen.contracts import write_table
+    from pushgen.cli.main import main
+    from pushgen.data.contracts import write_table
 
     videos, captions, pushes = world
     for name, table in (("videos", videos), ("captions", captions), ("pushes", pushes)):

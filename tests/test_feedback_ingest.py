@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from pushgen.errors import ConfigError
-from pushgen.feedback_ingest import feedback_ab_tests, ingest_feedback
+from pushgen.core.errors import ConfigError
+from pushgen.data.simulator import SimConfig, simulate, write_simulation
+from pushgen.loop.feedback import feedback_ab_tests, ingest_feedback
 from pushgen.ranker.recipe import read_ab_tests
-from pushgen.simulator import SimConfig, simulate, write_simulation
 
 
 def _log(rows):

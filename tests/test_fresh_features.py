@@ -3,9 +3,9 @@ through get_historical_features, pushes without a caption set aside."""
 
 import pytest
 
-from pushgen.caption import TextCaptioner
-from pushgen.features import get_online_video_features
-from pushgen.fresh_features import ab_test_captions, materialize_and_read
+from pushgen.data.caption import TextCaptioner
+from pushgen.features.feast_store import get_online_video_features
+from pushgen.features.fresh import ab_test_captions, materialize_and_read
 
 
 @pytest.mark.slow  # Feast apply + materialise + historical read: ~15-40 s on 2 shared cores

@@ -6,9 +6,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from pushgen.carry import carry_over, plan_parts, split_version_uri
-from pushgen.errors import ConfigError
-from pushgen.gate import (
+from pushgen.core.errors import ConfigError
+from pushgen.core.store import ArtifactStore, publish_release
+from pushgen.loop.carry import carry_over, plan_parts, split_version_uri
+from pushgen.loop.gate import (
     GateConfig,
     GateInputs,
     compare,
@@ -17,7 +18,6 @@ from pushgen.gate import (
     parse_parts,
     run_gate,
 )
-from pushgen.store import ArtifactStore, publish_release
 
 
 def _scores(cand: dict, prod: dict, part: str = "ranker") -> dict:
@@ -151,7 +151,7 @@ def test_plan_and_carry_over(release_parts, tmp_path):
 
 
 def test_cli_gate_first_version_and_bad_input(release_parts, sim_dir, tmp_path, capsys):
-    from pushgen.cli import main as cli
+    from pushgen.cli.main import main as cli
 
     base = ["pipeline", "gate", "--generator", str(release_parts["generator"])]
     base += ["--ranker", str(release_parts["ranker"]), "--data", str(sim_dir)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
 from pushgen.generator.generate import CandidateGenerator, GenerationConfig
 from pushgen.generator.prompts import common_prefix_length
 
@@ -18,7 +18,7 @@ def generator(tiny_causal_lm_dir) -> CandidateGenerator:
     padding cannot flip a near-tie argmax through rounding."""
     import torch
 
-    from pushgen.models import load_causal_lm
+    from pushgen.core.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(tiny_causal_lm_dir, device="cpu")
     model = model.double()

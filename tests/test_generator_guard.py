@@ -62,8 +62,8 @@ def test_number_formats_match() -> None:
 
 def test_guard_against_simulator_truth(sim) -> None:
     """On simulated human pushes the guard finds the names writers invented, and little else."""
-    from pushgen.caption import TextCaptioner
-    from pushgen.simulator import INVENTED_NAMES
+    from pushgen.data.caption import TextCaptioner
+    from pushgen.data.simulator import INVENTED_NAMES
 
     captioner = TextCaptioner()
     captions = {

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines.training import run_in_process
-from pushgen.cli import main
+from pushgen.cli.main import main
 from pushgen.generator.evaluate import beat_rate, distinct_n, mean_pairwise_cosine
 
 

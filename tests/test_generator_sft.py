@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from pushgen.errors import DataContractError
+from pushgen.core.errors import DataContractError
 from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.generator.generate import CandidateGenerator, GenerationConfig
 from pushgen.generator.sft import prepare_sft_data, train_generator
@@ -52,7 +52,7 @@ def _cfg(base, **kw) -> GeneratorTrainConfig:
 def test_lora_trains_only_adapters_and_lowers_loss(tiny_causal_lm_dir, tmp_path) -> None:
     import torch
 
-    from pushgen.models import load_causal_lm
+    from pushgen.core.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(tiny_causal_lm_dir, device="cpu")
     # Wider (tied) embeddings than the 0.02 init: with a frozen output layer of that scale the
@@ -83,7 +83,7 @@ def test_lora_trains_only_adapters_and_lowers_loss(tiny_causal_lm_dir, tmp_path)
 def test_zero_weight_sample_does_not_move_the_loss(tiny_causal_lm_dir) -> None:
     import torch
 
-    from pushgen.models import load_causal_lm
+    from pushgen.core.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(tiny_causal_lm_dir, device="cpu")
     cfg = _cfg(tiny_causal_lm_dir, val_fraction=0.0)
@@ -193,8 +193,8 @@ def test_loss_on_the_kept_logits_equals_the_loss_on_all_logits(tiny_causal_lm_di
     same gradient as computing every position's logits."""
     import torch
 
+    from pushgen.core.models import load_causal_lm
     from pushgen.generator.trainer import logits_needed
-    from pushgen.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(tiny_causal_lm_dir, device="cpu")
     cfg = _cfg(tiny_causal_lm_dir, val_fraction=0.0)

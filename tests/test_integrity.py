@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pushgen.store import (
+from pushgen.core.store import (
     MANIFEST,
     VERSION_FILE,
     ArtifactStore,
@@ -131,7 +131,7 @@ def test_s3_download_and_cache_are_verified_on_every_load(s3_store, tmp_path):
     # a cache whose weights AND manifest copy were rewritten to match each other
     record = json.loads((first / VERSION_FILE).read_text())
     info = record["manifest"]["artifacts"]["ranker"]["files"]["model.safetensors"]
-    from pushgen.store import sha256_file
+    from pushgen.core.store import sha256_file
 
     info["sha256"] = sha256_file(first / "model.safetensors")
     (first / VERSION_FILE).write_text(json.dumps(record))

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pushgen.categories import DEFAULT_CATEGORIES
-from pushgen.contracts import read_table, write_table
-from pushgen.errors import ConfigError, DataContractError
-from pushgen.label import (
+from pushgen.core.errors import ConfigError, DataContractError
+from pushgen.data.categories import DEFAULT_CATEGORIES
+from pushgen.data.contracts import read_table, write_table
+from pushgen.data.label import (
     EmbeddingLabeller,
     LLMLabeller,
     label_metrics,
@@ -111,7 +111,7 @@ def test_llm_labeller_scores_match_one_by_one_computation(tiny_causal_lm_dir):
 
 
 def test_cli_label(sim_dir, tiny_encoder_dir, tmp_path, capsys):
-    from pushgen.cli import main
+    from pushgen.cli.main import main
 
     pushes = read_table(sim_dir / "pushes.parquet").head(30)
     pushes.loc[pushes.index[0], "text"] = ""

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pushgen.evidence.listwise_results import MARKERS, render, sim_run
+from pushgen.evidence.results import read_section
 from pushgen.ranker.frozen_eval import mcnemar_vs
-from pushgen.ranker.listwise_results import MARKERS, render, sim_run
-from pushgen.results import read_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def test_readme_listwise_section_matches_listwise_json():
     results = json.loads((REPO / "docs" / "results" / "listwise.json").read_text())
     assert read_section(REPO / "README.md", MARKERS) == render(results), (
         "README's listwise section disagrees with docs/results/listwise.json: "
-        "run `python -m pushgen.ranker.listwise_results ... --readme README.md`"
+        "run `python -m pushgen.evidence.listwise_results ... --readme README.md`"
     )
 
 

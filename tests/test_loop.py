@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipelines.loop_pass import monitor_config, serving_windows
 from pipelines.monitoring import compile_pipeline
-from pushgen.carry import retrain_request
-from pushgen.loop import monitor_config, serving_windows
-from pushgen.simulator import SimConfig, simulate, write_simulation
-from pushgen.store import ArtifactStore, publish_release
+from pushgen.core.store import ArtifactStore, publish_release
+from pushgen.data.simulator import SimConfig, simulate, write_simulation
+from pushgen.loop.carry import retrain_request
 
 
 def window_params(root, prefix: str, log, feedback) -> dict:
@@ -177,7 +177,7 @@ def test_alert_retrains_only_the_blamed_part_through_the_gate(
 
 
 def test_cli_loop_bad_input_is_one_line(tmp_path, capsys):
-    from pushgen.cli import main as cli
+    from pushgen.cli.main import main as cli
 
     base = ["pipeline", "loop", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "o")]
     for argv, says in (

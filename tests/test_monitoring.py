@@ -17,9 +17,9 @@ from monitoring.requests import request_table
 from monitoring.sample_size import required_n, windows_needed
 from monitoring.signals import SIGNALS
 from pipelines.training import run_in_process
-from pushgen.cli import main
-from pushgen.contracts import CONTRACTS, validate
-from pushgen.errors import ConfigError, DataContractError
+from pushgen.cli.main import main
+from pushgen.core.errors import ConfigError, DataContractError
+from pushgen.data.contracts import CONTRACTS, validate
 from serving.explore import ALL_REJECTED, DEGRADED, SERVED, choose, log_rows
 
 N = 240  # requests per window in these tests
@@ -389,7 +389,7 @@ def test_report_renders_in_headless_chromium(world, reference, tmp_path):
 
 
 def test_demo_monitor_stage_says_not_evaluated_on_a_handful_of_requests(world, tmp_path, capsys):
-    from pushgen.demo import DemoConfig, monitor, shipped_log
+    from pushgen.cli.demo import DemoConfig, monitor, shipped_log
     from serving.serving_log import ServingLog, ServingLogConfig
 
     log, _ = _window(world, "healthy", seed=11, n=6)

@@ -9,9 +9,9 @@ from kfp import components as kfp_components
 
 from pipelines.submit import build_submit_request
 from pipelines.training import ClusterConfig, compile_pipeline
-from pushgen.cli import main as cli
-from pushgen.commands.pipeline import parse_params
-from pushgen.errors import ConfigError
+from pushgen.cli.commands.pipeline import parse_params
+from pushgen.cli.main import main as cli
+from pushgen.core.errors import ConfigError
 
 TASKS = {
     "fingerprint",

@@ -17,9 +17,9 @@ from pipelines.training import (
     ingest_step,
     run_in_process,
 )
-from pushgen.errors import DataContractError
-from pushgen.ingest import content_hash
-from pushgen.simulator import SimConfig, simulate, write_simulation
+from pushgen.core.errors import DataContractError
+from pushgen.data.ingest import content_hash
+from pushgen.data.simulator import SimConfig, simulate, write_simulation
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_whole_pipeline_twice_over_changed_data(tmp_path, tiny_causal_lm_dir, ti
     """Full training pipeline (tiny models) twice, new tables at the same URI in between: the
     second release is trained on the new data and registered as a new version."""
     from pipelines.training import run_local
-    from pushgen.store import ArtifactStore
+    from pushgen.core.store import ArtifactStore
 
     data, root = tmp_path / "lake", tmp_path / "root"
     params = {

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines.training import run_local
-from pushgen.store import ArtifactStore, sha256_file
+from pushgen.core.store import ArtifactStore, sha256_file
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from kfp.dsl import Dataset
 from components import PUSHGEN_IMAGE
 from components.reward import reward
 from pipelines.training import run_in_process
-from pushgen.errors import DataContractError
+from pushgen.core.errors import DataContractError
 from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.pairs import PairConfig
 from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pushgen.cli import main
+from pushgen.cli.main import main
 from pushgen.ranker.baselines import SurfaceFeatureBaseline, surface_features
 from pushgen.ranker.evaluate import bayes_optimal
 from pushgen.ranker.metrics import (

@@ -231,7 +231,7 @@ def test_frozen_set_scorer_is_order_invariant_and_learns_a_planted_direction():
 
 
 def test_probe_anchored_set_scorer_starts_at_the_probe_and_keeps_the_best_dev_epoch():
-    from pushgen.errors import ConfigError
+    from pushgen.core.errors import ConfigError
     from pushgen.ranker.frozen import (
         FrozenListwiseConfig,
         ensemble_scores,
@@ -270,7 +270,7 @@ def test_probe_anchored_set_scorer_starts_at_the_probe_and_keeps_the_best_dev_ep
 
 
 def test_split_zip_parts_unpack_into_one_model_directory(tmp_path):
-    from pushgen.models import unpack_split_zip
+    from pushgen.core.models import unpack_split_zip
 
     zpath = tmp_path / "m.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
@@ -345,7 +345,7 @@ def test_the_ranker_server_scores_a_listwise_model_in_one_pass(listwise_run, tmp
 def test_bench_json_renders_into_the_readme_section(listwise_run, tmp_path):
     """bench_rank --listwise --json writes what listwise_results renders (the README's source)."""
     from bench.bench_rank import main as bench_main
-    from pushgen.ranker.listwise_results import collect, render
+    from pushgen.evidence.listwise_results import collect, render
 
     out, _ = listwise_run
     path = tmp_path / "bench.json"

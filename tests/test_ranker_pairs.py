@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pushgen.errors import ConfigError, DataContractError
+from pushgen.core.errors import ConfigError, DataContractError
 from pushgen.ranker.pairs import (
     PairConfig,
     StorySplitConfig,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
 from pushgen.ranker.aggregate import (
     aggregate,
     bradley_terry_scores,

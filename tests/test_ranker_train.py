@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from pushgen.errors import ConfigError, DataContractError
+from pushgen.core.errors import ConfigError, DataContractError
 from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.pairs import build_pairs, split_by_story
 from pushgen.ranker.pointwise import PointwiseScorer, train_pointwise

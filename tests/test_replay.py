@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pushgen.cli import main as cli
+from pushgen.cli.main import main as cli
 
 HELD_OUT = 12
 
@@ -19,9 +19,9 @@ HELD_OUT = 12
 def run_layout(sim, tmp_path_factory) -> tuple[Path, Path]:
     """A run folder with every artifact the replay checks for but no trained weights: enough
     for the input checks, which run before any model loads."""
-    from pushgen.caption import TextCaptioner
-    from pushgen.contracts import write_table
-    from pushgen.simulator import write_simulation
+    from pushgen.data.caption import TextCaptioner
+    from pushgen.data.contracts import write_table
+    from pushgen.data.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("layout")
     write_simulation(sim, root / "world")
@@ -52,14 +52,14 @@ def run_layout(sim, tmp_path_factory) -> tuple[Path, Path]:
 def tiny_run(sim, tmp_path_factory, tiny_causal_lm_dir, tiny_encoder_dir) -> tuple[Path, Path]:
     """A run folder laid out as the pipeline writes it (last_run.json + artifacts), built with
     the library's own steps on tiny models; the world holds the last 12 videos out."""
-    from pushgen.caption import TextCaptioner
-    from pushgen.clean import clean_pushes
-    from pushgen.contracts import write_table
+    from pushgen.data.caption import TextCaptioner
+    from pushgen.data.clean import clean_pushes
+    from pushgen.data.contracts import write_table
+    from pushgen.data.simulator import write_simulation
     from pushgen.generator.config import GeneratorTrainConfig
     from pushgen.generator.sft import build_sft_table, train_generator
     from pushgen.ranker.config import RankerTrainConfig
     from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
-    from pushgen.simulator import write_simulation
 
     root = tmp_path_factory.mktemp("tiny_run")
     write_simulation(sim, root / "world")
@@ -167,7 +167,7 @@ def test_replay_scores_every_arm_against_the_sent_push(replayed):
 
 @pytest.mark.slow
 def test_report_writes_html_with_plots_and_readme_section(replayed, tmp_path):
-    from pushgen.results import END, START, read_section, render_section
+    from pushgen.evidence.results import END, START, read_section, render_section
 
     root, _ = replayed
     readme = tmp_path / "README.md"
@@ -184,7 +184,7 @@ def test_report_writes_html_with_plots_and_readme_section(replayed, tmp_path):
 
 
 def test_held_out_videos_are_those_no_model_trained_on(run_layout):
-    from pushgen.replay_data import RunArtifacts, SimWorld, held_out_videos
+    from pushgen.evidence.replay_data import RunArtifacts, SimWorld, held_out_videos
 
     root, world = run_layout
     held = held_out_videos(RunArtifacts.find(root), SimWorld.load(world))
@@ -219,7 +219,7 @@ def test_run_missing_an_artifact_is_one_line_and_writes_nothing(run_layout, tmp_
 
 
 def test_bootstrap_intervals_cover_a_known_uplift():
-    from pushgen.replay_stats import compare, resample_index, simulated_ab
+    from pushgen.evidence.stats import compare, resample_index, simulated_ab
 
     rng = np.random.default_rng(0)
     human = rng.uniform(0.02, 0.05, 400)
@@ -235,7 +235,7 @@ def test_bootstrap_intervals_cover_a_known_uplift():
 
 
 def test_weighting_none_is_a_real_option_of_clean_and_sft(sim_dir, tmp_path):
-    from pushgen.clean import confidence_weight
+    from pushgen.data.clean import confidence_weight
     from pushgen.generator.sft import apply_weighting
 
     out = tmp_path / "cleaned.parquet"
@@ -307,7 +307,7 @@ def test_weighting_ablation_retrains_and_replays_each_variant(tiny_run, tmp_path
 
 @pytest.mark.slow
 def test_pipeline_report_step_replays_the_videos_no_model_trained_on(tiny_run, tmp_path):
-    from pushgen.report import pipeline_report
+    from pushgen.evidence.report import pipeline_report
 
     root, world = tiny_run
     index = json.loads((root / "pipeline" / "last_run.json").read_text())

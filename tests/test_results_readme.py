@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pushgen.results import load_results, read_section, render_section
+from pushgen.evidence.results import load_results, read_section, render_section
 
 REPO = Path(__file__).resolve().parents[1]
 SEPARATOR = re.compile(r"\|( ?-+ ?\|)+")

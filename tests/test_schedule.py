@@ -13,8 +13,8 @@ import pytest
 from kfp_server_api import ApiClient, V2beta1RecurringRun
 
 from pipelines.schedule import build_recurring_run, compile_named, normalise_cron
-from pushgen.cli import main as cli
-from pushgen.errors import ConfigError
+from pushgen.cli.main import main as cli
+from pushgen.core.errors import ConfigError
 
 MONITOR_PARAMS = [
     "--param",

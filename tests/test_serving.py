@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 import pytest
 
-from pushgen.cli import main
+from pushgen.cli.main import main
 from serving.serving_log import read_serving_log
 from serving.stack import LocalStack, StackConfig, free_port, push_for_video
 from serving.tiny import TINY_GUARD_FAILS, TINY_PUSHES
@@ -46,8 +46,8 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def feature_repo(sim, tmp_path_factory) -> Path:
     """A real Feast repo (SQLite online store) materialised with the simulated videos' captions."""
-    from pushgen.caption import TextCaptioner
-    from pushgen.features import build_feature_store
+    from pushgen.data.caption import TextCaptioner
+    from pushgen.features.feast_store import build_feature_store
 
     videos = sim.videos
     captions = TextCaptioner().caption_videos(videos)
@@ -509,7 +509,7 @@ def test_cli_push_against_the_stack(stack, capsys):
 
 
 def test_push_for_video_reports_server_errors(stack):
-    from pushgen.errors import PushgenError
+    from pushgen.core.errors import PushgenError
 
     with pytest.raises(PushgenError, match="400"):
         push_for_video(stack.url, "v" * 200)
@@ -596,7 +596,7 @@ def test_ranker_refuses_more_pairs_than_one_k16_instance(stack):
 
 def test_texts_are_cut_to_the_token_budget_before_pairing(models_dir):
     # F3: the heaviest legal request is cut before its 240 pairs are tokenised
-    from pushgen.errors import ConfigError
+    from pushgen.core.errors import ConfigError
     from pushgen.ranker.budget import cut_to_token_budget
     from pushgen.ranker.select import PairwiseRanker
     from serving.protocol import RankRequest

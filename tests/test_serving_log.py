@@ -10,7 +10,7 @@ import time
 import boto3
 import pytest
 
-from pushgen.contracts import read_table
+from pushgen.data.contracts import read_table
 from serving.serving_log import ServingLog, ServingLogConfig, read_serving_log, read_serving_windows
 
 
@@ -115,8 +115,8 @@ def test_pushgen_monitor_reads_the_shipped_windows_as_it_reads_the_table(tmp_pat
     import json
 
     from monitoring.logsim import StreamConfig, simulate_log
-    from pushgen.cli import main
-    from pushgen.simulator import SimConfig, simulate
+    from pushgen.cli.main import main
+    from pushgen.data.simulator import SimConfig, simulate
 
     world = simulate(SimConfig(n_videos=30, seed=3)).world
     log_df, feedback = simulate_log(world, StreamConfig(n_requests=40, seed=1))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pushgen.cli import main
-from pushgen.errors import PushgenError
+from pushgen.cli.main import main
+from pushgen.core.errors import PushgenError
 from serving.deploy import (
     MANIFEST_DIR,
     ManifestConfig,

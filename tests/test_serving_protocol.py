@@ -11,7 +11,7 @@ import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 from serving.envelope import RANKER_V2, v1_instances, v2_instance
 from serving.protocol import RequestLimits, generate_request, push_request, rank_request
 from serving.serving_log import ServingLog, ServingLogConfig, read_serving_log
@@ -178,7 +178,7 @@ def test_generator_refuses_a_pickled_base_model(tmp_path):
 
 
 def test_dtype_resolution():
-    from pushgen.models import cpu_has_bf16_units, resolve_dtype
+    from pushgen.core.models import cpu_has_bf16_units, resolve_dtype
 
     assert resolve_dtype("float32", "cpu") == "float32"
     assert resolve_dtype("auto", "cpu") == ("bfloat16" if cpu_has_bf16_units() else "float32")

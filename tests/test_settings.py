@@ -1,5 +1,5 @@
 """One source per training setting: the config dataclasses' defaults and help reach the CLI, the
-KFP components and the pipelines unchanged (pushgen/settings.py)."""
+KFP components and the pipelines unchanged (pushgen/core/settings.py)."""
 
 import argparse
 import dataclasses
@@ -15,18 +15,18 @@ from components.sft import sft
 from components.simulate import simulate_or_ingest
 from pipelines.monitoring import monitoring_pipeline
 from pipelines.training import training_pipeline
-from pushgen.clean import CleanConfig
-from pushgen.cli import build_parser, main
-from pushgen.commands import data as data_cli
-from pushgen.commands import generator as generator_cli
-from pushgen.commands import ranker as ranker_cli
-from pushgen.commands import simulate as simulate_cli
-from pushgen.errors import ConfigError
+from pushgen.cli.commands import data as data_cli
+from pushgen.cli.commands import generator as generator_cli
+from pushgen.cli.commands import ranker as ranker_cli
+from pushgen.cli.commands import simulate as simulate_cli
+from pushgen.cli.main import build_parser, main
+from pushgen.core.errors import ConfigError
+from pushgen.core.settings import add_options, component_defaults, in_cli_terms, options_from
+from pushgen.data.clean import CleanConfig
+from pushgen.data.simulator import SimConfig
 from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.recipe import RankerRecipeConfig
-from pushgen.settings import add_options, component_defaults, in_cli_terms, options_from
-from pushgen.simulator import SimConfig
 
 RECIPE = RankerRecipeConfig()
 GENERATOR = GeneratorTrainConfig()

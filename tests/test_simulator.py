@@ -6,10 +6,10 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
-from pushgen.categories import DEFAULT_CATEGORIES
-from pushgen.contracts import CONTRACTS, validate
-from pushgen.errors import ConfigError, DataContractError
-from pushgen.simulator import (
+from pushgen.core.errors import ConfigError, DataContractError
+from pushgen.data.categories import DEFAULT_CATEGORIES
+from pushgen.data.contracts import CONTRACTS, validate
+from pushgen.data.simulator import (
     SimConfig,
     World,
     _text_logit,

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import settings as moto_settings
 
-from pushgen.errors import PushgenError
-from pushgen.store import (
+from pushgen.core.errors import PushgenError
+from pushgen.core.store import (
     VERSION_FILE,
     ArtifactStore,
     IntegrityError,

@@ -7,4 +7,6 @@
 - `evaluate`: controllability, style mix, beat-baseline rate and diversity on the simulator.
 
 Submodules are imported on use, so `import pushgen.generator.guard` stays free of torch.
+
+Layer 2 (beside `pushgen.ranker`): may import `pushgen.core`, `pushgen.data` and `pushgen.features`.
 """

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
+from pushgen.core.models import BF16_SETTINGS, check_bf16_setting
 from pushgen.generator.prompts import PromptTemplate
-from pushgen.models import BF16_SETTINGS, check_bf16_setting
 
 
 @dataclass

@@ -95,7 +95,7 @@ def score_candidates(
     candidates: pd.DataFrame, world: Any, human_ctr: Mapping[str, list[float]], labeller: Any
 ) -> pd.DataFrame:
     """Add label, true_style, true_ctr and beat_human to each candidate row."""
-    from pushgen.simulator import true_ctr, true_style
+    from pushgen.data.simulator import true_ctr, true_style
 
     out = candidates.copy()
     texts = out["text"].astype(str).tolist()
@@ -110,7 +110,7 @@ def score_candidates(
 
 
 def _diversity(scored: pd.DataFrame, encoder: str | None) -> dict[str, float]:
-    from pushgen.label import encode_texts
+    from pushgen.data.label import encode_texts
 
     texts = scored["text"].astype(str).tolist()
     emb = encode_texts(texts, encoder) if texts else np.zeros((0, 1))
@@ -151,7 +151,7 @@ def summarise(scored: pd.DataFrame, categories: Sequence[str], encoder: str | No
 
 def _human_ctr(world: Any, pushes: pd.DataFrame, video_ids: Sequence[str]) -> dict[str, list]:
     """True CTR of every human push of each video (the simulator's column when present)."""
-    from pushgen.simulator import true_ctr
+    from pushgen.data.simulator import true_ctr
 
     rows = pushes[pushes["video_id"].isin(set(video_ids))]
     if "true_ctr" in rows.columns:
@@ -185,8 +185,8 @@ def evaluate_generators(
     labeller: Any = None,
 ) -> tuple[dict, pd.DataFrame]:
     """Evaluate each named generator on the held-out `captions` ({video_id: caption})."""
-    from pushgen.categories import DEFAULT_CATEGORIES
-    from pushgen.label import EmbeddingLabeller
+    from pushgen.data.categories import DEFAULT_CATEGORIES
+    from pushgen.data.label import EmbeddingLabeller
 
     cfg = cfg or GeneratorEvalConfig()
     categories = list(cfg.categories or DEFAULT_CATEGORIES)

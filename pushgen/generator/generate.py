@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pushgen.categories import resolve_categories
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
+from pushgen.data.categories import resolve_categories
 from pushgen.generator.guard import check_candidate
 from pushgen.generator.prompts import (
     PromptTemplate,
@@ -120,7 +120,7 @@ class CandidateGenerator:
         `adapter_dir` adds a LoRA adapter to a plain base; `merge` folds it into the weights so
         generation runs at base-model speed. None/'default' is the packaged SmolLM2.
         """
-        from pushgen.models import load_causal_lm, load_tokenizer
+        from pushgen.core.models import load_causal_lm, load_tokenizer
 
         template, descriptions = PromptTemplate(), {}
         base: str | os.PathLike | None = path_or_id

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 PromptOrder = Literal["category_first", "caption_first"]
 PROMPT_ORDERS: tuple[str, ...] = ("category_first", "caption_first")

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pushgen.categories import CATEGORY_DESCRIPTIONS
-from pushgen.contracts import write_rejected
-from pushgen.errors import ConfigError, DataContractError
+from pushgen.core.errors import ConfigError, DataContractError
+from pushgen.data.categories import CATEGORY_DESCRIPTIONS
+from pushgen.data.contracts import write_rejected
 from pushgen.generator.config import GeneratorTrainConfig, SFTData
 from pushgen.generator.generate import GENERATOR_MANIFEST, MERGED_SUBDIR
 from pushgen.generator.prompts import encode_prompt, encode_target
@@ -136,9 +136,9 @@ SFT_WEIGHTINGS = ("data", "bounded", "literal", "none")
 
 def apply_weighting(table: pd.DataFrame, weighting: str = "data") -> tuple[pd.DataFrame, str]:
     """(table, weight column) for an SFT weighting: `data` keeps the table's `confidence`;
-    `bounded`/`literal` recompute it from `ctr` and `pv` (`pushgen.clean.confidence_weight`);
+    `bounded`/`literal` recompute it from `ctr` and `pv` (`pushgen.data.clean.confidence_weight`);
     `none` trains every sample at weight 1 (the ablation)."""
-    from pushgen.clean import confidence_weight
+    from pushgen.data.clean import confidence_weight
 
     if weighting not in SFT_WEIGHTINGS:
         raise ConfigError(f"weighting must be one of {SFT_WEIGHTINGS}, got {weighting!r}")
@@ -181,8 +181,8 @@ def train_generator(
     data: pd.DataFrame, out_dir: str | Path, cfg: GeneratorTrainConfig | None = None
 ) -> dict[str, Any]:
     """Fine-tune the generator on labelled, cleaned pushes; write the adapter dir; return metrics."""
+    from pushgen.core.models import load_causal_lm
     from pushgen.generator.trainer import fit  # torch and the Trainer: not at CLI start
-    from pushgen.models import load_causal_lm
 
     cfg = cfg or GeneratorTrainConfig()
     out = Path(out_dir)
@@ -254,7 +254,7 @@ def train_from_files(
     """
     import math
 
-    from pushgen.contracts import read_table, write_table
+    from pushgen.data.contracts import read_table, write_table
 
     table, no_caption = build_sft_table(
         read_table(labelled_path), read_table(captions_path, "captions")

@@ -1,6 +1,6 @@
 """Generator training data from a simulated (or any) push history: caption, clean, label, join.
 
-The data steps belong to other modules (`pushgen.caption`, `pushgen.clean`, `pushgen.label`);
+The data steps belong to other modules (`pushgen.data.caption`, `pushgen.data.clean`, `pushgen.data.label`);
 this is the short recipe that chains them so `pushgen train-generator --sim DIR` and the
 evaluation can start from raw simulator tables:
 
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pushgen.contracts import read_table
+from pushgen.data.contracts import read_table
 from pushgen.generator.sft import build_sft_table
 
 
 def captions_for(videos: pd.DataFrame) -> pd.DataFrame:
     """Offline text captions (title + description + ASR) for every valid video."""
-    from pushgen.caption import TextCaptioner
+    from pushgen.data.caption import TextCaptioner
 
     return TextCaptioner().caption_videos(videos)
 
@@ -31,8 +31,8 @@ def sft_table_from_tables(
     captions: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(SFT table: video_id, caption, category, text, confidence, ...; every removed row + reason)."""
-    from pushgen.clean import clean_pushes
-    from pushgen.label import EmbeddingLabeller, label_with_rejects
+    from pushgen.data.clean import clean_pushes
+    from pushgen.data.label import EmbeddingLabeller, label_with_rejects
 
     captions = captions if captions is not None else captions_for(videos)
     cleaned = clean_pushes(pushes, videos=videos, captions=captions)

@@ -16,8 +16,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from pushgen.core.models import use_bf16_autocast
 from pushgen.generator.config import GeneratorTrainConfig, SFTData
-from pushgen.models import use_bf16_autocast
 
 
 # --- batches -----------------------------------------------------------------------------------

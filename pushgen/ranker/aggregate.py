@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 METHODS = ("copeland", "bradley_terry", "knockout")
 

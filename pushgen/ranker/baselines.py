@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from pushgen.errors import DataContractError
+from pushgen.core.errors import DataContractError
 from pushgen.ranker.pairs import both_orders
 
 SURFACE_FEATURES = ("chars", "words", "question", "exclamation", "digit", "you")

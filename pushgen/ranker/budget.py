@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 # A WordPiece/BPE token of English covers well under this many characters; the pre-cut only has
 # to keep at least max_tokens tokens, so a generous bound is safe and still bounds the work.

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pushgen.errors import ConfigError
-from pushgen.models import BF16_SETTINGS, check_bf16_setting
+from pushgen.core.errors import ConfigError
+from pushgen.core.models import BF16_SETTINGS, check_bf16_setting
 from pushgen.ranker.heads import HEADS, POSITION_MODES, check_head
 
 LABEL_MODES = ("hard", "posterior")

@@ -71,7 +71,7 @@ def attach_truth(arms: pd.DataFrame, world=None) -> pd.DataFrame:
     """Arms with a `true_ctr` column when the truth is known (column already there, or a world)."""
     if "true_ctr" in arms.columns or world is None:
         return arms
-    from pushgen.simulator import true_ctr
+    from pushgen.data.simulator import true_ctr
 
     truth = [true_ctr(world, v, t) for v, t in zip(arms["video_id"], arms["text"], strict=True)]
     return arms.assign(true_ctr=truth)

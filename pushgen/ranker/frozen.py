@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 KEEP_LAYERS = 4  # the cache keeps the mean-pooled states of the last 4 layers
 ANCHORS = ("none", "probe")

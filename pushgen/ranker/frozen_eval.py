@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 from pushgen.ranker.evaluate import EvalConfig, _subset_lines
 from pushgen.ranker.frozen import (
     ANCHORS,

@@ -3,7 +3,7 @@ of `pushgen.ranker`: every other ranker module may import it, and it imports not
 
 from __future__ import annotations
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 HEADS = ("cls", "segment_diff", "listwise")  # listwise: one pass over all K (listwise.py)
 POSITION_MODES = ("reset", "sequential")  # listwise position ids: per candidate or in order

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
 
 RANKER_CONFIG_FILE = "ranker_config.json"
 

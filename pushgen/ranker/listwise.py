@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from pushgen.errors import ConfigError, PushgenError
-from pushgen.models import DTYPES, pick_device
+from pushgen.core.errors import ConfigError, PushgenError
+from pushgen.core.models import DTYPES, pick_device
 from pushgen.ranker.budget import char_precut
 from pushgen.ranker.heads import POSITION_MODES
 

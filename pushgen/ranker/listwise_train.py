@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from pushgen.errors import DataContractError
-from pushgen.models import pick_device
+from pushgen.core.errors import DataContractError
+from pushgen.core.models import pick_device
 from pushgen.ranker.pairs import PairConfig, build_pairs_report
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pushgen.errors import ConfigError, PushgenError
+from pushgen.core.errors import ConfigError, PushgenError
 from pushgen.ranker.heads import HEAD_FILE, check_head
 
 
@@ -48,7 +48,7 @@ def load_encoder(backbone: str | None, num_labels: int | None = 1) -> tuple[Any,
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from pushgen.models import resolve_encoder
+    from pushgen.core.models import resolve_encoder
 
     path = resolve_encoder(backbone)
     verbosity = hf_logging.get_verbosity()

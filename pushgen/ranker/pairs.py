@@ -25,8 +25,8 @@ from scipy import stats
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pushgen.contracts import validate
-from pushgen.errors import ConfigError, DataContractError
+from pushgen.core.errors import ConfigError, DataContractError
+from pushgen.data.contracts import validate
 
 # Columns of the pairs table, in order (extra columns carried from the arms follow them).
 PAIR_COLUMNS = (

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pushgen.errors import DataContractError, PushgenError
-from pushgen.models import pick_device
+from pushgen.core.errors import DataContractError, PushgenError
+from pushgen.core.models import pick_device
 from pushgen.ranker.config import EncodedDataset, RankerTrainConfig
 from pushgen.ranker.inputs import RankerSettings
 from pushgen.ranker.model import load_encoder

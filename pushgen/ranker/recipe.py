@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pushgen.contracts import check_columns, read_table, write_rejected, write_table
-from pushgen.errors import ConfigError, DataContractError
+from pushgen.core.errors import ConfigError, DataContractError
+from pushgen.data.contracts import check_columns, read_table, write_rejected, write_table
 from pushgen.ranker.config import RankerTrainConfig
 from pushgen.ranker.pairs import (
     PairConfig,

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 from pushgen.ranker.heads import HEAD_FILE
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pushgen.errors import ConfigError, PushgenError
-from pushgen.models import DTYPES as MODEL_DTYPES
-from pushgen.models import check_dtype, pick_device, resolve_dtype
+from pushgen.core.errors import ConfigError, PushgenError
+from pushgen.core.models import DTYPES as MODEL_DTYPES
+from pushgen.core.models import check_dtype, pick_device, resolve_dtype
 from pushgen.ranker.aggregate import (
     METHODS,
     RankResult,
@@ -43,7 +43,7 @@ from pushgen.ranker.inputs import (
     check_texts,
 )
 
-# Numeric modes for inference: `pushgen.models.DTYPES` ("auto": bf16 where the hardware has bf16
+# Numeric modes for inference: `pushgen.core.models.DTYPES` ("auto": bf16 where the hardware has bf16
 # units, else fp32), plus "int8", dynamic int8 quantisation of the Linear layers (CPU).
 DTYPES = (*MODEL_DTYPES, "int8")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pushgen.errors import DataContractError
+from pushgen.core.errors import DataContractError
 from pushgen.ranker.config import EncodedDataset, RankerTrainConfig
 from pushgen.ranker.inputs import RankerSettings, caption_segment
 from pushgen.ranker.model import build_pair_model

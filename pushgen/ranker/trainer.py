@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from pushgen.errors import ConfigError
-from pushgen.models import pick_device, use_bf16_autocast
+from pushgen.core.errors import ConfigError
+from pushgen.core.models import pick_device, use_bf16_autocast
 from pushgen.ranker.config import EncodedDataset, RankerTrainConfig
 from pushgen.ranker.model import head_parameter_names
 

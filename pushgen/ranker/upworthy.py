@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pushgen.errors import DataContractError
+from pushgen.core.errors import DataContractError
 
 UPWORTHY_COLUMNS = ("clickability_test_id", "headline", "impressions", "clicks")
 NONRANDOM_WEEKS = (201326, 201402)  # inclusive range of `test_week` flagged by the maintainers

@@ -13,7 +13,7 @@ from kubernetes.client import (
     V1Toleration,
 )
 
-from pushgen.errors import ConfigError
+from pushgen.core.errors import ConfigError
 
 MANIFEST_DIR = Path(__file__).parent.parent / "manifests"
 KINDS = {

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from kserve.api_client import ApiClient
 
-from pushgen.errors import PushgenError
+from pushgen.core.errors import PushgenError
 from serving.deploy.build import build_manifests
 from serving.deploy.config import KINDS, MANIFEST_DIR, DeployConfig
 
