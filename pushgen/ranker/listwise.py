@@ -4,7 +4,7 @@
 to the caption; each candidate's score is one linear layer on the mean of its (contextualised)
 tokens, and P(i beats j) = sigmoid(s_i - s_j), so the win matrix is antisymmetric by
 construction. At K=8 that is ~110 tokens in one sequence where the pairwise heads need 56
-sequences of ~27 (FlashEvaluator, `../shared/papers/related-abstracts.txt`).
+sequences of ~27 (FlashEvaluator; `docs/method.md`).
 
 Order must not leak: with `positions="reset"` every candidate's position ids start again at 1
 (the caption's start after the longest candidate budget), so the model sees a set, and permuting
