@@ -8,6 +8,9 @@ then one whose ranker prefers invented, sensational pushes (`ranker_invented`), 
 (judging the latest window against the earlier ones) blames the ranker; the monitoring pipeline
 then runs through kfp's local runner exactly as scheduled on a cluster: ingest-feedback, the
 nested training pipeline (generator carried over, ranker retrained), gate, register.
+
+It lives with the pipelines because it runs one; the loop's parts (gate, carry-over, feedback)
+are in `pushgen.loop`.
 """
 
 from __future__ import annotations

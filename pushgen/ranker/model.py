@@ -16,7 +16,7 @@
 Segments are found from the separator tokens, so a caption appended as `b [SEP] caption` is a
 third segment that both a and b attend to but neither pools; RoBERTa-style double separators
 count as one. The torch module is `segment_diff.SegmentDiffPairModel`; this module stays free of
-torch because the CLI imports it for `HEADS`.
+torch at import (the head names live in `heads`, which the CLI imports).
 
     model, tokenizer = build_pair_model("sentence-transformers/all-MiniLM-L6-v2", "segment_diff")
     model = load_pair_model("runs/ranker", "segment_diff")

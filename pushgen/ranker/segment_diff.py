@@ -1,6 +1,6 @@
 """The `segment_diff` pairwise head as a torch module (see `pushgen.ranker.model` for the idea).
 
-Kept apart from `model.py`, which the CLI imports for `HEADS` and must stay free of torch.
+Kept apart from `model.py`, which stays free of torch at import.
 """
 
 from __future__ import annotations
