@@ -43,6 +43,7 @@ from components.reward import reward
 from components.sft import sft
 from components.simulate import simulate_or_ingest
 from pushgen.core.errors import ConfigError
+from pushgen.core.store import is_remote
 from pushgen.data.categories import DEFAULT_CATEGORIES
 from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.ranker.config import RankerTrainConfig
@@ -336,7 +337,7 @@ def run_local(params: dict | None = None, pipeline_root: str | Path = "runs/pipe
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
-    if not str(params["store_uri"]).startswith("s3://"):
+    if not is_remote(params["store_uri"]):
         params["store_uri"] = str(Path(params["store_uri"]).resolve())
     # kfp.local honours retry policies; here a failure should surface now, not after backoffs.
     run_in_process(build_training_pipeline(ClusterConfig(storage_retries=0)), params, root)

@@ -214,7 +214,9 @@ KSERVE_S3_CONFIG: dict[str, str] = {
     "s3CABundleConfigMap": "",
     "s3CABundle": "",
 }
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"  # service_account_credentials.go AwsIrsaAnnotationKey
+IRSA_ANNOTATION = (
+    "eks.amazonaws.com/role-arn"  # service_account_credentials.go AwsIrsaAnnotationKey
+)
 _GROUP = "serving.kserve.io"
 # (annotation, secret data key, config key, env) in BuildS3EnvVars' order
 _S3_SETTINGS = (
@@ -251,7 +253,9 @@ def build_s3_env_vars(annotations: dict, data: dict | None, cfg: dict[str, str])
         elif endpoint.lower().startswith("http://"):
             https, host, url = "0", endpoint[7:], endpoint
         else:
-            https = _get(annotations, data, f"{_GROUP}/s3-usehttps", "S3_USE_HTTPS", cfg["s3UseHttps"])
+            https = _get(
+                annotations, data, f"{_GROUP}/s3-usehttps", "S3_USE_HTTPS", cfg["s3UseHttps"]
+            )
             host, url = endpoint, ("http://" if https == "0" else "https://") + endpoint
         if https:
             env["S3_USE_HTTPS"] = https

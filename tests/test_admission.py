@@ -36,7 +36,9 @@ def store(tmp_path_factory) -> ArtifactStore:
         (root / "src" / name).mkdir(parents=True)
         (root / "src" / name / "model.safetensors").write_bytes(b"0" * 64)
     store = ArtifactStore.from_uri(root / "store")
-    store.register("v1", {"generator": root / "src" / "generator", "ranker": root / "src" / "ranker"})
+    store.register(
+        "v1", {"generator": root / "src" / "generator", "ranker": root / "src" / "ranker"}
+    )
     return store
 
 
@@ -44,7 +46,8 @@ def deploy(store: ArtifactStore, out: Path, *extra: str) -> dict:
     """`pushgen deploy` into `out`; every YAML it wrote (subfolders too), loaded, by stem path."""
     assert main(["deploy", "--store", store.uri, "--version", "v1", "--out", str(out), *extra]) == 0
     return {
-        str(p.relative_to(out).with_suffix("")): load_manifest(p) for p in sorted(out.rglob("*.yaml"))
+        str(p.relative_to(out).with_suffix("")): load_manifest(p)
+        for p in sorted(out.rglob("*.yaml"))
     }
 
 
@@ -56,9 +59,7 @@ def test_a_cpu_rollout_passes_knatives_default_field_mask(store, tmp_path):
 
 
 def test_a_gpu_rollout_asks_for_exactly_the_flags_the_readme_names(store, tmp_path):
-    objects = deploy(
-        store, tmp_path / "out", "--gpu-node-selector", "nvidia.com/gpu.product=H100"
-    )
+    objects = deploy(store, tmp_path / "out", "--gpu-node-selector", "nvidia.com/gpu.product=H100")
     patch = config_features_patch(objects)
     assert patch == {
         "kubernetes.podspec-tolerations": "enabled",
@@ -91,9 +92,7 @@ def test_the_transformer_needs_no_fieldref_and_no_volume_claims(store, tmp_path)
 
 def test_the_model_download_goes_to_the_configured_s3_endpoint(store, tmp_path):
     """KServe reads the S3 settings from the Secret's annotations, not the account's."""
-    objects = deploy(
-        store, tmp_path / "out", "--s3-endpoint", "minio.minio:9000", "--s3-no-https"
-    )
+    objects = deploy(store, tmp_path / "out", "--s3-endpoint", "minio.minio:9000", "--s3-no-https")
     sa = objects["serviceaccount"]
     secret = objects["templates/s3-secret"]
     assert [r.name for r in sa.secrets] == [secret.metadata.name]
@@ -115,7 +114,8 @@ def test_an_irsa_role_sits_on_the_account_and_needs_no_keys(store, tmp_path):
     objects = deploy(store, tmp_path / "out", "--s3-role-arn", arn, "--s3-region", "eu-west-1")
     sa = objects["serviceaccount"]
     assert sa.metadata.annotations["eks.amazonaws.com/role-arn"] == arn
-    env = storage_initializer_env(sa, {"pushgen-s3": objects["templates/s3-secret"]})
+    assert "templates/s3-secret" not in objects and not sa.secrets  # no keys to fill in
+    env = storage_initializer_env(sa, {})
     assert env["AWS_DEFAULT_REGION"] == "eu-west-1" and "AWS_ENDPOINT_URL" not in env
 
 
@@ -191,14 +191,19 @@ def test_a_hub_model_gets_a_cache_volume_sized_for_it(tmp_path):
     assert vols["hf-cache"].empty_dir.size_limit == "40Gi"
     mounts = {m.name: m.mount_path for m in pred.containers[0].volume_mounts}
     assert env["HF_HOME"] == mounts["hf-cache"]
-    assert knative_refusals(load_manifest(out / "generator.yaml"), {"kubernetes.podspec-tolerations": "enabled"}) == []
+    assert (
+        knative_refusals(
+            load_manifest(out / "generator.yaml"), {"kubernetes.podspec-tolerations": "enabled"}
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
     "extra, words",
     [
         (["--ingress-namespace", "Bad_NS"], "--ingress-namespace"),
-        (["--monitoring-namespace", "-x"], "--monitoring-namespace"),
+        (["--monitoring-namespace=-x"], "--monitoring-namespace"),
         (["--hub-cache-size", "lots"], "--hub-cache-size"),
         (["--feast-online-store", "postgres"], "feast online store"),
         (["--namespace", "UPPER"], "--namespace"),

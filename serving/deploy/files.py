@@ -68,7 +68,8 @@ def write_manifests(out: str | Path = MANIFEST_DIR, cfg: DeployConfig | None = N
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for stem, text in texts.items():
-        path = out / f"{stem}.yaml"
+        path = out / f"{stem}.yaml"  # a stem may name a subfolder (templates/, knative/)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         paths.append(path)
     return paths
@@ -81,7 +82,11 @@ def stale_manifests(out: str | Path = MANIFEST_DIR, cfg: DeployConfig | None = N
     stale = [
         n for n, text in built.items() if not (out / n).exists() or (out / n).read_text() != text
     ]
-    extra = [p.name for p in sorted(out.glob("*.yaml")) if p.name not in built]
+    extra = [
+        str(p.relative_to(out))
+        for p in sorted(out.rglob("*.yaml"))
+        if str(p.relative_to(out)) not in built
+    ]
     return stale + extra
 
 
