@@ -36,7 +36,7 @@ STORE_STEPS = {  # every step that reads or writes the artifact store
 def _executors(spec: dict) -> tuple[dict, dict, dict]:
     """(tasks by name incl. nested dags, component of each task, kubernetes platform executors)."""
     tasks: dict = {}
-    for comp_name, comp in [("root", spec["root"]), *spec["components"].items()]:
+    for _name, comp in [("root", spec["root"]), *spec["components"].items()]:
         for name, task in comp.get("dag", {}).get("tasks", {}).items():
             tasks[name] = task
     platform = spec.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})

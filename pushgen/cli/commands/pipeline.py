@@ -114,7 +114,6 @@ def parse_params(pairs: list[str]) -> dict:
 
 def _cluster_config(args: argparse.Namespace):
     from pipelines.training import ClusterConfig
-
     from serving.deploy.config import make_toleration
 
     if args.gpus < 0:
