@@ -2,13 +2,19 @@
 
 - `pushgen deploy` writes manifests for a registered version (bad input: one line, exit 2, nothing
   written);
+- a stock cluster's admission accepts every object (tests/admission.py: Knative's default field
+  mask, no flag changed for a CPU rollout; KServe's credential builder);
 - each predictor is started as its pod would start it (tests/pods.py): weights downloaded by
   KServe's own storage code (`kserve_storage.Storage.download`) from a real S3 API (moto's server)
-  with the env KServe derives from our ServiceAccount, run as uid 1000 with only declared volumes
-  writable; the stack then serves a push by video id, from a Feast store materialised onto the
-  features volume through the cluster feature_store.yaml;
+  with the env KServe's credential builder derives from the ServiceAccount and the Secret it lists
+  (the Secret from `deploy`'s template), run as uid 1000 with only declared volumes writable; the
+  stack then serves a push by video id from Redis (Debian's redis-server), which the pipeline's
+  `publish_features` component filled through the ConfigMap's feature_store.yaml;
 - the InferenceGraph is driven through the URLs KServe's router would call (GetModelName rules);
-- corrupted or tampered weights are refused on every load path.
+- corrupted or tampered weights are refused on every load path;
+- slow tier: the whole chain on this machine's services (training pipeline onto S3 and Redis,
+  deploy, pods, requests through the graph's URLs, windows in the store, the monitoring
+  pipeline reading them).
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from pushgen.cli.main import main
 from pushgen.core.store import VERSION_FILE, ArtifactStore, IntegrityError
 from serving.deploy import load_manifest, model_name_of, predict_url
 from serving.stack import free_port
-from tests.pods import REPO, namespaces_available, start_pod
+from tests.admission import as_dict, config_features_patch, storage_initializer_env
+from tests.pods import namespaces_available, start_pod
+from tests.servers import redis_available, start_redis
 
 BUCKET = "pushgen-cluster"
-SECRETS = {"pushgen-s3": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
+KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +62,30 @@ def stage():
     root.chmod(0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis(s3, stage):
+    """A real Redis on 127.0.0.1, the online store; its address as the pushgen-feast Secret has it
+    (and in this process's env, for the pipeline steps kfp's local runner starts)."""
+    why = redis_available()
+    if why:
+        pytest.skip(why)
+    port = free_port()
+    proc = start_redis(port, stage / "redis.log")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUSHGEN_FEAST_CONNECTION", f"127.0.0.1:{port}")
+        env.setenv("FEAST_S3_ENDPOINT_URL", s3)
+        yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def secrets_of(deployed: dict, redis: str) -> dict[str, dict[str, str]]:
+    """The namespace's Secrets: deploy's S3 template filled in, and the Feast connection."""
+    s3 = deployed["templates/s3-secret"]
+    filled = {**s3.string_data, **KEYS}
+    return {s3.metadata.name: filled, "pushgen-feast": {"connection": redis}}
 
 
 @pytest.fixture(scope="module")
@@ -89,40 +121,30 @@ def deployed(release, s3, stage):
         ]
     )
     assert rc == 0
-    return {p.stem: load_manifest(p) for p in sorted(out.glob("*.yaml"))}
+    return load_deployment(out)
 
 
-def _initializer_env(service_account, endpoint: str) -> dict[str, str]:
-    """What KServe's BuildS3EnvVars gives the storage initializer from our ServiceAccount."""
-    ann = service_account.metadata.annotations
-    raw = ann["serving.kserve.io/s3-endpoint"]
-    https = ann.get("serving.kserve.io/s3-usehttps", "1")
-    if raw.startswith("http://"):
-        https, host, url = "0", raw[7:], raw
-    elif raw.startswith("https://"):
-        https, host, url = "1", raw[8:], raw
-    else:
-        host, url = raw, ("http://" if https == "0" else "https://") + raw
-    return {
-        "S3_USE_HTTPS": https,
-        "S3_ENDPOINT": host,
-        "AWS_ENDPOINT_URL": url,
-        "S3_VERIFY_SSL": ann["serving.kserve.io/s3-verifyssl"],
-        "AWS_DEFAULT_REGION": ann["serving.kserve.io/s3-region"],
-        # from the Secret the ServiceAccount names
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
+def load_deployment(out: Path) -> dict:
+    """Every object `deploy` wrote under `out`, by stem path (`templates/s3-secret`, ...)."""
+    return {str(p.relative_to(out).with_suffix("")): load_manifest(p) for p in out.rglob("*.yaml")}
 
 
-def _storage_initializer(isvc, sa, endpoint: str, out: Path) -> Path:
-    """KServe's storage-initializer step: Storage.download(STORAGE_URI, /mnt/models)."""
+def _storage_initializer(isvc, deployed: dict, out: Path) -> Path:
+    """KServe's storage-initializer step: Storage.download(STORAGE_URI, /mnt/models), with the
+    env KServe's credential builder gives it (tests/admission.py), nothing of this process's S3
+    settings."""
     env = {e.name: e.value for e in isvc.spec.predictor.containers[0].env if e.value}
     code = (
         "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])"
     )
-    full_env = {**os.environ, **_initializer_env(sa, endpoint)}
-    full_env.pop("PUSHGEN_S3_ENDPOINT", None)  # only KServe's variables
+    secret = as_dict(deployed["templates/s3-secret"])  # the template, keys filled in
+    filled = {**secret, "stringData": {**secret["stringData"], **KEYS}}
+    built = storage_initializer_env(
+        deployed["serviceaccount"], {secret["metadata"]["name"]: filled}
+    )
+    assert built.get("AWS_ENDPOINT_URL"), "the initializer would download from AWS"
+    drop = ("PUSHGEN_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    full_env = {k: v for k, v in os.environ.items() if k not in drop} | built
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-c", code, env["STORAGE_URI"], str(out)],
@@ -134,63 +156,53 @@ def _storage_initializer(isvc, sa, endpoint: str, out: Path) -> Path:
     return out
 
 
-def _materialise(config_map, volume: Path, sim, stage: Path) -> None:
-    """The pipeline's materialise step onto the features volume, through the cluster config."""
-    from pushgen.data.caption import TextCaptioner
+def publish_features_run(deployed: dict, videos, captions, pushes, stage: Path) -> str:
+    """The pipeline's `publish_features` component (kfp's local runner) into the store the
+    ConfigMap names: its feature_store.yaml uploaded to `<store>/feast`, the `feature_repo` the
+    pipeline is given. Returns that prefix."""
+    from kfp import dsl
 
-    repo = stage / "materialise-repo"
-    code = (
-        "import sys, pandas as pd; from pathlib import Path\n"
-        "from pushgen.features.feast_store import write_feature_data, open_store, materialize, _definitions\n"
-        "repo = Path(sys.argv[1]); v = pd.read_parquet(sys.argv[2]); c = pd.read_parquet(sys.argv[3])\n"
-        "write_feature_data(repo, v, c)\n"
-        "(repo / 'feature_store.yaml').write_text(Path(sys.argv[4]).read_text())\n"
-        "store = open_store(repo); store.apply(_definitions()); materialize(store)\n"
-    )
-    sim.videos.to_parquet(stage / "videos.parquet")
-    TextCaptioner().caption_videos(sim.videos).to_parquet(stage / "captions.parquet")
-    (stage / "feature_store.yaml").write_text(config_map.data["feature_store.yaml"])
-    mount = "/var/lib/pushgen/features"
-    script = (
-        f"mount -t tmpfs tmpfs /var/lib && mkdir -p {mount} && mount --bind {volume} {mount} "
-        f'&& exec {sys.executable} -c "$0" "$@"'
-    )
-    subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            code,
-            str(repo),
-            str(stage / "videos.parquet"),
-            str(stage / "captions.parquet"),
-            str(stage / "feature_store.yaml"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    from components.materialize import publish_features
+    from pipelines.training import run_in_process
+    from serving.deploy import store_uri
+
+    cfg = _cfg_of(deployed)
+    prefix = f"{store_uri(cfg)}/feast"
+    config = stage / "feature_store.yaml"
+    config.write_text(deployed["feature-store"].data["feature_store.yaml"])
+    ArtifactStore.from_uri(prefix).put_file(config, "feature_store.yaml")
+    paths = {}
+    for name, df in (("videos", videos), ("captions", captions), ("pushes", pushes)):
+        paths[name] = str(stage / f"{name}.parquet")
+        df.to_parquet(paths[name], index=False)
+
+    @dsl.pipeline(name="publish-features-only")
+    def publish_only():
+        tables = {
+            name: dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset).output
+            for name, path in paths.items()
+        }
+        publish_features(**tables, feature_repo=prefix)
+
+    run_in_process(publish_only, {}, stage / "publish-root")
+    return prefix
 
 
-@pytest.fixture(scope="module")
-def pods(deployed, s3, stage, sim):
-    """generator, ranker and transformer started from their manifests; yields {isvc name: Pod}."""
+def start_stack(deployed: dict, stage: Path, secrets: dict) -> dict:
+    """Storage initializers, then generator, ranker and transformer from their manifests, under
+    the cluster's Knative flags (the deploy's patch, if any); {"pods", "volumes", "routes"}."""
     why = namespaces_available()
     if why:
         pytest.skip(f"cannot emulate pods here: {why}")
     from concurrent.futures import ThreadPoolExecutor
 
-    sa = deployed["serviceaccount"]
+    flags = config_features_patch(deployed)
     vols: dict[str, dict[str, Path]] = {}
     for stem in ("generator", "ranker", "pushgen"):
         vols[stem] = {"tmp": stage / "volumes" / stem / "tmp"}
-    pushgen_vols = ("serving-log", "features", "feature-repo")
-    vols["pushgen"].update({n: stage / "volumes" / "pushgen" / n for n in pushgen_vols})
+    vols["pushgen"].update(
+        {n: stage / "volumes" / "pushgen" / n for n in ("serving-log", "feature-repo")}
+    )
     for stem in vols:
         for path in vols[stem].values():
             path.mkdir(parents=True)
@@ -200,21 +212,24 @@ def pods(deployed, s3, stage, sim):
     routes = {deployed[s].metadata.name: f"http://127.0.0.1:{ports[s]}" for s in vols}
 
     def own(stem: str) -> None:  # the writable volumes belong to the pod user
-        for name in ("tmp", "serving-log", "features"):
+        for name in ("tmp", "serving-log"):
             if name in vols[stem]:
                 subprocess.run(["chown", "-R", "1000:1000", str(vols[stem][name])], check=True)
 
+    def start(stem: str):
+        return start_pod(
+            deployed[stem], vols[stem], ports[stem], routes, stage, secrets=secrets,
+            knative_flags=flags,
+        )  # fmt: skip
+
     started = {}
     try:
-        with ThreadPoolExecutor(3) as pool:  # initializers and the materialise job side by side
-            feats = vols["pushgen"]["features"]
-            materialised = pool.submit(_materialise, deployed["feature-store"], feats, sim, stage)
+        with ThreadPoolExecutor(2) as pool:
             jobs = {
                 stem: pool.submit(
                     _storage_initializer,
                     deployed[stem],
-                    sa,
-                    s3,
+                    deployed,
                     stage / "volumes" / stem / "models",
                 )
                 for stem in ("generator", "ranker")
@@ -222,22 +237,37 @@ def pods(deployed, s3, stage, sim):
             for stem, job in jobs.items():  # each pod starts once its initializer is done
                 vols[stem]["models"] = job.result()
                 own(stem)
-                started[stem] = start_pod(
-                    deployed[stem], vols[stem], ports[stem], routes, stage, secrets=SECRETS
-                )
-            materialised.result()
+                started[stem] = start(stem)
         own("pushgen")
-        started["pushgen"] = start_pod(
-            deployed["pushgen"], vols["pushgen"], ports["pushgen"], routes, stage, secrets=SECRETS
-        )
+        started["pushgen"] = start("pushgen")
         for pod in started.values():
             pod.wait_ready()
-        yield {"pods": started, "volumes": vols, "routes": routes}
-    finally:
-        for pod in started.values():
-            pod.terminate()
-        for pod in started.values():
-            pod.stop()
+    except BaseException:
+        stop_stack(started)
+        raise
+    return {"pods": started, "volumes": vols, "routes": routes}
+
+
+def stop_stack(started: dict) -> None:
+    for pod in started.values():
+        pod.terminate()
+    for pod in started.values():
+        pod.stop()
+
+
+@pytest.fixture(scope="module")
+def pods(deployed, s3, redis, stage, sim):
+    """The pipeline's publish step into Redis + the S3 registry, then generator, ranker and
+    transformer started from their manifests; yields {"pods", "volumes", "routes"}."""
+    from pushgen.data.caption import TextCaptioner
+
+    if namespaces_available():
+        pytest.skip(f"cannot emulate pods here: {namespaces_available()}")
+    captions = TextCaptioner().caption_videos(sim.videos)
+    publish_features_run(deployed, sim.videos, captions, sim.pushes, stage)
+    stack = start_stack(deployed, stage, secrets_of(deployed, redis))
+    yield stack
+    stop_stack(stack["pods"])
 
 
 def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, sim, stage):
@@ -252,10 +282,10 @@ def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, s
     assert answer["video_id"] == video and answer["alternatives"]
     # model_version is each served version's manifest hash: v1-<12 hex>+v1-<12 hex>
     assert re.fullmatch(r"v1-[0-9a-f]{12}\+v1-[0-9a-f]{12}", answer["model_version"])
-    # the serving log went to the declared volume, per pod, written by uid 1000
+    # the serving log went to the declared emptyDir, named after the pod (its HOSTNAME), by uid 1000
     logs = list(pods["volumes"]["pushgen"]["serving-log"].rglob("serving_log-*.jsonl"))
     assert logs and all(p.stat().st_uid == 1000 for p in logs)
-    assert logs[0].parent.name.startswith("pushgen-predictor-")
+    assert "-pushgen-predictor-00001-deployment-0-" in logs[0].name
     # nothing owned by the pod user anywhere but its declared volumes
     volumes = stage / "volumes"
     owned = subprocess.run(
@@ -311,7 +341,8 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
 
     args = deployed["pushgen"].spec.predictor.containers[0].args
     ship_to = args[args.index("--log-ship-to") + 1]
-    assert ship_to.startswith(f"s3://{BUCKET}/") and ship_to.endswith("/serving-log/$(POD_NAME)")
+    # one prefix per deployment, whatever pod, revision or scale: what a schedule monitors
+    assert ship_to == f"s3://{BUCKET}/store/serving-log/pushgen/pushgen"
     pod = pods["pods"]["pushgen"]
     resp = httpx.post(
         f"{pod.url}/v1/models/pushgen:predict",
@@ -323,18 +354,19 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
     assert local
     pod.stop()  # SIGTERM, then wait: ModelServer unloads the model, the log ships its window
     assert pod.proc.returncode == 0  # it exited cleanly on SIGTERM, not killed after 20 s
-    uri = ship_to.replace("$(POD_NAME)", local[0].parent.name)
-    log, rejected = read_serving_windows(uri)
+    log, rejected = read_serving_windows(ship_to)
     assert rejected.empty
     assert set(log["request_id"]) >= {resp.json()["predictions"][0]["request_id"]}
     assert len(log) == sum(sum(1 for _ in p.open()) for p in local)  # every row, none lost
 
 
 def _cfg_of(deployed):
+    """The DeployConfig's names the manifests were built from (version URI, namespace)."""
     from serving.deploy import DeployConfig
 
+    env = {e.name: e.value for e in deployed["generator"].spec.predictor.containers[0].env}
     return DeployConfig(
-        version_uri=f"s3://{BUCKET}/store/versions/v1",
+        version_uri=env["STORAGE_URI"].rsplit("/", 1)[0],
         namespace=deployed["graph"].metadata.namespace,
     )
 
@@ -351,9 +383,7 @@ def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deplo
     bad[len(bad) // 2] ^= 0x01  # one bit, mid-tensor: a size+head+tail fingerprint misses it
     client.put_object(Bucket=BUCKET, Key=key, Body=bytes(bad))
     try:
-        out = _storage_initializer(
-            deployed["ranker"], deployed["serviceaccount"], s3, stage / "bad"
-        )
+        out = _storage_initializer(deployed["ranker"], deployed, stage / "bad")
     finally:
         client.put_object(Bucket=BUCKET, Key=key, Body=good)
     model = RankerModel("ranker", out, storage=StorageConfig(root=out, require_manifest=True))
@@ -441,10 +471,127 @@ def test_transformer_with_an_empty_feature_registry_fails_at_start_up(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     text = feature_store_yaml(DeployConfig(feast_registry=str(tmp_path / "registry.db")))
-    (repo / "feature_store.yaml").write_text(
-        text.replace("/var/lib/pushgen/features", str(tmp_path))
-    )
+    (repo / "feature_store.yaml").write_text(text)
     model = PushgenTransformer("pushgen", TransformerConfig(feature_repo=repo))
     with pytest.raises(PushgenError, match="no feature service 'video_serving'"):
         model.load()
     assert not model.ready
+
+
+CHAIN = "pushgen-chain"
+
+
+@pytest.mark.slow
+def test_the_whole_chain_on_this_machines_services(s3, redis, tiny_demo, tmp_path):
+    """Training pipeline (store on S3, features published to Redis + the S3 registry) -> deploy
+    -> admission -> pods from the manifests -> requests by video id and through the graph's URLs
+    -> windows in the store -> the monitoring pipeline's run (as scheduled: one fixed URI, the
+    last hour) reading every row of them."""
+    import pandas as pd
+
+    from pipelines.monitoring import run_local as run_monitoring
+    from pipelines.training import run_local
+    from pushgen.cli.demo import make_data
+    from serving.deploy import DeployConfig, feature_store_yaml, serving_log_uri
+    from serving.serving_log import read_serving_windows
+
+    stage = Path(tempfile.mkdtemp(prefix="pushgen-chain-", dir="/var/tmp"))
+    stage.chmod(0o755)
+    boto3.client("s3", endpoint_url=s3).create_bucket(Bucket=CHAIN)
+    store = f"s3://{CHAIN}/store"
+    started: dict = {}
+    try:
+        # 1. the training pipeline, its serving features into the cluster's Feast store
+        config = feature_store_yaml(DeployConfig(version_uri=f"{store}/versions/x", s3_endpoint=s3))
+        (stage / "feature_store.yaml").write_text(config)
+        ArtifactStore.from_uri(f"{store}/feast").put_file(
+            stage / "feature_store.yaml", "feature_store.yaml"
+        )
+        demo = tiny_demo(stage / "demo", loop=False)
+        train, world, new_ids = make_data(demo, stage / "demo")
+        run_local(
+            {
+                "data_location": str(train),
+                "base_model": demo.base_model,
+                "backbone": demo.backbone,
+                "sft_max_steps": demo.sft_steps,
+                "sft_batch_size": 4,
+                "reward_epochs": 1.0,
+                "store_uri": store,
+                "feature_repo": f"{store}/feast",
+                "version": "c1",
+                "report_videos": 0,
+            },
+            stage / "pipeline",
+        )
+        # 2. deploy what it registered; the ConfigMap is the config the pipeline published to
+        out = stage / "deploy"
+        argv = ["deploy", "--store", store, "--version", "latest", "--out", str(out)]
+        assert main([*argv, "--gpus", "0", "--s3-endpoint", s3]) == 0
+        deployed = load_deployment(out)
+        assert deployed["feature-store"].data["feature_store.yaml"] == config
+        assert config_features_patch(deployed) == {}  # no Knative flag changed
+        # 3. pods from the manifests, features from Redis as the pipeline left them
+        stack = start_stack(deployed, stage, secrets_of(deployed, redis))
+        started = stack["pods"]
+        pushgen = started["pushgen"]
+        served = []
+        for video in new_ids:  # held out of training, published by the pipeline all the same
+            resp = httpx.post(
+                f"{pushgen.url}/v1/models/pushgen:predict",
+                json={"instances": [{"video_id": video}]},
+                timeout=120,
+            )
+            assert resp.status_code == 200, resp.text
+            served.append(resp.json()["predictions"][0]["request_id"])
+        _drive_graph(stack, deployed)
+        # 4. the pod stops (a rollout): its window ships under the deployment's prefix
+        pushgen.stop()
+        assert pushgen.proc.returncode == 0
+        uri = serving_log_uri(_cfg_of(deployed))
+        log, rejected = read_serving_windows(uri)
+        assert rejected.empty and set(log["request_id"]) == set(served)
+        # 5. the monitoring pipeline as scheduled (fixed URI, last hour) reads every row
+        feedback = pd.DataFrame({"request_id": served, "pv": 1000, "clicks": 30})
+        feedback.to_parquet(stage / "feedback.parquet", index=False)
+        reference = pd.read_parquet(train / "pushes.parquet")[["text", "ctr"]].assign(
+            category="Humor"
+        )
+        reference.to_parquet(stage / "reference.parquet", index=False)
+        artifacts = run_monitoring(
+            {
+                "serving_log_uri": uri,
+                "feedback_uri": str(stage / "feedback.parquet"),
+                "reference_uri": str(stage / "reference.parquet"),
+                "window_hours": 1.0,
+                "store_uri": store,
+            },
+            stage / "monitoring",
+        )
+        window = pd.read_parquet(artifacts["serving-window/serving_log"])
+        assert len(window) == len(log)
+        summary = json.loads(Path(artifacts["monitor/summary"]).read_text())
+        assert summary.get("retrain") is False  # a handful of requests: nothing alerts
+    finally:
+        stop_stack(started)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _drive_graph(stack: dict, deployed: dict) -> dict:
+    """The InferenceGraph's Sequence through the URLs KServe's router calls; the last answer."""
+    by_name = {o.metadata.name: o for o in deployed.values() if o.kind == "InferenceService"}
+    body: dict = {"instances": [{"caption": "A cat learns to skateboard in a park"}]}
+    answer: dict = {}
+    for i, step in enumerate(deployed["graph"].spec.nodes["root"].steps):
+        isvc = by_name[step.service_name]
+        url = predict_url(_cfg_of(deployed), isvc)
+        host = f"http://{isvc.metadata.name}.{isvc.metadata.namespace}.svc.cluster.local"
+        request = body if step.data == "$request" or i == 0 else answer
+        if step.map_predictions_to_instances and request.get("predictions"):
+            request = {"instances": request["predictions"]}  # the router's sequenceReqRes
+        resp = httpx.post(
+            url.replace(host, stack["routes"][isvc.metadata.name]), json=request, timeout=120
+        )
+        assert resp.status_code == 200, f"{step.name}: {url} -> {resp.status_code} {resp.text}"
+        answer = resp.json()
+    return answer
