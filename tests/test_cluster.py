@@ -487,6 +487,8 @@ def test_the_whole_chain_on_this_machines_services(s3, redis, tiny_demo, tmp_pat
     -> admission -> pods from the manifests -> requests by video id and through the graph's URLs
     -> windows in the store -> the monitoring pipeline's run (as scheduled: one fixed URI, the
     last hour) reading every row of them."""
+    import dataclasses
+
     import pandas as pd
 
     from pipelines.monitoring import run_local as run_monitoring
@@ -507,7 +509,16 @@ def test_the_whole_chain_on_this_machines_services(s3, redis, tiny_demo, tmp_pat
         ArtifactStore.from_uri(f"{store}/feast").put_file(
             stage / "feature_store.yaml", "feature_store.yaml"
         )
+        # the base models sit where the image has them: not under /tmp, the pod's own emptyDir
         demo = tiny_demo(stage / "demo", loop=False)
+        for field in ("base_model", "backbone"):
+            shutil.copytree(getattr(demo, field), stage / "image" / field)
+        subprocess.run(["chmod", "-R", "a+rX", str(stage / "image")], check=True)
+        demo = dataclasses.replace(
+            demo,
+            base_model=str(stage / "image" / "base_model"),
+            backbone=str(stage / "image" / "backbone"),
+        )
         train, world, new_ids = make_data(demo, stage / "demo")
         run_local(
             {
