@@ -9,6 +9,10 @@ copy of their default values, so a test fails where a stock cluster would refuse
   `pkg/apis/serving/k8s_validation.go` validatePersistentVolumeClaims, validateVolumeMounts,
   reservedPaths, reservedEnvVars, validPortNames). Defaults: `pkg/apis/config/features.go`
   `defaultFeaturesConfig` and `config/core/configmaps/features.yaml`.
+- KServe's InferenceService validation webhook (kserve/kserve
+  `pkg/apis/serving/v1beta1/inference_service_validation.go`: IsvcNameFmt, validateBlockedEnvVars
+  with `pkg/validation/env_policy.go` DefaultBlockedEnvVars, validateScalingKPACompExtension with
+  `pkg/constants/constants.go` AutoscalerAllowedKPAMetricsList) for Serverless predictors;
 - KServe's credential builder (kserve/kserve `pkg/credentials/service_account_credentials.go`
   CreateSecretVolumeAndEnvFromServiceAccount and mountSecretCredential,
   `pkg/credentials/s3/s3_secret.go` BuildSecretEnvs, `pkg/credentials/s3/utils.go`
@@ -25,6 +29,7 @@ copy of their default values, so a test fails where a stock cluster would refuse
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from kserve.api_client import ApiClient
@@ -191,6 +196,29 @@ def _container_refusals(c: dict, volumes: dict, features: dict[str, str]) -> lis
             features, "kubernetes.podspec-volumes-mount-propagation"
         ):
             errors.append(f"volumeMount {m['name']}: mount propagation is disabled")
+    return errors
+
+
+_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # IsvcNameFmt
+_BLOCKED_ENV = {"PYTHONPATH"}  # env_policy.go DefaultBlockedEnvVars
+_KPA_METRICS = {"concurrency", "rps"}  # AutoscalerAllowedKPAMetricsList
+
+
+def kserve_refusals(isvc: Any) -> list[str]:
+    """Why KServe's validation webhook refuses a Serverless InferenceService (empty: admitted)."""
+    obj = as_dict(isvc)
+    errors = []
+    if not _ISVC_NAME.match(obj["metadata"]["name"]):
+        errors.append(f"name {obj['metadata']['name']!r} does not match {_ISVC_NAME.pattern}")
+    predictor = obj["spec"]["predictor"]
+    for c in predictor.get("containers", []):
+        blocked = {e["name"] for e in c.get("env", [])} & _BLOCKED_ENV
+        if blocked:
+            errors.append(f"container {c['name']}: blocked env {sorted(blocked)}")
+    if predictor.get("scaleMetric", "concurrency") not in _KPA_METRICS:
+        errors.append(f"[{predictor['scaleMetric']}] is not a supported metric")
+    if predictor.get("deploymentStrategy"):
+        errors.append("customizing deploymentStrategy is only supported for raw deployment mode")
     return errors
 
 

@@ -8,7 +8,8 @@ the mount points, and each declared volume bind-mounted from a host directory (r
 manifest says so; /mnt/models always, as KServe mounts it). The process then drops to the
 container's runAsUser/runAsGroup with no capabilities (`setpriv`).
 
-Before a pod starts, the stock cluster's admission runs (tests/admission.py): Knative's field mask
+Before a pod starts, the stock cluster's admission runs (tests/admission.py): KServe's
+InferenceService validation, then Knative's field mask
 under the default `config-features` (plus only the flags the deploy's patch names) must accept the
 InferenceService, or the pod is refused as Knative's webhook would. The kubelet's part is done
 here: `HOSTNAME` is the pod's name, `$(VAR)` in args expands from the container's env, secretKeyRef
@@ -135,9 +136,9 @@ def start_pod(
     `knative_flags`: the config-features changes the cluster has (the deploy's patch); the pod is
     refused, as Knative's webhook refuses the Service, if the default mask plus these rejects it.
     """
-    from tests.admission import knative_refusals
+    from tests.admission import knative_refusals, kserve_refusals
 
-    refused = knative_refusals(isvc, knative_flags)
+    refused = kserve_refusals(isvc) + knative_refusals(isvc, knative_flags)
     if refused:
         raise RuntimeError(f"Knative refuses {isvc.metadata.name}: {'; '.join(refused)}")
     container = isvc.spec.predictor.containers[0]

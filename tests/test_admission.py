@@ -21,6 +21,7 @@ from tests.admission import (
     config_features_patch,
     kfp_artifact_uri,
     knative_refusals,
+    kserve_refusals,
     storage_initializer_env,
 )
 
@@ -56,6 +57,7 @@ def test_a_cpu_rollout_passes_knatives_default_field_mask(store, tmp_path):
     assert config_features_patch(objects) == {}  # no Knative flag changed
     for stem in ISVCS:
         assert knative_refusals(objects[stem]) == [], stem
+        assert kserve_refusals(objects[stem]) == [], stem
 
 
 def test_a_gpu_rollout_asks_for_exactly_the_flags_the_readme_names(store, tmp_path):
@@ -220,3 +222,32 @@ def test_deploy_bad_input_is_one_line_exit_2_nothing_written(store, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert words in err.splitlines()[-1], err
     assert not out.exists()
+
+
+def test_the_emulated_webhooks_refuse_what_upstream_refuses():
+    """The rules are live: the old transformer (fieldRef, two writable PVCs) and a bad name."""
+    old = {
+        "metadata": {"name": "pushgen"},
+        "spec": {
+            "predictor": {
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {}}}],
+                        "volumeMounts": [{"name": "log", "mountPath": "/var/lib/log"}],
+                    }
+                ],
+                "volumes": [{"name": "log", "persistentVolumeClaim": {"claimName": "l"}}],
+            }
+        },
+    }
+    refused = " ".join(knative_refusals(old))
+    assert "fieldRef" in refused and "Persistent volume claim" in refused
+    assert "Persistent volume write" in refused
+    changed = {
+        "kubernetes.podspec-fieldref": "enabled",
+        "kubernetes.podspec-persistent-volume-claim": "enabled",
+        "kubernetes.podspec-persistent-volume-write": "enabled",
+    }
+    assert knative_refusals(old, changed) == []
+    assert kserve_refusals({"metadata": {"name": "Pushgen_1"}, "spec": {"predictor": {}}})
