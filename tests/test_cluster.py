@@ -11,20 +11,17 @@
   stack then serves a push by video id from Redis (Debian's redis-server), which the pipeline's
   `publish_features` component filled through the ConfigMap's feature_store.yaml;
 - the InferenceGraph is driven through the URLs KServe's router would call (GetModelName rules);
-- corrupted or tampered weights are refused on every load path;
-- slow tier: the whole chain on this machine's services (training pipeline onto S3 and Redis,
-  deploy, pods, requests through the graph's URLs, windows in the store, the monitoring
-  pipeline reading them).
+- corrupted or tampered weights are refused on every load path.
+
+The whole chain (training pipeline to monitoring pipeline) is tests/test_cluster_chain.py (slow).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -37,12 +34,19 @@ from pushgen.cli.main import main
 from pushgen.core.store import VERSION_FILE, ArtifactStore, IntegrityError
 from serving.deploy import load_manifest, model_name_of, predict_url
 from serving.stack import free_port
-from tests.admission import as_dict, config_features_patch, storage_initializer_env
-from tests.pods import namespaces_available, start_pod
+from tests.pods import namespaces_available
 from tests.servers import redis_available, start_redis
+from tests.stack import (
+    cfg_of,
+    load_deployment,
+    publish_features_run,
+    secrets_of,
+    start_stack,
+    stop_stack,
+    storage_initializer,
+)
 
 BUCKET = "pushgen-cluster"
-KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +85,6 @@ def redis(s3, stage):
     proc.wait(10)
 
 
-def secrets_of(deployed: dict, redis: str) -> dict[str, dict[str, str]]:
-    """The namespace's Secrets: deploy's S3 template filled in, and the Feast connection."""
-    s3 = deployed["templates/s3-secret"]
-    filled = {**s3.string_data, **KEYS}
-    return {s3.metadata.name: filled, "pushgen-feast": {"connection": redis}}
-
-
 @pytest.fixture(scope="module")
 def release(s3, stage):
     """Tiny generator + ranker registered as version v1 in the S3 store."""
@@ -122,137 +119,6 @@ def deployed(release, s3, stage):
     )
     assert rc == 0
     return load_deployment(out)
-
-
-def load_deployment(out: Path) -> dict:
-    """Every object `deploy` wrote under `out`, by stem path (`templates/s3-secret`, ...)."""
-    return {str(p.relative_to(out).with_suffix("")): load_manifest(p) for p in out.rglob("*.yaml")}
-
-
-def _storage_initializer(isvc, deployed: dict, out: Path) -> Path:
-    """KServe's storage-initializer step: Storage.download(STORAGE_URI, /mnt/models), with the
-    env KServe's credential builder gives it (tests/admission.py), nothing of this process's S3
-    settings."""
-    env = {e.name: e.value for e in isvc.spec.predictor.containers[0].env if e.value}
-    code = (
-        "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])"
-    )
-    secret = as_dict(deployed["templates/s3-secret"])  # the template, keys filled in
-    filled = {**secret, "stringData": {**secret["stringData"], **KEYS}}
-    built = storage_initializer_env(
-        deployed["serviceaccount"], {secret["metadata"]["name"]: filled}
-    )
-    assert built.get("AWS_ENDPOINT_URL"), "the initializer would download from AWS"
-    drop = ("PUSHGEN_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    full_env = {k: v for k, v in os.environ.items() if k not in drop} | built
-    out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-c", code, env["STORAGE_URI"], str(out)],
-        env=full_env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return out
-
-
-def publish_features_run(deployed: dict, videos, captions, pushes, stage: Path) -> str:
-    """The pipeline's `publish_features` component (kfp's local runner) into the store the
-    ConfigMap names: its feature_store.yaml uploaded to `<store>/feast`, the `feature_repo` the
-    pipeline is given. Returns that prefix."""
-    from kfp import dsl
-
-    from components.materialize import publish_features
-    from pipelines.training import run_in_process
-    from serving.deploy import store_uri
-
-    cfg = _cfg_of(deployed)
-    prefix = f"{store_uri(cfg)}/feast"
-    config = stage / "feature_store.yaml"
-    config.write_text(deployed["feature-store"].data["feature_store.yaml"])
-    ArtifactStore.from_uri(prefix).put_file(config, "feature_store.yaml")
-    paths = {}
-    for name, df in (("videos", videos), ("captions", captions), ("pushes", pushes)):
-        paths[name] = str(stage / f"{name}.parquet")
-        df.to_parquet(paths[name], index=False)
-
-    @dsl.pipeline(name="publish-features-only")
-    def publish_only():
-        tables = {
-            name: dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset).output
-            for name, path in paths.items()
-        }
-        publish_features(**tables, feature_repo=prefix)
-
-    run_in_process(publish_only, {}, stage / "publish-root")
-    return prefix
-
-
-def start_stack(deployed: dict, stage: Path, secrets: dict) -> dict:
-    """Storage initializers, then generator, ranker and transformer from their manifests, under
-    the cluster's Knative flags (the deploy's patch, if any); {"pods", "volumes", "routes"}."""
-    why = namespaces_available()
-    if why:
-        pytest.skip(f"cannot emulate pods here: {why}")
-    from concurrent.futures import ThreadPoolExecutor
-
-    flags = config_features_patch(deployed)
-    vols: dict[str, dict[str, Path]] = {}
-    for stem in ("generator", "ranker", "pushgen"):
-        vols[stem] = {"tmp": stage / "volumes" / stem / "tmp"}
-    vols["pushgen"].update(
-        {n: stage / "volumes" / "pushgen" / n for n in ("serving-log", "feature-repo")}
-    )
-    for stem in vols:
-        for path in vols[stem].values():
-            path.mkdir(parents=True)
-    config = deployed["feature-store"].data["feature_store.yaml"]
-    (vols["pushgen"]["feature-repo"] / "feature_store.yaml").write_text(config)
-    ports = {stem: free_port() for stem in vols}
-    routes = {deployed[s].metadata.name: f"http://127.0.0.1:{ports[s]}" for s in vols}
-
-    def own(stem: str) -> None:  # the writable volumes belong to the pod user
-        for name in ("tmp", "serving-log"):
-            if name in vols[stem]:
-                subprocess.run(["chown", "-R", "1000:1000", str(vols[stem][name])], check=True)
-
-    def start(stem: str):
-        return start_pod(
-            deployed[stem], vols[stem], ports[stem], routes, stage, secrets=secrets,
-            knative_flags=flags,
-        )  # fmt: skip
-
-    started = {}
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            jobs = {
-                stem: pool.submit(
-                    _storage_initializer,
-                    deployed[stem],
-                    deployed,
-                    stage / "volumes" / stem / "models",
-                )
-                for stem in ("generator", "ranker")
-            }
-            for stem, job in jobs.items():  # each pod starts once its initializer is done
-                vols[stem]["models"] = job.result()
-                own(stem)
-                started[stem] = start(stem)
-        own("pushgen")
-        started["pushgen"] = start("pushgen")
-        for pod in started.values():
-            pod.wait_ready()
-    except BaseException:
-        stop_stack(started)
-        raise
-    return {"pods": started, "volumes": vols, "routes": routes}
-
-
-def stop_stack(started: dict) -> None:
-    for pod in started.values():
-        pod.terminate()
-    for pod in started.values():
-        pod.stop()
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +174,7 @@ def test_graph_steps_reach_models_on_the_urls_kserve_builds(pods, deployed):
     answer = None
     for i, step in enumerate(steps):
         isvc = by_name[step.service_name]
-        url = predict_url(isvc_cfg := _cfg_of(deployed), isvc)
+        url = predict_url(isvc_cfg := cfg_of(deployed), isvc)
         assert url.startswith(
             f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local/"
         )
@@ -360,17 +226,6 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
     assert len(log) == sum(sum(1 for _ in p.open()) for p in local)  # every row, none lost
 
 
-def _cfg_of(deployed):
-    """The DeployConfig's names the manifests were built from (version URI, namespace)."""
-    from serving.deploy import DeployConfig
-
-    env = {e.name: e.value for e in deployed["generator"].spec.predictor.containers[0].env}
-    return DeployConfig(
-        version_uri=env["STORAGE_URI"].rsplit("/", 1)[0],
-        namespace=deployed["graph"].metadata.namespace,
-    )
-
-
 def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deployed, s3, stage):
     """KServe's initializer fetches a flipped tensor byte; the ranker pod's load fails, naming it."""
     from serving.ranker import RankerModel
@@ -383,7 +238,7 @@ def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deplo
     bad[len(bad) // 2] ^= 0x01  # one bit, mid-tensor: a size+head+tail fingerprint misses it
     client.put_object(Bucket=BUCKET, Key=key, Body=bytes(bad))
     try:
-        out = _storage_initializer(deployed["ranker"], deployed, stage / "bad")
+        out = storage_initializer(deployed["ranker"], deployed, stage / "bad")
     finally:
         client.put_object(Bucket=BUCKET, Key=key, Body=good)
     model = RankerModel("ranker", out, storage=StorageConfig(root=out, require_manifest=True))
@@ -476,133 +331,3 @@ def test_transformer_with_an_empty_feature_registry_fails_at_start_up(tmp_path):
     with pytest.raises(PushgenError, match="no feature service 'video_serving'"):
         model.load()
     assert not model.ready
-
-
-CHAIN = "pushgen-chain"
-
-
-@pytest.mark.slow
-def test_the_whole_chain_on_this_machines_services(s3, redis, tiny_demo, tmp_path):
-    """Training pipeline (store on S3, features published to Redis + the S3 registry) -> deploy
-    -> admission -> pods from the manifests -> requests by video id and through the graph's URLs
-    -> windows in the store -> the monitoring pipeline's run (as scheduled: one fixed URI, the
-    last hour) reading every row of them."""
-    import dataclasses
-
-    import pandas as pd
-
-    from pipelines.monitoring import run_local as run_monitoring
-    from pipelines.training import run_local
-    from pushgen.cli.demo import make_data
-    from serving.deploy import DeployConfig, feature_store_yaml, serving_log_uri
-    from serving.serving_log import read_serving_windows
-
-    stage = Path(tempfile.mkdtemp(prefix="pushgen-chain-", dir="/var/tmp"))
-    stage.chmod(0o755)
-    boto3.client("s3", endpoint_url=s3).create_bucket(Bucket=CHAIN)
-    store = f"s3://{CHAIN}/store"
-    started: dict = {}
-    try:
-        # 1. the training pipeline, its serving features into the cluster's Feast store
-        config = feature_store_yaml(DeployConfig(version_uri=f"{store}/versions/x", s3_endpoint=s3))
-        (stage / "feature_store.yaml").write_text(config)
-        ArtifactStore.from_uri(f"{store}/feast").put_file(
-            stage / "feature_store.yaml", "feature_store.yaml"
-        )
-        # the base models sit where the image has them: not under /tmp, the pod's own emptyDir
-        demo = tiny_demo(stage / "demo", loop=False)
-        for field in ("base_model", "backbone"):
-            shutil.copytree(getattr(demo, field), stage / "image" / field)
-        subprocess.run(["chmod", "-R", "a+rX", str(stage / "image")], check=True)
-        demo = dataclasses.replace(
-            demo,
-            base_model=str(stage / "image" / "base_model"),
-            backbone=str(stage / "image" / "backbone"),
-        )
-        train, world, new_ids = make_data(demo, stage / "demo")
-        run_local(
-            {
-                "data_location": str(train),
-                "base_model": demo.base_model,
-                "backbone": demo.backbone,
-                "sft_max_steps": demo.sft_steps,
-                "sft_batch_size": 4,
-                "reward_epochs": 1.0,
-                "store_uri": store,
-                "feature_repo": f"{store}/feast",
-                "version": "c1",
-                "report_videos": 0,
-            },
-            stage / "pipeline",
-        )
-        # 2. deploy what it registered; the ConfigMap is the config the pipeline published to
-        out = stage / "deploy"
-        argv = ["deploy", "--store", store, "--version", "latest", "--out", str(out)]
-        assert main([*argv, "--gpus", "0", "--s3-endpoint", s3]) == 0
-        deployed = load_deployment(out)
-        assert deployed["feature-store"].data["feature_store.yaml"] == config
-        assert config_features_patch(deployed) == {}  # no Knative flag changed
-        # 3. pods from the manifests, features from Redis as the pipeline left them
-        stack = start_stack(deployed, stage, secrets_of(deployed, redis))
-        started = stack["pods"]
-        pushgen = started["pushgen"]
-        served = []
-        for video in new_ids:  # held out of training, published by the pipeline all the same
-            resp = httpx.post(
-                f"{pushgen.url}/v1/models/pushgen:predict",
-                json={"instances": [{"video_id": video}]},
-                timeout=120,
-            )
-            assert resp.status_code == 200, resp.text
-            served.append(resp.json()["predictions"][0]["request_id"])
-        _drive_graph(stack, deployed)
-        # 4. the pod stops (a rollout): its window ships under the deployment's prefix
-        pushgen.stop()
-        assert pushgen.proc.returncode == 0
-        uri = serving_log_uri(_cfg_of(deployed))
-        log, rejected = read_serving_windows(uri)
-        assert rejected.empty and set(log["request_id"]) == set(served)
-        # 5. the monitoring pipeline as scheduled (fixed URI, last hour) reads every row
-        feedback = pd.DataFrame({"request_id": served, "pv": 1000, "clicks": 30})
-        feedback.to_parquet(stage / "feedback.parquet", index=False)
-        reference = pd.read_parquet(train / "pushes.parquet")[["text", "ctr"]].assign(
-            category="Humor"
-        )
-        reference.to_parquet(stage / "reference.parquet", index=False)
-        artifacts = run_monitoring(
-            {
-                "serving_log_uri": uri,
-                "feedback_uri": str(stage / "feedback.parquet"),
-                "reference_uri": str(stage / "reference.parquet"),
-                "window_hours": 1.0,
-                "store_uri": store,
-            },
-            stage / "monitoring",
-        )
-        window = pd.read_parquet(artifacts["serving-window/serving_log"])
-        assert len(window) == len(log)
-        summary = json.loads(Path(artifacts["monitor/summary"]).read_text())
-        assert summary.get("retrain") is False  # a handful of requests: nothing alerts
-    finally:
-        stop_stack(started)
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _drive_graph(stack: dict, deployed: dict) -> dict:
-    """The InferenceGraph's Sequence through the URLs KServe's router calls; the last answer."""
-    by_name = {o.metadata.name: o for o in deployed.values() if o.kind == "InferenceService"}
-    body: dict = {"instances": [{"caption": "A cat learns to skateboard in a park"}]}
-    answer: dict = {}
-    for i, step in enumerate(deployed["graph"].spec.nodes["root"].steps):
-        isvc = by_name[step.service_name]
-        url = predict_url(_cfg_of(deployed), isvc)
-        host = f"http://{isvc.metadata.name}.{isvc.metadata.namespace}.svc.cluster.local"
-        request = body if step.data == "$request" or i == 0 else answer
-        if step.map_predictions_to_instances and request.get("predictions"):
-            request = {"instances": request["predictions"]}  # the router's sequenceReqRes
-        resp = httpx.post(
-            url.replace(host, stack["routes"][isvc.metadata.name]), json=request, timeout=120
-        )
-        assert resp.status_code == 200, f"{step.name}: {url} -> {resp.status_code} {resp.text}"
-        answer = resp.json()
-    return answer
