@@ -58,6 +58,7 @@ CHAIN = "pushgen-chain"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a training pipeline run + three pods + a monitoring run: ~6 min alone
 def test_the_whole_chain_on_this_machines_services(s3, redis, tiny_demo, tmp_path):
     """Training pipeline (store on S3, features published to Redis + the S3 registry) -> deploy
     -> admission -> pods from the manifests -> requests by video id and through the graph's URLs
