@@ -36,7 +36,7 @@ RUN case "$VARIANT" in \
 
 # The project itself (components/, pipelines/, serving/, ... are packages of this distribution).
 # feature_repo/ holds definitions only: a pod reads its Feast config from the ConfigMap that
-# `pushgen deploy` writes, and its data from the features volume, never from the image.
+# `pushgen deploy` writes, and its features from Redis (feast[redis]), never from the image.
 COPY pushgen ./pushgen
 COPY components ./components
 COPY pipelines ./pipelines
@@ -46,7 +46,7 @@ COPY feature_repo ./feature_repo
 RUN pip install --no-deps -c constraints.txt . \
  # Convert the packaged GGUF to safetensors once, at build time, not in every pod.
  && python -c "from pushgen.core.models import resolve_causal_lm; resolve_causal_lm('default')" \
- && python -c "import pushgen, components, pipelines, kfp; print('pushgen image ok', kfp.__version__)"
+ && python -c "import pushgen, components, pipelines, kfp, redis; print('pushgen image ok', kfp.__version__)"
 
 # Never run as root in the cluster (the manifests also set runAsUser 1000, read-only root fs).
 RUN useradd --create-home --uid 1000 pushgen && chown -R pushgen /opt/pushgen

@@ -1,9 +1,11 @@
 """KFP component: materialise the run's fresh video features into Feast and read the training
 captions back through `get_historical_features`.
 
-Writes the Feast repo (sources, registry, SQLite online store) as the `features` artifact; with
-`feature_repo` set (a directory serving reads, or a repo whose `feature_store.yaml` points at
-the cluster's online store) it materialises there too. `captions` holds what the SFT step
+Writes the Feast repo (sources, registry, SQLite online store) as the `features` artifact, inside
+the run, so it is cached like any step. `publish_features` (never cached: it writes outside the
+run) materialises the same tables into the store serving reads when `feature_repo` is set: a
+directory, or a store prefix (`s3://`, `minio://`) holding the cluster's `feature_store.yaml`
+(Redis online store, registry on S3). `captions` holds what the SFT step
 trains on: each video's caption as Feast served it at its pushes' send times; `ab_captions` what
 the reward step may read as context: the A/B tests' videos' captions as Feast holds them now.
 The work is `pushgen.features.fresh.materialize_and_read` and `ab_test_captions`.
@@ -29,7 +31,7 @@ def materialize(
     metrics: Output[Metrics],
     feature_repo: str = "",
 ):
-    """Materialise into Feast (and `feature_repo` when set); read training captions back.
+    """Materialise into the run's Feast repo; read training captions back.
 
     Args:
         videos: the run's videos table.
@@ -37,7 +39,7 @@ def materialize(
         pushes: cleaned pushes, the push-history feature source.
         training_pushes: labelled pushes the SFT step trains on (their send times date the join).
         ab_tests: the A/B arms the reward step trains on.
-        feature_repo: also materialise into this Feast repo (the one serving reads); "" for none.
+        feature_repo: kept for specs compiled before `publish_features`: also materialise there.
     """
     import pandas as pd
 
@@ -60,3 +62,31 @@ def materialize(
     }
     features.metadata.update({"online_store": "sqlite", "feature_repo": feature_repo})
     log_metrics(metrics, counts)
+
+
+@dsl.component(**COMPONENT_DEFAULTS)
+def publish_features(
+    videos: Input[Dataset],
+    captions: Input[Dataset],
+    pushes: Input[Dataset],
+    metrics: Output[Metrics],
+    feature_repo: str = "",
+):
+    """Materialise the run's features into the Feast store serving reads; "" does nothing.
+
+    Args:
+        videos: the run's videos table.
+        captions: the caption step's captions.
+        pushes: cleaned pushes (the push-history features).
+        feature_repo: a Feast repo directory, or a store prefix holding the cluster's
+            feature_store.yaml (its registry and online store are what the transformers read).
+    """
+    from pushgen.core.run_report import log_metrics
+    from pushgen.data.contracts import read_table
+    from pushgen.features.fresh import publish
+
+    if not feature_repo.strip():
+        log_metrics(metrics, {"published": 0})
+        return
+    tables = [read_table(p.path) for p in (videos, captions, pushes)]
+    log_metrics(metrics, {"published": 1, **publish(*tables, feature_repo)})

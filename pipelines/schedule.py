@@ -84,7 +84,7 @@ def compile_named(pipeline: str, out: str | Path, image: str | None = None, cfg=
     if pipeline == "monitoring":
         from pipelines.monitoring import compile_pipeline
 
-        return compile_pipeline(out, cfg)
+        return compile_pipeline(out, cfg, image=image)
     raise ConfigError(f"unknown pipeline {pipeline!r}; known: {', '.join(PIPELINES)}")
 
 

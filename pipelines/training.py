@@ -35,7 +35,7 @@ from components.evaluate import evaluate
 from components.fingerprint import fingerprint
 from components.gate import gate
 from components.label import label
-from components.materialize import materialize
+from components.materialize import materialize, publish_features
 from components.plan import plan
 from components.register import register
 from components.report import report
@@ -43,9 +43,11 @@ from components.reward import reward
 from components.sft import sft
 from components.simulate import simulate_or_ingest
 from pushgen.core.errors import ConfigError
+from pushgen.core.store import is_remote
 from pushgen.data.categories import DEFAULT_CATEGORIES
 from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.ranker.config import RankerTrainConfig
+from serving.deploy.config import DeployConfig, make_toleration
 
 PIPELINE_NAME = "pushgen-training"
 DEFAULT_STORE = "s3://pushgen-models/pushgen"
@@ -67,6 +69,9 @@ class ClusterConfig:
     retry_backoff: str = "30s"  # first wait before a retry; doubles each time
     s3_secret: str = ""  # Kubernetes Secret with AWS_ACCESS_KEY_ID/SECRET (needs kfp-kubernetes)
     s3_endpoint: str = ""  # non-secret S3 endpoint (MinIO) given to the storage steps' env
+    # the taints GPU nodes carry, tolerated by the GPU steps: the same as `pushgen deploy`'s
+    gpu_tolerations: tuple[str, ...] = DeployConfig.gpu_tolerations
+    feast_secret: str = ""  # Secret with `connection` (Redis) for the publish-features step
 
 
 def _cpu_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
@@ -74,32 +79,40 @@ def _cpu_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
     return task.set_caching_options(enable_caching=True)
 
 
+def _kubernetes(what: str):
+    try:
+        from kfp import kubernetes
+    except ImportError:
+        raise ConfigError(
+            f"{what} needs the kfp-kubernetes package (pip install kfp-kubernetes); "
+            "or leave it empty and give the pods S3 access another way (IRSA, env)"
+        ) from None
+    return kubernetes
+
+
 def _gpu_step(
     task: dsl.PipelineTask, cfg: ClusterConfig, gpus: int, memory: str
 ) -> dsl.PipelineTask:
+    """Resources, the GPU and the GPU nodes' tolerations, and store credentials (the training
+    steps read carried-over models and past data from the store)."""
     task.set_cpu_request(cfg.train_cpu).set_memory_request(memory).set_memory_limit(memory)
     if gpus > 0:
         task.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(gpus)
-    return task.set_caching_options(enable_caching=True)
+        for text in cfg.gpu_tolerations:
+            tol = make_toleration(text)
+            _kubernetes("gpu_tolerations").add_toleration(
+                task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
+            )
+    return store_credentials(task, cfg).set_caching_options(enable_caching=True)
 
 
-def _storage_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
-    """Retries, plus S3 endpoint and credentials from the cluster (never from parameters)."""
-    if cfg.storage_retries > 0:
-        task.set_retry(
-            num_retries=cfg.storage_retries, backoff_duration=cfg.retry_backoff, backoff_factor=2.0
-        )
+def store_credentials(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
+    """S3 endpoint and credentials from the cluster (never from parameters), the same way for
+    every step that touches the store."""
     if cfg.s3_endpoint:
         task.set_env_variable("PUSHGEN_S3_ENDPOINT", cfg.s3_endpoint)
     if cfg.s3_secret:
-        try:
-            from kfp import kubernetes
-        except ImportError:
-            raise ConfigError(
-                "s3_secret needs the kfp-kubernetes package (pip install kfp-kubernetes); "
-                "or leave it empty and give the pods S3 access another way (IRSA, env)"
-            ) from None
-        kubernetes.use_secret_as_env(
+        _kubernetes("s3_secret").use_secret_as_env(
             task,
             secret_name=cfg.s3_secret,
             secret_key_to_env={
@@ -108,6 +121,37 @@ def _storage_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTas
             },
         )
     return task
+
+
+def _storage_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
+    """Retries, plus S3 endpoint and credentials from the cluster (never from parameters)."""
+    if cfg.storage_retries > 0:
+        task.set_retry(
+            num_retries=cfg.storage_retries, backoff_duration=cfg.retry_backoff, backoff_factor=2.0
+        )
+    return store_credentials(task, cfg)
+
+
+def publish_step(cfg: ClusterConfig, data, cap, cleaned, feature_repo) -> dsl.PipelineTask:
+    """Materialise into the store serving reads (`feature_repo`); never cached: it writes outside
+    the run, and a cached step would leave the online store as an older run left it."""
+    pub = publish_features(
+        videos=data.outputs["videos"],
+        captions=cap.outputs["captions"],
+        pushes=cleaned.outputs["cleaned"],
+        feature_repo=feature_repo,
+    )
+    pub.set_display_name("publish features (serving's Feast store)")
+    _storage_step(_cpu_step(pub, cfg), cfg).set_caching_options(enable_caching=False)
+    if cfg.s3_endpoint:  # feast's S3 registry reads its endpoint here (feast/infra/registry/s3.py)
+        pub.set_env_variable("FEAST_S3_ENDPOINT_URL", cfg.s3_endpoint)
+    if cfg.feast_secret:
+        _kubernetes("feast_secret").use_secret_as_env(
+            pub,
+            secret_name=cfg.feast_secret,
+            secret_key_to_env={"connection": "PUSHGEN_FEAST_CONNECTION"},
+        )
+    return pub
 
 
 def ingest_step(
@@ -206,10 +250,10 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             pushes=cleaned.outputs["cleaned"],
             training_pushes=labelled.outputs["labelled"],
             ab_tests=data.outputs["ab_tests"],
-            feature_repo=feature_repo,
         )
         feats.set_display_name("materialize (Feast)")
         _cpu_step(feats, cfg)
+        pub = publish_step(cfg, data, cap, cleaned, feature_repo)
 
         gen = sft(
             labelled=labelled.outputs["labelled"],
@@ -286,6 +330,7 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             cleaned,
             labelled,
             feats,
+            pub,
             gen,
             rank,
             ev,
@@ -336,7 +381,7 @@ def run_local(params: dict | None = None, pipeline_root: str | Path = "runs/pipe
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
-    if not str(params["store_uri"]).startswith("s3://"):
+    if not is_remote(params["store_uri"]):
         params["store_uri"] = str(Path(params["store_uri"]).resolve())
     # kfp.local honours retry policies; here a failure should surface now, not after backoffs.
     run_in_process(build_training_pipeline(ClusterConfig(storage_retries=0)), params, root)

@@ -1,7 +1,8 @@
 """The serving log: every candidate the transformer saw and which one it chose (contract `serving_log`).
 
-Rows are appended as JSON lines to `<log_dir>/serving_log-<start>-<n>.jsonl`; a file is closed and
-a new one started after `max_rows` rows, so monitoring can pick up closed files while the server
+Rows are appended as JSON lines to `<log_dir>/serving_log-<opened, UTC>-<pod>-<n>.jsonl` (`pod`:
+the pod's name, its HOSTNAME, so the windows of every replica can share one prefix in the store);
+a file is closed and a new one started after `max_rows` rows, so monitoring can pick up closed files while the server
 keeps writing. `read_serving_log(log_dir)` loads every file into one frame and validates it.
 
 Columns: the contract's (`request_id`, `video_id`, `category`, `text`, `reward_score`, `selected`,
@@ -14,19 +15,22 @@ Windows to the artifact store (`ship_to`, a local directory or `s3://bucket/pref
 also closed after `window_s` seconds, and every closed file is written as parquet to
 `<ship_to>/windows/<file stem>.parquet` by a background thread, so requests never wait on S3.
 A failed upload stays queued (the JSONL file is kept either way) and is retried at the next
-rotation and at shutdown; `read_serving_windows(ship_to)` reads them back for monitoring and for
-`ingest-feedback`. Feedback for the same windows lands beside them, under `<ship_to>/feedback/`.
+rotation and at shutdown; `read_serving_windows(ship_to, start, end)` reads every pod's windows
+back (rows served in [start, end) when given) for monitoring and for `ingest-feedback`. Feedback for the same windows lands beside them, under `<ship_to>/feedback/`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import socket
 import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,13 @@ SERVING_LOG_GLOB = "serving_log-*.jsonl"
 WINDOWS = "windows"  # key prefix of the shipped windows under `ship_to`
 FEEDBACK = "feedback"  # key prefix of the windows' feedback under `ship_to`
 logger = logging.getLogger(__name__)
+_OPENED = re.compile(r"serving_log-(\d{8}T\d{6})-")
+
+
+def pod_name() -> str:
+    """This process's pod (Kubernetes sets HOSTNAME to the pod's name), safe in a file name."""
+    name = os.environ.get("HOSTNAME") or socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9.-]", "-", name) or "pod"
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class ServingLogConfig:
     max_rows: int = 10_000  # rows per file before rotating to a new one
     ship_to: str | None = None  # artifact store URI the closed windows go to; None: kept local
     window_s: float = 3600.0  # a file is also closed (and shipped) after this many seconds
+    pod: str = field(default_factory=pod_name)  # in every file name: replicas never clash
 
 
 class ServingLog:
@@ -57,7 +69,6 @@ class ServingLog:
         self.config = config
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._stamp = time.strftime("%Y%m%dT%H%M%S")
         self._index = 0
         self._rows_in_file = 0
         self._opened_at = 0.0
@@ -76,7 +87,9 @@ class ServingLog:
     def _open_next(self) -> None:
         self._close_current()
         self._index += 1
-        self._path = self.config.log_dir / f"serving_log-{self._stamp}-{self._index:05d}.jsonl"
+        opened = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"serving_log-{opened}-{self.config.pod}-{self._index:05d}.jsonl"
+        self._path = self.config.log_dir / name
         self._fh = self._path.open("a", encoding="utf-8")
         self._rows_in_file = 0
         self._opened_at = time.monotonic()
@@ -165,19 +178,36 @@ def _put_table(df: pd.DataFrame, store, key: str) -> str:
     return key
 
 
-def load_serving_windows(uri: str) -> pd.DataFrame:
-    """Every shipped window under `uri` (`<uri>/windows/*.parquet`), concatenated, unvalidated."""
+def load_serving_windows(
+    uri: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Every pod's shipped windows under `uri` (`<uri>/windows/*.parquet`), concatenated,
+    unvalidated; with `start`/`end` (UTC), only rows served in [start, end) (a row whose
+    `served_at` does not parse is kept, for the contract to set aside)."""
     from pushgen.core.store import ArtifactStore
 
     store = ArtifactStore.from_uri(uri)
     keys = sorted(k for k in store.list(WINDOWS) if k.endswith(".parquet"))
+    if end is not None:  # a file opened at or after `end` holds nothing before it
+        stamp = pd.Timestamp(end).tz_convert("UTC").strftime("%Y%m%dT%H%M%S")
+        keys = [k for k in keys if not (m := _OPENED.match(k)) or m.group(1) < stamp]
     frames = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, key in enumerate(keys):
             frames.append(
                 pd.read_parquet(store.get_file(f"{WINDOWS}/{key}", Path(tmp) / f"{i}.parquet"))
             )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    log = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if log.empty or (start is None and end is None) or "served_at" not in log:
+        return log
+    served = pd.to_datetime(log["served_at"], utc=True, errors="coerce", format="mixed")
+    keep = served.isna()
+    inside = pd.Series(True, index=log.index)
+    if start is not None:
+        inside &= served >= pd.Timestamp(start).tz_convert("UTC")
+    if end is not None:
+        inside &= served < pd.Timestamp(end).tz_convert("UTC")
+    return log[keep | inside].reset_index(drop=True)
 
 
 def ship_feedback(feedback: pd.DataFrame, uri: str, name: str) -> str:
@@ -189,9 +219,12 @@ def ship_feedback(feedback: pd.DataFrame, uri: str, name: str) -> str:
     return _put_table(feedback, ArtifactStore.from_uri(uri), f"{FEEDBACK}/{name}.parquet")
 
 
-def read_serving_windows(uri: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every shipped window under `uri` as (valid, rejected) frames per the `serving_log` contract."""
-    return validate("serving_log", load_serving_windows(uri))
+def read_serving_windows(
+    uri: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every pod's shipped windows under `uri` (rows served in [start, end) when given) as
+    (valid, rejected) frames per the `serving_log` contract."""
+    return validate("serving_log", load_serving_windows(uri, start, end))
 
 
 def read_serving_log(log_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -8,6 +8,13 @@ the mount points, and each declared volume bind-mounted from a host directory (r
 manifest says so; /mnt/models always, as KServe mounts it). The process then drops to the
 container's runAsUser/runAsGroup with no capabilities (`setpriv`).
 
+Before a pod starts, the stock cluster's admission runs (tests/admission.py): KServe's
+InferenceService validation, then Knative's field mask
+under the default `config-features` (plus only the flags the deploy's patch names) must accept the
+InferenceService, or the pod is refused as Knative's webhook would. The kubelet's part is done
+here: `HOSTNAME` is the pod's name, `$(VAR)` in args expands from the container's env, secretKeyRef
+reads the namespace's Secrets.
+
 What differs from a cluster, stated where it happens: each pod has its own IP there, so here the
 `--host`/`--port` arguments become 127.0.0.1 and a free port; cluster DNS names
 (`http://<isvc>.<ns>.svc.cluster.local`) are mapped to the local pods; the image's Python is this
@@ -90,7 +97,7 @@ class Pod:
 
 
 def _env(container, pod_name: str, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
-    env = {}
+    env = {"HOSTNAME": pod_name}  # what the container runtime sets: the pod's name
     for var in container.env or []:
         if var.value is not None:
             env[var.name] = var.value
@@ -122,8 +129,18 @@ def start_pod(
     stage: Path,
     extra_env: dict[str, str] | None = None,
     secrets: dict[str, dict[str, str]] | None = None,
+    knative_flags: dict[str, str] | None = None,
 ) -> Pod:
-    """Run `isvc`'s predictor container; `volumes` maps volume name (and "models") to host dirs."""
+    """Run `isvc`'s predictor container; `volumes` maps volume name (and "models") to host dirs.
+
+    `knative_flags`: the config-features changes the cluster has (the deploy's patch); the pod is
+    refused, as Knative's webhook refuses the Service, if the default mask plus these rejects it.
+    """
+    from tests.admission import knative_refusals, kserve_refusals
+
+    refused = kserve_refusals(isvc) + knative_refusals(isvc, knative_flags)
+    if refused:
+        raise RuntimeError(f"Knative refuses {isvc.metadata.name}: {'; '.join(refused)}")
     container = isvc.spec.predictor.containers[0]
     sec = container.security_context
     name = isvc.metadata.name

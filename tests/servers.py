@@ -45,3 +45,48 @@ def wait_until_ok(
         alive = proc is None or proc.poll() is None
         assert alive and time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.3)
+
+
+def redis_available() -> str | None:
+    """None when a Redis server can be started here, else why not."""
+    import shutil
+
+    return None if shutil.which("redis-server") else "redis-server not installed (apt redis-server)"
+
+
+def start_redis(port: int, log: Path) -> subprocess.Popen:
+    """A real Redis server (Debian's redis-server) on 127.0.0.1:`port`, no persistence; returns
+    once it answers PING."""
+    import socket
+
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ],  # fmt: skip
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("redis-server did not answer PING in 30 s")

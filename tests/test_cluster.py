@@ -2,23 +2,26 @@
 
 - `pushgen deploy` writes manifests for a registered version (bad input: one line, exit 2, nothing
   written);
+- a stock cluster's admission accepts every object (tests/admission.py: Knative's default field
+  mask, no flag changed for a CPU rollout; KServe's credential builder);
 - each predictor is started as its pod would start it (tests/pods.py): weights downloaded by
   KServe's own storage code (`kserve_storage.Storage.download`) from a real S3 API (moto's server)
-  with the env KServe derives from our ServiceAccount, run as uid 1000 with only declared volumes
-  writable; the stack then serves a push by video id, from a Feast store materialised onto the
-  features volume through the cluster feature_store.yaml;
+  with the env KServe's credential builder derives from the ServiceAccount and the Secret it lists
+  (the Secret from `deploy`'s template), run as uid 1000 with only declared volumes writable; the
+  stack then serves a push by video id from Redis (Debian's redis-server), which the pipeline's
+  `publish_features` component filled through the ConfigMap's feature_store.yaml;
 - the InferenceGraph is driven through the URLs KServe's router would call (GetModelName rules);
 - corrupted or tampered weights are refused on every load path.
+
+The whole chain (training pipeline to monitoring pipeline) is tests/test_cluster_chain.py (slow).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,10 +34,19 @@ from pushgen.cli.main import main
 from pushgen.core.store import VERSION_FILE, ArtifactStore, IntegrityError
 from serving.deploy import load_manifest, model_name_of, predict_url
 from serving.stack import free_port
-from tests.pods import REPO, namespaces_available, start_pod
+from tests.pods import namespaces_available
+from tests.servers import redis_available, start_redis
+from tests.stack import (
+    cfg_of,
+    load_deployment,
+    publish_features_run,
+    secrets_of,
+    start_stack,
+    stop_stack,
+    storage_initializer,
+)
 
 BUCKET = "pushgen-cluster"
-SECRETS = {"pushgen-s3": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +66,23 @@ def stage():
     root.chmod(0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis(s3, stage):
+    """A real Redis on 127.0.0.1, the online store; its address as the pushgen-feast Secret has it
+    (and in this process's env, for the pipeline steps kfp's local runner starts)."""
+    why = redis_available()
+    if why:
+        pytest.skip(why)
+    port = free_port()
+    proc = start_redis(port, stage / "redis.log")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUSHGEN_FEAST_CONNECTION", f"127.0.0.1:{port}")
+        env.setenv("FEAST_S3_ENDPOINT_URL", s3)
+        yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -89,155 +118,22 @@ def deployed(release, s3, stage):
         ]
     )
     assert rc == 0
-    return {p.stem: load_manifest(p) for p in sorted(out.glob("*.yaml"))}
-
-
-def _initializer_env(service_account, endpoint: str) -> dict[str, str]:
-    """What KServe's BuildS3EnvVars gives the storage initializer from our ServiceAccount."""
-    ann = service_account.metadata.annotations
-    raw = ann["serving.kserve.io/s3-endpoint"]
-    https = ann.get("serving.kserve.io/s3-usehttps", "1")
-    if raw.startswith("http://"):
-        https, host, url = "0", raw[7:], raw
-    elif raw.startswith("https://"):
-        https, host, url = "1", raw[8:], raw
-    else:
-        host, url = raw, ("http://" if https == "0" else "https://") + raw
-    return {
-        "S3_USE_HTTPS": https,
-        "S3_ENDPOINT": host,
-        "AWS_ENDPOINT_URL": url,
-        "S3_VERIFY_SSL": ann["serving.kserve.io/s3-verifyssl"],
-        "AWS_DEFAULT_REGION": ann["serving.kserve.io/s3-region"],
-        # from the Secret the ServiceAccount names
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
-
-
-def _storage_initializer(isvc, sa, endpoint: str, out: Path) -> Path:
-    """KServe's storage-initializer step: Storage.download(STORAGE_URI, /mnt/models)."""
-    env = {e.name: e.value for e in isvc.spec.predictor.containers[0].env if e.value}
-    code = (
-        "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])"
-    )
-    full_env = {**os.environ, **_initializer_env(sa, endpoint)}
-    full_env.pop("PUSHGEN_S3_ENDPOINT", None)  # only KServe's variables
-    out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-c", code, env["STORAGE_URI"], str(out)],
-        env=full_env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return out
-
-
-def _materialise(config_map, volume: Path, sim, stage: Path) -> None:
-    """The pipeline's materialise step onto the features volume, through the cluster config."""
-    from pushgen.data.caption import TextCaptioner
-
-    repo = stage / "materialise-repo"
-    code = (
-        "import sys, pandas as pd; from pathlib import Path\n"
-        "from pushgen.features.feast_store import write_feature_data, open_store, materialize, _definitions\n"
-        "repo = Path(sys.argv[1]); v = pd.read_parquet(sys.argv[2]); c = pd.read_parquet(sys.argv[3])\n"
-        "write_feature_data(repo, v, c)\n"
-        "(repo / 'feature_store.yaml').write_text(Path(sys.argv[4]).read_text())\n"
-        "store = open_store(repo); store.apply(_definitions()); materialize(store)\n"
-    )
-    sim.videos.to_parquet(stage / "videos.parquet")
-    TextCaptioner().caption_videos(sim.videos).to_parquet(stage / "captions.parquet")
-    (stage / "feature_store.yaml").write_text(config_map.data["feature_store.yaml"])
-    mount = "/var/lib/pushgen/features"
-    script = (
-        f"mount -t tmpfs tmpfs /var/lib && mkdir -p {mount} && mount --bind {volume} {mount} "
-        f'&& exec {sys.executable} -c "$0" "$@"'
-    )
-    subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            code,
-            str(repo),
-            str(stage / "videos.parquet"),
-            str(stage / "captions.parquet"),
-            str(stage / "feature_store.yaml"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    return load_deployment(out)
 
 
 @pytest.fixture(scope="module")
-def pods(deployed, s3, stage, sim):
-    """generator, ranker and transformer started from their manifests; yields {isvc name: Pod}."""
-    why = namespaces_available()
-    if why:
-        pytest.skip(f"cannot emulate pods here: {why}")
-    from concurrent.futures import ThreadPoolExecutor
+def pods(deployed, s3, redis, stage, sim):
+    """The pipeline's publish step into Redis + the S3 registry, then generator, ranker and
+    transformer started from their manifests; yields {"pods", "volumes", "routes"}."""
+    from pushgen.data.caption import TextCaptioner
 
-    sa = deployed["serviceaccount"]
-    vols: dict[str, dict[str, Path]] = {}
-    for stem in ("generator", "ranker", "pushgen"):
-        vols[stem] = {"tmp": stage / "volumes" / stem / "tmp"}
-    pushgen_vols = ("serving-log", "features", "feature-repo")
-    vols["pushgen"].update({n: stage / "volumes" / "pushgen" / n for n in pushgen_vols})
-    for stem in vols:
-        for path in vols[stem].values():
-            path.mkdir(parents=True)
-    config = deployed["feature-store"].data["feature_store.yaml"]
-    (vols["pushgen"]["feature-repo"] / "feature_store.yaml").write_text(config)
-    ports = {stem: free_port() for stem in vols}
-    routes = {deployed[s].metadata.name: f"http://127.0.0.1:{ports[s]}" for s in vols}
-
-    def own(stem: str) -> None:  # the writable volumes belong to the pod user
-        for name in ("tmp", "serving-log", "features"):
-            if name in vols[stem]:
-                subprocess.run(["chown", "-R", "1000:1000", str(vols[stem][name])], check=True)
-
-    started = {}
-    try:
-        with ThreadPoolExecutor(3) as pool:  # initializers and the materialise job side by side
-            feats = vols["pushgen"]["features"]
-            materialised = pool.submit(_materialise, deployed["feature-store"], feats, sim, stage)
-            jobs = {
-                stem: pool.submit(
-                    _storage_initializer,
-                    deployed[stem],
-                    sa,
-                    s3,
-                    stage / "volumes" / stem / "models",
-                )
-                for stem in ("generator", "ranker")
-            }
-            for stem, job in jobs.items():  # each pod starts once its initializer is done
-                vols[stem]["models"] = job.result()
-                own(stem)
-                started[stem] = start_pod(
-                    deployed[stem], vols[stem], ports[stem], routes, stage, secrets=SECRETS
-                )
-            materialised.result()
-        own("pushgen")
-        started["pushgen"] = start_pod(
-            deployed["pushgen"], vols["pushgen"], ports["pushgen"], routes, stage, secrets=SECRETS
-        )
-        for pod in started.values():
-            pod.wait_ready()
-        yield {"pods": started, "volumes": vols, "routes": routes}
-    finally:
-        for pod in started.values():
-            pod.terminate()
-        for pod in started.values():
-            pod.stop()
+    if namespaces_available():
+        pytest.skip(f"cannot emulate pods here: {namespaces_available()}")
+    captions = TextCaptioner().caption_videos(sim.videos)
+    publish_features_run(deployed, sim.videos, captions, sim.pushes, stage)
+    stack = start_stack(deployed, stage, secrets_of(deployed, redis))
+    yield stack
+    stop_stack(stack["pods"])
 
 
 def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, sim, stage):
@@ -252,10 +148,10 @@ def test_pods_start_from_their_manifests_as_non_root_and_serve(pods, deployed, s
     assert answer["video_id"] == video and answer["alternatives"]
     # model_version is each served version's manifest hash: v1-<12 hex>+v1-<12 hex>
     assert re.fullmatch(r"v1-[0-9a-f]{12}\+v1-[0-9a-f]{12}", answer["model_version"])
-    # the serving log went to the declared volume, per pod, written by uid 1000
+    # the serving log went to the declared emptyDir, named after the pod (its HOSTNAME), by uid 1000
     logs = list(pods["volumes"]["pushgen"]["serving-log"].rglob("serving_log-*.jsonl"))
     assert logs and all(p.stat().st_uid == 1000 for p in logs)
-    assert logs[0].parent.name.startswith("pushgen-predictor-")
+    assert "-pushgen-predictor-00001-deployment-0-" in logs[0].name
     # nothing owned by the pod user anywhere but its declared volumes
     volumes = stage / "volumes"
     owned = subprocess.run(
@@ -278,7 +174,7 @@ def test_graph_steps_reach_models_on_the_urls_kserve_builds(pods, deployed):
     answer = None
     for i, step in enumerate(steps):
         isvc = by_name[step.service_name]
-        url = predict_url(isvc_cfg := _cfg_of(deployed), isvc)
+        url = predict_url(isvc_cfg := cfg_of(deployed), isvc)
         assert url.startswith(
             f"http://{isvc.metadata.name}.{isvc_cfg.namespace}.svc.cluster.local/"
         )
@@ -311,7 +207,8 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
 
     args = deployed["pushgen"].spec.predictor.containers[0].args
     ship_to = args[args.index("--log-ship-to") + 1]
-    assert ship_to.startswith(f"s3://{BUCKET}/") and ship_to.endswith("/serving-log/$(POD_NAME)")
+    # one prefix per deployment, whatever pod, revision or scale: what a schedule monitors
+    assert ship_to == f"s3://{BUCKET}/store/serving-log/pushgen/pushgen"
     pod = pods["pods"]["pushgen"]
     resp = httpx.post(
         f"{pod.url}/v1/models/pushgen:predict",
@@ -323,20 +220,10 @@ def test_the_serving_log_reaches_the_store_when_the_pod_stops(pods, deployed, s3
     assert local
     pod.stop()  # SIGTERM, then wait: ModelServer unloads the model, the log ships its window
     assert pod.proc.returncode == 0  # it exited cleanly on SIGTERM, not killed after 20 s
-    uri = ship_to.replace("$(POD_NAME)", local[0].parent.name)
-    log, rejected = read_serving_windows(uri)
+    log, rejected = read_serving_windows(ship_to)
     assert rejected.empty
     assert set(log["request_id"]) >= {resp.json()["predictions"][0]["request_id"]}
     assert len(log) == sum(sum(1 for _ in p.open()) for p in local)  # every row, none lost
-
-
-def _cfg_of(deployed):
-    from serving.deploy import DeployConfig
-
-    return DeployConfig(
-        version_uri=f"s3://{BUCKET}/store/versions/v1",
-        namespace=deployed["graph"].metadata.namespace,
-    )
 
 
 def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deployed, s3, stage):
@@ -351,9 +238,7 @@ def test_a_corrupted_download_is_refused_before_the_model_is_used(release, deplo
     bad[len(bad) // 2] ^= 0x01  # one bit, mid-tensor: a size+head+tail fingerprint misses it
     client.put_object(Bucket=BUCKET, Key=key, Body=bytes(bad))
     try:
-        out = _storage_initializer(
-            deployed["ranker"], deployed["serviceaccount"], s3, stage / "bad"
-        )
+        out = storage_initializer(deployed["ranker"], deployed, stage / "bad")
     finally:
         client.put_object(Bucket=BUCKET, Key=key, Body=good)
     model = RankerModel("ranker", out, storage=StorageConfig(root=out, require_manifest=True))
@@ -441,9 +326,7 @@ def test_transformer_with_an_empty_feature_registry_fails_at_start_up(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     text = feature_store_yaml(DeployConfig(feast_registry=str(tmp_path / "registry.db")))
-    (repo / "feature_store.yaml").write_text(
-        text.replace("/var/lib/pushgen/features", str(tmp_path))
-    )
+    (repo / "feature_store.yaml").write_text(text)
     model = PushgenTransformer("pushgen", TransformerConfig(feature_repo=repo))
     with pytest.raises(PushgenError, match="no feature service 'video_serving'"):
         model.load()

@@ -32,7 +32,8 @@ def window_params(root, prefix: str, log, feedback) -> dict:
 
 
 def test_compiled_monitoring_pipeline_runs_training_under_its_alert(tmp_path):
-    spec = yaml.safe_load(compile_pipeline(tmp_path / "m.yaml").read_text())
+    # first document: the pipeline; the second, the GPU steps' tolerations (platform spec)
+    spec = next(yaml.safe_load_all(compile_pipeline(tmp_path / "m.yaml").read_text()))
     tasks = spec["root"]["dag"]["tasks"]
     cond = tasks["condition-1"]
     assert cond["taskInfo"]["name"] == "retrain-on-alert"

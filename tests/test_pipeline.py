@@ -22,6 +22,7 @@ TASKS = {
     "clean",
     "label",
     "materialize",
+    "publish-features",
     "sft",
     "reward",
     "evaluate",
@@ -65,12 +66,12 @@ def test_compiled_spec_loads_back_with_tasks_and_parameters(compiled):
     assert loaded.name == "pushgen-training"
     assert set(loaded.component_spec.inputs) == PARAMS
     assert loaded.component_spec.inputs["image"].default == "registry.example.com/pushgen:1.2"
-    spec = yaml.safe_load(compiled.read_text())
+    spec = next(yaml.safe_load_all(compiled.read_text()))  # 2nd: platform
     assert set(spec["root"]["dag"]["tasks"]) == TASKS
 
 
 def test_resources_retries_caching_and_image(compiled):
-    spec = yaml.safe_load(compiled.read_text())
+    spec = next(yaml.safe_load_all(compiled.read_text()))  # 2nd: platform
     tasks = spec["root"]["dag"]["tasks"]
     executors = spec["deploymentSpec"]["executors"]
 
@@ -87,7 +88,7 @@ def test_resources_retries_caching_and_image(compiled):
     for step in TASKS - {"sft", "reward"}:
         res = container(step)["resources"]
         assert "accelerator" not in res and res["cpuRequest"] == 1.0
-    for step in TASKS - {"fingerprint", "plan", "gate", "register"}:  # never cached
+    for step in TASKS - {"fingerprint", "plan", "gate", "register", "publish-features"}:
         assert tasks[step]["cachingOptions"]["enableCache"] is True
     for step in TASKS:
         # every step runs the image named by the run parameter, not a baked-in one
@@ -153,7 +154,8 @@ def test_cli_compile_and_submit_dry_run(tmp_path, capsys):
 
 def test_submit_request_checks_parameters(compiled):
     req = build_submit_request(compiled, {"sft_max_steps": 5}, "pushgen")
-    assert req["run"].pipeline_spec["pipelineInfo"]["name"] == "pushgen-training"
+    # the GPU steps' tolerations make a platform spec beside the pipeline spec
+    assert req["run"].pipeline_spec["pipeline_spec"]["pipelineInfo"]["name"] == "pushgen-training"
     assert req["run_name"].startswith("pushgen-training-")
     with pytest.raises(ConfigError, match=r"unknown pipeline parameter\(s\) \['n_vidoes'\]"):
         build_submit_request(compiled, {"n_vidoes": 5}, "pushgen")

@@ -25,12 +25,12 @@ from pushgen.data.simulator import SimConfig, simulate, write_simulation
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     out = compile_pipeline(tmp_path_factory.mktemp("c") / "p.yaml")
-    return yaml.safe_load(out.read_text())
+    return next(yaml.safe_load_all(out.read_text()))  # the second document: platform spec
 
 
 def test_compiled_caching_flags_and_content_hash_key(spec):
     tasks = spec["root"]["dag"]["tasks"]
-    for name in ("fingerprint", "plan", "gate", "register"):
+    for name in ("fingerprint", "plan", "gate", "register", "publish-features"):
         assert tasks[name]["cachingOptions"] == {}, name  # kfp writes no enableCache: off
     for name in ("simulate-or-ingest", "caption", "sft", "reward"):
         assert tasks[name]["cachingOptions"]["enableCache"] is True, name

@@ -83,7 +83,8 @@ def test_dry_run_prints_a_recurring_run_the_api_model_accepts(capsys):
     assert printed["trigger"] == {"cron_schedule": {"cron": "0 0 * * * *"}}
     assert printed["mode"] == "ENABLE" and printed["no_catchup"] is True
     assert printed["runtime_config"]["parameters"]["serving_log_uri"] == "s3://logs/window"
-    assert printed["pipeline_spec"]["pipelineInfo"]["name"] == "pushgen-monitoring"
+    # the GPU steps' tolerations make a platform spec beside the pipeline spec
+    assert printed["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "pushgen-monitoring"
     # the generated API client deserialises it back into its own model
     body = {k: v for k, v in printed.items() if k not in ("host", "experiment")}
     run = ApiClient()._ApiClient__deserialize(body, "V2beta1RecurringRun")
@@ -174,7 +175,7 @@ def test_training_request_keeps_its_parameters(tmp_path):
     run = build_recurring_run(package, "0 3 * * SUN", {"n_videos": 50}, "weekly")
     assert run.trigger.cron_schedule.cron == "0 0 3 * * SUN"
     assert run.runtime_config.parameters == {"n_videos": 50}
-    assert run.pipeline_spec["pipelineInfo"]["name"] == "pushgen-training"
+    assert run.pipeline_spec["pipeline_spec"]["pipelineInfo"]["name"] == "pushgen-training"
     with pytest.raises(ConfigError, match="unknown pipeline"):
         compile_named("nightly", tmp_path / "x.yaml")
 

@@ -11,7 +11,13 @@ import boto3
 import pytest
 
 from pushgen.data.contracts import read_table
-from serving.serving_log import ServingLog, ServingLogConfig, read_serving_log, read_serving_windows
+from serving.serving_log import (
+    ServingLog,
+    ServingLogConfig,
+    load_serving_windows,
+    read_serving_log,
+    read_serving_windows,
+)
 
 
 def _s3():
@@ -145,3 +151,27 @@ def test_pushgen_monitor_reads_the_shipped_windows_as_it_reads_the_table(tmp_pat
         summary = json.loads((out / "summary.json").read_text())
         summaries.append({k: summary[k] for k in ("verdict", "counts", "window")})
     assert summaries[0] == summaries[1] and summaries[0]["counts"]
+
+
+def test_every_pods_windows_share_one_prefix_and_read_back_by_time_range(tmp_path):
+    """Replicas ship under one deployment prefix, the pod in each file name (a fixed URI for the
+    scheduled monitor, whatever the revision or scale); a time range picks the rows served in it."""
+    import pandas as pd
+
+    store = str(tmp_path / "store" / "serving-log" / "pushgen" / "pushgen")
+    now = pd.Timestamp.now(tz="UTC")
+    for pod, ago in (("pushgen-predictor-00001-a", "1D"), ("pushgen-predictor-00002-b", "0s")):
+        log = ServingLog(ServingLogConfig(tmp_path / pod, max_rows=3, ship_to=store, pod=pod))
+        rows = [{**r, "served_at": (now - pd.Timedelta(ago)).isoformat()} for r in _rows(pod)]
+        log.write(rows)
+        log.close()
+    names = sorted(p.name for p in (tmp_path / "store").rglob("*.parquet"))
+    assert [n.split("-", 2)[2].rsplit("-", 1)[0] for n in names] == [
+        "pushgen-predictor-00001-a",
+        "pushgen-predictor-00002-b",
+    ]
+    every, _ = read_serving_windows(store)
+    assert len(every) == 6
+    hour, rejected = read_serving_windows(store, now - pd.Timedelta("1h"), now + pd.Timedelta("1h"))
+    assert rejected.empty and set(hour["request_id"]) == {"pushgen-predictor-00002-b"}
+    assert load_serving_windows(store, end=now - pd.Timedelta("2D")).empty

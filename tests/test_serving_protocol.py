@@ -156,7 +156,7 @@ def test_serving_log_rotates_and_validates(tmp_path):
     assert len(valid) == 6 and len(rejected) == 1
     assert rejected["reject_reason"].iloc[0] == "empty text"
     assert json.loads(files[0].read_text().splitlines()[0])["request_id"] == "r0"
-    assert re.match(r"serving_log-\d{8}T\d{6}-00001\.jsonl", files[0].name)
+    assert re.match(r"serving_log-\d{8}T\d{6}-[A-Za-z0-9.-]+-00001\.jsonl", files[0].name)
 
 
 def test_generator_refuses_a_pickled_base_model(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pushgen.core.errors import DataContractError
-from pushgen.core.store import ArtifactStore, hash_paths, sha256_file
+from pushgen.core.store import ArtifactStore, hash_paths, is_remote, sha256_file
 from pushgen.data.contracts import read_table, validate, write_table
 
 TABLES = ("videos", "pushes", "ab_tests")
@@ -75,7 +75,7 @@ def _simulate(out_dir: Path, n_videos: int, seed: int) -> dict:
 def _read_tables(location: str, scratch: Path) -> dict:
     """Read the three tables from a directory or S3 prefix; a clear error names what is missing."""
     store = ArtifactStore.from_uri(location)
-    if not location.startswith("s3://") and not Path(store.uri).is_dir():
+    if not is_remote(location) and not Path(store.uri).is_dir():
         raise DataContractError(f"data location {location} does not exist or is not a directory")
     tables = {}
     for name in TABLES:
@@ -107,7 +107,7 @@ def content_hash(data_location: str, n_videos: int = 200, seed: int = 0) -> str:
     if not location:
         return hashlib.sha256(f"simulate:n_videos={n_videos}:seed={seed}".encode()).hexdigest()
     store = ArtifactStore.from_uri(location)
-    if not location.startswith("s3://") and not Path(store.uri).is_dir():
+    if not is_remote(location) and not Path(store.uri).is_dir():
         raise DataContractError(f"data location {location} does not exist or is not a directory")
     h = hashlib.sha256()
     with tempfile.TemporaryDirectory() as tmp:

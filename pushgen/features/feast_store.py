@@ -143,11 +143,18 @@ def _no_history_rows(video_ids) -> pd.DataFrame:
 
 
 def render_repo(repo_dir: str | Path) -> Path:
-    """Copy `feature_repo/` (config and definitions) into `repo_dir`; returns it."""
+    """Copy `feature_repo/` (definitions; the config unless `repo_dir` has its own) into
+    `repo_dir`; returns it.
+
+    A `feature_store.yaml` already there is kept: it is the store serving reads (on a cluster the
+    `pushgen-feature-store` ConfigMap's: Redis online store, registry on S3), and materialising
+    through the local SQLite config instead would fill a store no transformer reads.
+    """
     repo = Path(repo_dir)
     (repo / "data").mkdir(parents=True, exist_ok=True)
     for name in ("feature_store.yaml", "definitions.py", ".feastignore"):
-        shutil.copyfile(REPO_DIR / name, repo / name)
+        if name != "feature_store.yaml" or not (repo / name).exists():
+            shutil.copyfile(REPO_DIR / name, repo / name)
     return repo
 
 

@@ -11,14 +11,21 @@ sent). Pushes whose video has no caption in Feast are set aside with a reason.
 
 `ab_test_captions` reads the captions of the A/B tests' videos the same way, as of the run (the
 ranker's optional context segment, `reward(use_caption=True)`).
+
+`publish` materialises the same tables into the store serving reads (the pipeline's
+`publish-features` step): a directory, or a store prefix (`s3://`, `minio://`) holding the
+cluster's `feature_store.yaml`, whose registry and online store every transformer replica shares.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from pushgen.core.errors import PushgenError
+from pushgen.core.store import ArtifactStore, is_remote
 from pushgen.data.contracts import check_columns
 from pushgen.features.feast_store import (
     apply_repo,
@@ -27,6 +34,8 @@ from pushgen.features.feast_store import (
     training_entities,
     write_feature_data,
 )
+
+FEATURE_STORE_YAML = "feature_store.yaml"
 
 
 def materialize_and_read(
@@ -79,3 +88,33 @@ def ab_test_captions(
         reject_reason="no caption in Feast for the test's video"
     )
     return read, rejected.reset_index(drop=True)
+
+
+def publish(
+    videos: pd.DataFrame, captions: pd.DataFrame, pushes: pd.DataFrame, feature_repo: str
+) -> dict:
+    """Materialise the run's features into the store serving reads; returns the counts.
+
+    `feature_repo`: a directory (its own `feature_store.yaml` kept; SQLite rendered where it has
+    none), or a store prefix (`s3://`, `minio://`) holding the cluster's `feature_store.yaml`
+    (what `pushgen deploy` puts in the `pushgen-feature-store` ConfigMap).
+    """
+    location = feature_repo.strip()
+    if not is_remote(location):
+        return _publish(Path(location), videos, captions, pushes)
+    store = ArtifactStore.from_uri(location)
+    if not store.exists(FEATURE_STORE_YAML):
+        raise PushgenError(
+            f"{location}: no {FEATURE_STORE_YAML}; upload the one `pushgen deploy` writes "
+            "(the pushgen-feature-store ConfigMap) there"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        store.get_file(FEATURE_STORE_YAML, repo / FEATURE_STORE_YAML)
+        return _publish(repo, videos, captions, pushes)
+
+
+def _publish(repo: Path, videos, captions, pushes) -> dict:
+    written = write_feature_data(repo, videos, captions, pushes)
+    loaded = materialize(apply_repo(repo))
+    return {**written["counts"], **{f"materialized_{k}": v for k, v in loaded.items()}}

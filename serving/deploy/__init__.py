@@ -1,12 +1,15 @@
 """Kubernetes objects for serving pushgen on a KServe cluster, built from the SDK model classes.
 
 `build_manifests(DeployConfig)` returns, by file stem:
-- `serviceaccount`: the ServiceAccount the predictors run as; it names the S3 Secret and carries
-  KServe's S3 annotations, so KServe's storage initializer can download the weights;
-- `feature-store`: a ConfigMap with the transformer's Feast `feature_store.yaml` (SQLite on the
-  `pushgen-features` volume by default; Redis or Postgres by `feast_online_store`);
-- `features-pvc`, `serving-log-pvc`: the volumes the materialise step fills and the serving log
-  goes to;
+- `serviceaccount`: the ServiceAccount the predictors run as; it lists the S3 Secret (or, with
+  `--s3-role-arn`, carries the IRSA role and the S3 settings itself);
+- `templates/s3-secret`: that Secret's template: KServe's S3 annotations (endpoint, https,
+  region), which its credential builder reads from the Secret, and the two keys to fill in; not in
+  the folder `kubectl apply -f` reads;
+- `feature-store`: a ConfigMap with the transformer's Feast `feature_store.yaml`: Redis online
+  store (every replica and the materialise step share it), registry on S3 beside the versions;
+- `knative/config-features-patch`: only when a pod spec needs one, the Knative `config-features`
+  flags it needs (GPU tolerations, nodeSelector); the README names them;
 - `networkpolicy`: only the transformer, the graph's router and Knative's data path may reach the
   generator and ranker pods;
 - `generator`, `ranker`: InferenceServices pinned to one immutable version URI
@@ -15,6 +18,10 @@
   the server registers, so the graph calls `/v1/models/<that name>:predict`;
 - `pushgen`: the transformer (Feast lookup, guard, serving log) calling both;
 - `graph`: InferenceGraph `pushgen-graph`, a Sequence generator -> ranker.
+
+Every pod spec passes Knative's default field mask otherwise: no fieldRef (the pod name is its
+HOSTNAME), no PersistentVolumeClaims (the serving log is an emptyDir whose closed windows ship to
+the store; features are in Redis).
 
 Every predictor has readiness and liveness probes, and Knative autoscaling derived from the
 server's own bound on concurrent requests (`max_pending`): `containerConcurrency` is that bound
@@ -39,10 +46,12 @@ from serving.deploy.config import (  # noqa: F401
     FEATURE_REPO_MOUNT,
     FEATURES_MOUNT,
     GRAPH_LABEL,
+    HF_CACHE_MOUNT,
     IMAGE_REPO,
     IMAGE_TAG,
     ISVC_LABEL,
     KINDS,
+    KNATIVE_FLAGS,
     LOG_MOUNT,
     MANIFEST_DIR,
     MODEL_MOUNT,
@@ -67,11 +76,17 @@ from serving.deploy.files import (  # noqa: F401
 )
 from serving.deploy.objects import (  # noqa: F401
     feast_env,
+    feast_registry,
     feature_store_yaml,
+    knative_features_patch,
+    knative_flags,
     log_ship_env,
     make_network_policy,
-    make_pvc,
+    make_s3_secret,
     make_service_account,
+    s3_annotations,
+    s3_endpoint_url,
+    serving_log_uri,
     store_uri,
 )
 from serving.deploy.pods import (  # noqa: F401

@@ -13,18 +13,16 @@ from kserve import (
 from kubernetes.client import (
     V1ConfigMap,
     V1ConfigMapVolumeSource,
+    V1EmptyDirVolumeSource,
     V1EnvVar,
-    V1EnvVarSource,
-    V1ObjectFieldSelector,
     V1ObjectMeta,
-    V1PersistentVolumeClaimVolumeSource,
     V1Volume,
     V1VolumeMount,
 )
 
 from serving.deploy.config import (
     FEATURE_REPO_MOUNT,
-    FEATURES_MOUNT,
+    HF_CACHE_MOUNT,
     LOG_MOUNT,
     MODEL_MOUNT,
     NAMES,
@@ -37,11 +35,13 @@ from serving.deploy.config import (
 from serving.deploy.objects import (
     feast_env,
     feature_store_yaml,
+    knative_features_patch,
+    knative_flags,
     log_ship_env,
     make_network_policy,
-    make_pvc,
+    make_s3_secret,
     make_service_account,
-    store_uri,
+    serving_log_uri,
 )
 from serving.deploy.pods import make_container, make_isvc
 
@@ -53,6 +53,12 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
     bounds = concurrency_bounds()
     gpu = {"nvidia.com/gpu": str(cfg.generator_gpus)} if cfg.generator_gpus else {}
     required = V1EnvVar(name="PUSHGEN_REQUIRE_MANIFEST", value="1")
+    hub_env, hub_mounts, hub_volumes = [], [], []
+    if not cfg.hf_hub_offline:  # the base model downloads into a volume sized for it, not /tmp
+        hub_env = [V1EnvVar(name="HF_HOME", value=HF_CACHE_MOUNT)]
+        hub_mounts = [V1VolumeMount(name="hf-cache", mount_path=HF_CACHE_MOUNT)]
+        size = cfg.hub_cache_size
+        hub_volumes = [V1Volume(name="hf-cache", empty_dir=V1EmptyDirVolumeSource(size_limit=size))]
     generator = make_container(
         cfg,
         cfg.image if gpu else cfg.cpu_image,
@@ -71,8 +77,9 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
             V1EnvVar(name="STORAGE_URI", value=f"{uri}/generator"),
             required,
             V1EnvVar(name="HF_HUB_OFFLINE", value="1" if cfg.hf_hub_offline else "0"),
+            *hub_env,
         ],
-        [],
+        hub_mounts,
     )
     ranker = make_container(
         cfg,
@@ -88,10 +95,6 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
         ],
         [],
     )
-    pod_name = V1EnvVar(
-        name="POD_NAME",
-        value_from=V1EnvVarSource(field_ref=V1ObjectFieldSelector(field_path="metadata.name")),
-    )
     transformer = make_container(
         cfg,
         cfg.cpu_image,
@@ -104,34 +107,24 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
             service_url(cfg, NAMES["ranker"]),
             "--feature-repo",
             FEATURE_REPO_MOUNT,
+            # open files on an emptyDir, named after the pod (its HOSTNAME, no fieldRef needed);
+            # closed windows (hourly) go to the store as parquet under one prefix for the whole
+            # deployment, where monitoring and ingest-feedback read every pod's windows
             "--log-dir",
-            f"{LOG_MOUNT}/$(POD_NAME)",  # one directory per replica, no name clashes
-            # closed windows (hourly) go to the store as parquet, where monitoring and
-            # ingest-feedback read them; the PVC keeps the JSONL files either way
+            LOG_MOUNT,
             "--log-ship-to",
-            f"{store_uri(cfg)}/serving-log/$(POD_NAME)",
+            serving_log_uri(cfg),
         ],
         {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-        [pod_name, *feast_env(cfg), *log_ship_env(cfg)],
+        [*feast_env(cfg), *log_ship_env(cfg)],
         [
             V1VolumeMount(name="serving-log", mount_path=LOG_MOUNT),
-            V1VolumeMount(name="features", mount_path=FEATURES_MOUNT),
             V1VolumeMount(name="feature-repo", mount_path=FEATURE_REPO_MOUNT, read_only=True),
         ],
     )
+    log_size = cfg.serving_log_size
     transformer_volumes = [
-        V1Volume(
-            name="serving-log",
-            persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
-                claim_name=cfg.serving_log_claim
-            ),
-        ),
-        V1Volume(
-            name="features",
-            persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
-                claim_name=cfg.features_claim
-            ),
-        ),
+        V1Volume(name="serving-log", empty_dir=V1EmptyDirVolumeSource(size_limit=log_size)),
         V1Volume(
             name="feature-repo", config_map=V1ConfigMapVolumeSource(name="pushgen-feature-store")
         ),
@@ -147,7 +140,7 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
             generator,
             cfg.generator_replicas,
             bounds["generator"],
-            [],
+            hub_volumes,
             True,
             **gpu_pod,
         ),
@@ -199,12 +192,18 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
         ),
         data={"feature_store.yaml": feature_store_yaml(cfg)},
     )
-    return {
+    objects: dict[str, Any] = {
         "serviceaccount": make_service_account(cfg),
         "feature-store": config_map,
-        "features-pvc": make_pvc(cfg, cfg.features_claim, "5Gi"),
-        "serving-log-pvc": make_pvc(cfg, cfg.serving_log_claim, "20Gi"),
         "networkpolicy": make_network_policy(cfg),
         **isvcs,
         "graph": graph,
     }
+    # not in the folder `kubectl apply -f` reads: the keys are the operator's to fill in
+    if not cfg.s3_role_arn:
+        objects["templates/s3-secret"] = make_s3_secret(cfg)
+    # the cluster-wide Knative flags the pod specs need (GPU scheduling only); the README names them
+    patch = knative_features_patch(knative_flags(gpu_pod))
+    if patch is not None:
+        objects["knative/config-features-patch"] = patch
+    return objects

@@ -3,6 +3,7 @@ the concurrency bounds the predictors advertise."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,17 +24,29 @@ KINDS = {
     "ConfigMap": "V1ConfigMap",
     "NetworkPolicy": "V1NetworkPolicy",
     "PersistentVolumeClaim": "V1PersistentVolumeClaim",
+    "Secret": "V1Secret",
 }
 IMAGE_REPO = "ghcr.io/pushgen/pushgen"  # the Dockerfile's image; CPU tag <ver>, CUDA <ver>-cuda
 IMAGE_TAG = "0.1.0"
 EXAMPLE_STORE = "s3://pushgen-models/pushgen"  # the checked-in example's store and version
 EXAMPLE_VERSION = "v1"
 MODEL_MOUNT = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI
-LOG_MOUNT = "/var/lib/pushgen/serving-log"
-FEATURES_MOUNT = "/var/lib/pushgen/features"
+LOG_MOUNT = "/var/lib/pushgen/serving-log"  # an emptyDir: closed windows are shipped to S3
+FEATURES_MOUNT = "/var/lib/pushgen/features"  # SQLite on one machine only (not on a cluster)
 FEATURE_REPO_MOUNT = "/var/lib/pushgen/feature-repo"
+HF_CACHE_MOUNT = "/var/lib/pushgen/hf-cache"  # the hub's cache, when the generator may download
 TMP_MOUNT = "/tmp"
-FEAST_STORES = ("sqlite", "redis", "postgres")
+# A cluster's transformer replicas share one online store, which the materialise step fills: Redis
+# (feast[redis] is in the image). SQLite is the one-machine store (`pushgen serve`, the demo).
+FEAST_STORES = ("redis",)
+# The Knative config-features flags a pod spec field needs (knative/serving
+# pkg/apis/serving/fieldmask.go PodSpecMask; all "disabled" in config/core/configmaps/features.yaml)
+KNATIVE_FLAGS = {
+    "tolerations": "kubernetes.podspec-tolerations",
+    "node_selector": "kubernetes.podspec-nodeselector",
+}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a namespace name (RFC 1123)
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 # KServe's names (pkg/constants, pkg/credentials/s3): labels on predictor pods, S3 annotations
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 GRAPH_LABEL = "serving.kserve.io/inferencegraph"
@@ -67,18 +80,19 @@ class DeployConfig:
     gpu_node_selector: tuple[tuple[str, str], ...] = ()  # (label, value) pairs for the generator
     prometheus: bool = True  # scrape annotations on every predictor (/metrics on the port)
     service_account: str = "pushgen-models"  # what the predictors run as
-    s3_secret: str = "pushgen-s3"  # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-    s3_endpoint: str | None = None  # host[:port] of MinIO/Ceph; None: AWS
+    # Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and, as annotations, the S3 settings
+    # KServe's credential builder reads (templates/s3-secret.yaml)
+    s3_secret: str = "pushgen-s3"
+    s3_endpoint: str | None = None  # host[:port] (or a URL) of MinIO/Ceph; None: AWS
     s3_region: str = "us-east-1"
     s3_use_https: bool = True
-    feast_online_store: str = "sqlite"  # sqlite (on the features volume) | redis | postgres
-    feast_registry: str = f"{FEATURES_MOUNT}/registry.db"  # path on the volume, or s3://...
-    feast_secret: str = (
-        "pushgen-feast"  # Secret with `connection` for redis / `password` for postgres
-    )
-    features_claim: str = "pushgen-features"  # PVC the materialise step writes, transformer reads
-    serving_log_claim: str = "pushgen-serving-log"  # PVC the serving log goes to (per pod)
+    s3_role_arn: str | None = None  # IRSA role on the account instead of keys in the Secret
+    feast_online_store: str = "redis"  # the online store every transformer replica shares
+    feast_registry: str | None = None  # None: `<store>/feast/registry.db` (beside the versions)
+    feast_secret: str = "pushgen-feast"  # Secret with `connection` (host:port[,password=...])
     hf_hub_offline: bool = True  # False where the cluster may reach the Hugging Face hub
+    hub_cache_size: str = "20Gi"  # emptyDir for the hub's cache when the generator downloads
+    serving_log_size: str = "2Gi"  # emptyDir for the open serving-log files (closed ones ship)
     ingress_namespaces: tuple[str, ...] = ("knative-serving", "istio-system")  # Knative data path
     monitoring_namespace: str | None = "monitoring"  # Prometheus scrapes from here
     liveness_delay_s: int = 600  # model loading precedes the HTTP server; never kill a loading pod
@@ -90,8 +104,23 @@ class DeployConfig:
             raise ConfigError(f"--canary {self.canary_percent} is outside 0-100")
         if self.feast_online_store not in FEAST_STORES:
             raise ConfigError(
-                f"feast online store {self.feast_online_store!r}: one of {FEAST_STORES}"
+                f"feast online store {self.feast_online_store!r}: a cluster's transformers share "
+                f"one online store the image has the client for: one of {FEAST_STORES}"
             )
+        for flag, names in (
+            ("--namespace", (self.namespace,)),
+            ("--ingress-namespace", self.ingress_namespaces),
+            ("--monitoring-namespace", (self.monitoring_namespace or "default",)),
+        ):
+            for name in names:
+                if not _DNS_LABEL.match(name):
+                    raise ConfigError(f"{flag} {name!r} is not a Kubernetes namespace name")
+        for flag, size in (
+            ("--hub-cache-size", self.hub_cache_size),
+            ("--serving-log-size", self.serving_log_size),
+        ):
+            if not _QUANTITY.match(size):
+                raise ConfigError(f"{flag} {size!r} is not a Kubernetes quantity (e.g. 20Gi)")
         for tol in self.gpu_tolerations:
             make_toleration(tol)
 

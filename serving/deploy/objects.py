@@ -1,5 +1,6 @@
-"""The objects around the InferenceServices: the Feast ConfigMap, the volumes, the NetworkPolicy,
-the ServiceAccount and the serving log's shipping settings."""
+"""The objects around the InferenceServices: the Feast ConfigMap, the NetworkPolicy, the
+ServiceAccount, the S3 Secret's template, Knative's config-features patch and the serving log's
+shipping settings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import yaml
 from kubernetes.client import (
+    V1ConfigMap,
     V1EnvVar,
     V1EnvVarSource,
     V1LabelSelector,
@@ -17,35 +19,40 @@ from kubernetes.client import (
     V1NetworkPolicySpec,
     V1ObjectMeta,
     V1ObjectReference,
-    V1PersistentVolumeClaim,
-    V1PersistentVolumeClaimSpec,
+    V1Secret,
     V1SecretKeySelector,
     V1ServiceAccount,
-    V1VolumeResourceRequirements,
 )
 
-from serving.deploy.config import FEATURES_MOUNT, GRAPH_LABEL, ISVC_LABEL, NAMES, DeployConfig
+from serving.deploy.config import (
+    GRAPH_LABEL,
+    ISVC_LABEL,
+    KNATIVE_FLAGS,
+    NAMES,
+    DeployConfig,
+)
+
+# KServe's S3 annotations (kserve pkg/credentials/s3/s3_secret.go); its credential builder reads
+# them from the Secret the ServiceAccount lists, and from the account itself only when it has the
+# IRSA annotation (pkg/credentials/service_account_credentials.go AwsIrsaAnnotationKey)
+S3_ANNOTATION = "serving.kserve.io/s3-"
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+# the key names KServe's default "credentials.s3" config reads (config/configmap/inferenceservice.yaml)
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def feast_registry(cfg: DeployConfig) -> str:
+    """The Feast registry every replica and the materialise step share (S3 beside the versions)."""
+    return cfg.feast_registry or f"{store_uri(cfg)}/feast/registry.db"
 
 
 def feature_store_yaml(cfg: DeployConfig) -> str:
     """The transformer's Feast config: registry and online store from here, secrets from env."""
-    online: dict[str, Any] = {"type": "sqlite", "path": f"{FEATURES_MOUNT}/online_store.db"}
-    if cfg.feast_online_store == "redis":
-        online = {"type": "redis", "connection_string": "${PUSHGEN_FEAST_CONNECTION}"}
-    elif cfg.feast_online_store == "postgres":
-        online = {
-            "type": "postgres",
-            "host": "${PUSHGEN_FEAST_PG_HOST}",
-            "port": 5432,
-            "database": "feast",
-            "db_schema": "pushgen",
-            "user": "feast",
-            "password": "${PUSHGEN_FEAST_PG_PASSWORD}",
-        }
+    online: dict[str, Any] = {"type": "redis", "connection_string": "${PUSHGEN_FEAST_CONNECTION}"}
     config = {
         "project": "pushgen",
         "provider": "local",
-        "registry": {"path": cfg.feast_registry, "cache_ttl_seconds": 60},
+        "registry": {"path": feast_registry(cfg), "cache_ttl_seconds": 60},
         "online_store": online,
         "offline_store": {"type": "file"},
         "entity_key_serialization_version": 3,
@@ -60,19 +67,33 @@ def feast_env(cfg: DeployConfig) -> list[V1EnvVar]:
         ref = V1SecretKeySelector(name=cfg.feast_secret, key=key)
         return V1EnvVar(name=name, value_from=V1EnvVarSource(secret_key_ref=ref))
 
-    if cfg.feast_online_store == "redis":
-        return [secret("PUSHGEN_FEAST_CONNECTION", "connection")]
-    if cfg.feast_online_store == "postgres":
-        return [
-            secret("PUSHGEN_FEAST_PG_HOST", "host"),
-            secret("PUSHGEN_FEAST_PG_PASSWORD", "password"),
-        ]
-    return []
+    env = [secret("PUSHGEN_FEAST_CONNECTION", "connection")]
+    endpoint = s3_endpoint_url(cfg)
+    if endpoint and feast_registry(cfg).startswith("s3://"):
+        # feast's S3 registry reads its endpoint here (feast/infra/registry/s3.py)
+        env.append(V1EnvVar(name="FEAST_S3_ENDPOINT_URL", value=endpoint))
+    return env
+
+
+def s3_endpoint_url(cfg: DeployConfig) -> str | None:
+    """The endpoint as KServe's BuildS3EnvVars reads it: a scheme given wins, else s3_use_https."""
+    if not cfg.s3_endpoint:
+        return None
+    url = cfg.s3_endpoint
+    if not url.startswith(("http://", "https://")):
+        url = ("https://" if cfg.s3_use_https else "http://") + url
+    return url
 
 
 def store_uri(cfg: DeployConfig) -> str:
     """The artifact store the version lives in (`<store>/versions/<version>` minus the tail)."""
     return cfg.version_uri.rstrip("/").rsplit("/", 2)[0]
+
+
+def serving_log_uri(cfg: DeployConfig) -> str:
+    """Where the deployment's serving windows go: one prefix per deployment (namespace), each
+    window's file named after the pod that served it."""
+    return f"{store_uri(cfg)}/serving-log/{cfg.namespace}/{NAMES['pushgen']}"
 
 
 def log_ship_env(cfg: DeployConfig) -> list[V1EnvVar]:
@@ -84,31 +105,57 @@ def log_ship_env(cfg: DeployConfig) -> list[V1EnvVar]:
         ref = V1SecretKeySelector(name=cfg.s3_secret, key=key)
         return V1EnvVar(name=key, value_from=V1EnvVarSource(secret_key_ref=ref))
 
-    env = [
-        secret("AWS_ACCESS_KEY_ID"),
-        secret("AWS_SECRET_ACCESS_KEY"),
-        V1EnvVar(name="AWS_REGION", value=cfg.s3_region),
-    ]
-    if cfg.s3_endpoint:  # as KServe's BuildS3EnvVars reads it: a scheme given wins
-        url = cfg.s3_endpoint
-        if not url.startswith(("http://", "https://")):
-            url = ("https://" if cfg.s3_use_https else "http://") + url
+    keys = [] if cfg.s3_role_arn else [secret(k) for k in S3_KEYS]  # IRSA: the role's token
+    env = [*keys, V1EnvVar(name="AWS_REGION", value=cfg.s3_region)]
+    url = s3_endpoint_url(cfg)
+    if url:
         env.append(V1EnvVar(name="PUSHGEN_S3_ENDPOINT", value=url))
     return env
 
 
-def make_pvc(cfg: DeployConfig, name: str, size: str) -> V1PersistentVolumeClaim:
-    return V1PersistentVolumeClaim(
+def s3_annotations(cfg: DeployConfig) -> dict[str, str]:
+    """KServe's S3 settings (kserve pkg/credentials/s3/utils.go BuildS3EnvVars reads these)."""
+    ann = {
+        f"{S3_ANNOTATION}region": cfg.s3_region,
+        f"{S3_ANNOTATION}usehttps": "1" if cfg.s3_use_https else "0",
+        f"{S3_ANNOTATION}verifyssl": "1" if cfg.s3_use_https else "0",
+    }
+    if cfg.s3_endpoint:
+        ann[f"{S3_ANNOTATION}endpoint"] = cfg.s3_endpoint
+    return ann
+
+
+def make_s3_secret(cfg: DeployConfig) -> V1Secret:
+    """The S3 Secret's template: KServe's annotations set, the two keys left for the operator."""
+    return V1Secret(
         api_version="v1",
-        kind="PersistentVolumeClaim",
+        kind="Secret",
+        type="Opaque",
         metadata=V1ObjectMeta(
-            name=name, namespace=cfg.namespace, labels={"app.kubernetes.io/part-of": "pushgen"}
+            name=cfg.s3_secret,
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+            annotations=s3_annotations(cfg),
         ),
-        spec=V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteMany"],  # every transformer replica, and the materialise step
-            resources=V1VolumeResourceRequirements(requests={"storage": size}),
-        ),
+        string_data={k: "" for k in S3_KEYS},
     )
+
+
+def knative_features_patch(flags: list[str]) -> V1ConfigMap | None:
+    """The `config-features` change (namespace knative-serving) the pod specs need, or None."""
+    if not flags:
+        return None
+    return V1ConfigMap(
+        api_version="v1",
+        kind="ConfigMap",
+        metadata=V1ObjectMeta(name="config-features", namespace="knative-serving"),
+        data={flag: "enabled" for flag in flags},
+    )
+
+
+def knative_flags(*pod_specs: dict[str, Any]) -> list[str]:
+    """The flags (`KNATIVE_FLAGS`) that the pod spec fields set in `pod_specs` need, in order."""
+    return [flag for key, flag in KNATIVE_FLAGS.items() if any(p.get(key) for p in pod_specs)]
 
 
 def make_network_policy(cfg: DeployConfig) -> V1NetworkPolicy:
@@ -146,13 +193,13 @@ def make_network_policy(cfg: DeployConfig) -> V1NetworkPolicy:
 
 
 def make_service_account(cfg: DeployConfig) -> V1ServiceAccount:
-    annotations = {
-        "serving.kserve.io/s3-region": cfg.s3_region,
-        "serving.kserve.io/s3-usehttps": "1" if cfg.s3_use_https else "0",
-        "serving.kserve.io/s3-verifyssl": "1" if cfg.s3_use_https else "0",
-    }
-    if cfg.s3_endpoint:
-        annotations["serving.kserve.io/s3-endpoint"] = cfg.s3_endpoint
+    """The predictors' account: it lists the S3 Secret (whose annotations KServe reads); with an
+    IRSA role the role and the S3 settings sit on the account itself, and no Secret is listed."""
+    annotations = None
+    secrets = [V1ObjectReference(name=cfg.s3_secret)]
+    if cfg.s3_role_arn:
+        annotations = {IRSA_ANNOTATION: cfg.s3_role_arn, **s3_annotations(cfg)}
+        secrets = None
     return V1ServiceAccount(
         api_version="v1",
         kind="ServiceAccount",
@@ -162,6 +209,6 @@ def make_service_account(cfg: DeployConfig) -> V1ServiceAccount:
             labels={"app.kubernetes.io/part-of": "pushgen"},
             annotations=annotations,
         ),
-        secrets=[V1ObjectReference(name=cfg.s3_secret)],
+        secrets=secrets,
         automount_service_account_token=False,
     )

@@ -100,9 +100,11 @@ def make_isvc(
 ) -> V1beta1InferenceService:
     annotations = {"serving.kserve.io/deploymentMode": "Serverless"}
     if cfg.prometheus:
+        # the app's own /metrics on its port: KServe's enable-prometheus-scraping would point
+        # the scrape at the queue-proxy's aggregation port (9091) instead
+        # (kserve pkg/constants/constants.go: SetPrometheusAnnotation, DefaultPodPrometheusPort)
         annotations.update(
             {
-                "serving.kserve.io/enable-prometheus-scraping": "true",
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(cfg.port),
                 "prometheus.io/path": "/metrics",

@@ -3,7 +3,7 @@
     pushgen deploy --store s3://models/pushgen --version 20260101-120000-ab12cd34 \
         --image registry.example.com/pushgen:0.1.0-cuda --cpu-image registry.example.com/pushgen:0.1.0 \
         --namespace pushgen [--canary 10] [--gpu-toleration nvidia.com/gpu:NoSchedule] --out deploy/
-    kubectl apply -f deploy/
+    kubectl apply -f deploy/     # after filling in deploy/templates/s3-secret.yaml once
 
 The version must exist in the store with its manifest (generator and ranker inside); the objects
 pin its immutable URI. A rollout is a new version with `--canary P`, a promote the same version
@@ -63,9 +63,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--s3-region", default="us-east-1")
     p.add_argument("--s3-no-https", action="store_true", help="plain HTTP to the S3 endpoint")
     p.add_argument(
-        "--feast-online-store", default="sqlite", choices=["sqlite", "redis", "postgres"]
+        "--s3-role-arn", default=None, help="IRSA role for S3 (on the account; no keys needed)"
+    )
+    p.add_argument(
+        "--feast-online-store",
+        default="redis",
+        help="online store the transformer replicas share (redis; Secret pushgen-feast)",
+    )
+    p.add_argument(
+        "--ingress-namespace",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="namespace of the Knative data path allowed to reach the models (repeatable; "
+        "default knative-serving and istio-system; e.g. kourier-system)",
+    )
+    p.add_argument(
+        "--monitoring-namespace",
+        default="monitoring",
+        help="namespace Prometheus scrapes from ('' for none)",
     )
     p.add_argument("--hub-online", action="store_true", help="let the generator reach the HF hub")
+    p.add_argument(
+        "--hub-cache-size",
+        default="20Gi",
+        help="emptyDir for the hub's cache with --hub-online (sized for the base model)",
+    )
     p.add_argument("--no-prometheus", action="store_true", help="no scrape annotations")
     p.set_defaults(func=run)
 
@@ -119,9 +142,14 @@ def run(args: argparse.Namespace) -> int:
         s3_endpoint=args.s3_endpoint,
         s3_region=args.s3_region,
         s3_use_https=not args.s3_no_https,
+        s3_role_arn=args.s3_role_arn,
         feast_online_store=args.feast_online_store,
         hf_hub_offline=not args.hub_online,
+        hub_cache_size=args.hub_cache_size,
+        monitoring_namespace=args.monitoring_namespace or None,
     )
+    if args.ingress_namespace is not None:
+        cfg = replace(cfg, ingress_namespaces=tuple(args.ingress_namespace))
     if args.gpu_toleration is not None:
         cfg = replace(cfg, gpu_tolerations=tuple(args.gpu_toleration))
     if args.image:

@@ -102,10 +102,11 @@ def load_config(path: str | None, window: str | None, window_requests: int | Non
 
 def _read_log(path: str):
     """A serving log from a table file, the server's log directory, or the windows it shipped
-    to an artifact store (`s3://…/serving-log/<pod>` or a local store directory)."""
+    to an artifact store (`s3://…/serving-log/<namespace>/pushgen` or a local store directory)."""
+    from pushgen.core.store import is_remote
     from pushgen.data.contracts import read_table
 
-    if path.startswith("s3://") or (Path(path) / "windows").is_dir():
+    if is_remote(path) or (Path(path) / "windows").is_dir():
         from serving.serving_log import load_serving_windows
 
         log = load_serving_windows(path)  # validated (rejected rows kept aside) by the monitor

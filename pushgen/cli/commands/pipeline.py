@@ -84,6 +84,18 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--s3-endpoint", default="", help="S3 endpoint for the storage steps (MinIO)")
     p.add_argument("--gpus", type=int, default=1, help="GPUs for each training step (0: CPU)")
+    p.add_argument(
+        "--gpu-toleration",
+        action="append",
+        default=None,
+        metavar="KEY[=VALUE]:EFFECT",
+        help="GPU steps' toleration (repeatable; default as `pushgen deploy`'s)",
+    )
+    p.add_argument(
+        "--feast-secret",
+        default="",
+        help="Secret with `connection` (Redis) for the publish-features step",
+    )
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -102,15 +114,22 @@ def parse_params(pairs: list[str]) -> dict:
 
 def _cluster_config(args: argparse.Namespace):
     from pipelines.training import ClusterConfig
+    from serving.deploy.config import make_toleration
 
     if args.gpus < 0:
         raise ConfigError(f"--gpus must be >= 0, got {args.gpus}")
-    return ClusterConfig(
+    cfg = ClusterConfig(
         sft_gpus=args.gpus,
         reward_gpus=args.gpus,
         s3_secret=args.s3_secret,
         s3_endpoint=args.s3_endpoint,
+        feast_secret=args.feast_secret,
     )
+    if args.gpu_toleration is not None:
+        for text in args.gpu_toleration:
+            make_toleration(text)  # a bad one: one line, exit 2, nothing compiled
+        cfg.gpu_tolerations = tuple(args.gpu_toleration)
+    return cfg
 
 
 def _compile(args: argparse.Namespace, out: str | Path) -> Path:

@@ -26,7 +26,7 @@ imports only `pushgen.core.errors`.
 """
 
 from pushgen.core.store import local, s3  # noqa: F401 (the backends register their schemes)
-from pushgen.core.store.base import ArtifactStore, StoreConfig  # noqa: F401
+from pushgen.core.store.base import ArtifactStore, StoreConfig, is_remote  # noqa: F401
 from pushgen.core.store.integrity import (  # noqa: F401 (the store API)
     LATEST,
     MANIFEST,
@@ -44,4 +44,4 @@ from pushgen.core.store.integrity import (  # noqa: F401 (the store API)
 )
 from pushgen.core.store.local import LocalStore  # noqa: F401
 from pushgen.core.store.releases import default_version, fetch_model, publish_release  # noqa: F401
-from pushgen.core.store.s3 import S3Store  # noqa: F401
+from pushgen.core.store.s3 import KFP_MINIO_ENDPOINT, MinioStore, S3Store  # noqa: F401

@@ -50,6 +50,12 @@ class StoreConfig:
     max_attempts: int = 3
 
 
+def is_remote(uri: str | Path) -> bool:
+    """Whether `uri` names an object store (`s3://`, `minio://`), not a local path."""
+    text = str(uri)
+    return "://" in text and not text.startswith("file://")
+
+
 class ArtifactStore(abc.ABC):
     """Files and versioned releases under one root; `from_uri` picks the backend."""
 
@@ -57,13 +63,15 @@ class ArtifactStore(abc.ABC):
 
     @staticmethod
     def from_uri(uri: str | Path, config: StoreConfig | None = None) -> ArtifactStore:
-        """`s3://bucket/prefix` gives an S3 store; anything else is a local directory."""
+        """`s3://bucket/prefix` (or KFP's `minio://bucket/prefix`) gives an S3 store; a path
+        without a scheme is a local directory."""
         text = str(uri)
         scheme = text.split("://", 1)[0] if "://" in text else "file"
         backend = ArtifactStore.backends.get(scheme)
         if backend is None:
             raise ConfigError(
-                f"unsupported store URI {text!r}: use a local path or s3://bucket/prefix"
+                f"unsupported store URI {text!r}: use a local path, s3://bucket/prefix or "
+                "minio://bucket/prefix"
             )
         return backend.open(text, config)
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 from pushgen.core.errors import ConfigError
-from pushgen.core.store.base import ArtifactStore, StoreConfig
+from pushgen.core.store.base import ArtifactStore
 from pushgen.core.store.integrity import (
     MANIFEST,
     VERSION_FILE,
@@ -85,7 +85,7 @@ def fetch_model(uri: str | Path, dest: str | Path, root: str | Path | None = Non
     Keys with `..` are refused, so a URI can never reach outside its store or write outside `dest`.
     """
     text = str(uri)
-    if text.startswith("s3://"):
+    if text.startswith(("s3://", "minio://")):
         return _fetch_s3(text, Path(dest))
     if "://" in text and not text.startswith("file://"):
         raise ConfigError(f"unsupported model URI {text!r}: use a local path or s3://bucket/key")
@@ -104,9 +104,10 @@ def fetch_model(uri: str | Path, dest: str | Path, root: str | Path | None = Non
 
 
 def _fetch_s3(uri: str, dest: Path) -> Path:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    scheme, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
     parts = safe_key(key).split("/")
-    store = S3Store(f"s3://{bucket}", StoreConfig())
+    store = ArtifactStore.from_uri(f"{scheme}://{bucket}")  # s3, or KFP's minio
     # `<root>/versions/<v>[/<artifact>]`: verify every file against the version's manifest.
     if VERSIONS in parts[:-1]:
         i = len(parts) - 1 - parts[:-1][::-1].index(VERSIONS) - 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,21 @@ class S3Store(ArtifactStore, scheme="s3"):
                 Delete={"Objects": batch, "Quiet": True},
             )
         return len(keys)
+
+
+# KFP's in-cluster object store, what its default pipeline root `minio://mlpipeline/v2/artifacts`
+# names (kubeflow/pipelines backend/src/v2/component/launcher.go defaultPipelineRoot;
+# backend/src/v2/objectstore/object_store.go: minio-service.kubeflow:9000, plain HTTP)
+KFP_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+
+
+class MinioStore(S3Store, scheme="minio"):
+    """`minio://bucket/prefix` (KFP's artifact URIs): the same bucket through the S3 API, at the
+    endpoint the environment names, else KFP's in-cluster MinIO."""
+
+    @classmethod
+    def open(cls, uri: str, config: StoreConfig | None) -> S3Store:
+        config = config or StoreConfig()
+        if not config.endpoint_url:
+            config = replace(config, endpoint_url=KFP_MINIO_ENDPOINT)
+        return S3Store("s3://" + uri.removeprefix("minio://"), config)
