@@ -30,6 +30,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@# KServe's storage-initializer code, for the pod test only (its google-cloud-storage<3 pin
 	@# clashes with ours; the S3 path it uses needs only boto3)
 	@$(PIP) install -q --disable-pip-version-check --no-deps kserve-storage==0.21.0 $(QUIET)
+	@# Debian's redis-server: the cluster tests' shared Feast online store (skipped, saying why, without it)
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+	  || echo "note: redis-server not installed (apt-get install redis-server); the Redis tests will skip"; }
 	@touch $@
 	@echo "installed."
 
