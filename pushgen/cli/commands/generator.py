@@ -30,6 +30,7 @@ TRAIN_OPTIONS: dict[str, str | None] = {
     "batch_size": None,
     "learning_rate": "--lr",
     "lora_r": None,
+    "lora_dropout": None,
     "val_fraction": None,
     "eval_steps": None,
     "max_length": None,
@@ -38,6 +39,7 @@ TRAIN_OPTIONS: dict[str, str | None] = {
     "device": None,
     "bf16": None,
     "save_merged": None,
+    "fsdp": None,
 }
 
 
@@ -141,6 +143,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.max_rows and len(table) > args.max_rows:
         table = table.sample(args.max_rows, random_state=args.seed)
     metrics = train_generator(table, args.out, cfg)
+    if "n_train" not in metrics:  # not rank 0 under torchrun: rank 0 writes and reports
+        return 0
     if len(upstream_rejected):
         write_rejected(upstream_rejected, Path(args.out) / "upstream", step="prepare-sft-data")
     print(
