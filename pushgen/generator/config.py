@@ -14,7 +14,6 @@ from pushgen.core.errors import ConfigError
 from pushgen.core.models import BF16_SETTINGS, check_bf16_setting
 from pushgen.generator.prompts import PromptTemplate
 
-
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "offload", "auto_wrap")
 
 

@@ -171,7 +171,8 @@ def fit(
         seed=cfg.seed,
         data_seed=cfg.seed,  # one data order on every rank, whatever each rank's own seed
         ddp_find_unused_parameters=False,  # every adapter takes part in every step
-        fsdp=cfg.fsdp or None,  # "" (DDP) or e.g. "full_shard auto_wrap" (docs/design.md, "Several GPUs")
+        fsdp=cfg.fsdp
+        or None,  # "" (DDP) or e.g. "full_shard auto_wrap" (docs/design.md, "Several GPUs")
         fsdp_config=FSDP_CONFIG if cfg.fsdp else None,
         remove_unused_columns=False,  # keep `weight`: the collator and loss need it
         prediction_loss_only=True,
@@ -200,7 +201,11 @@ def fit(
     if has_val and trainer.state.global_step % cfg.eval_steps:
         trainer.evaluate()  # so the validation curve ends at the last step
     train_curve, val_curve = loss_history(trainer.state.log_history)
-    speed = [e["train_samples_per_second"] for e in trainer.state.log_history if "train_samples_per_second" in e]
+    speed = [
+        e["train_samples_per_second"]
+        for e in trainer.state.log_history
+        if "train_samples_per_second" in e
+    ]
     return FitResult(
         peft_model,
         train_curve,
