@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +153,53 @@ def test_a_killed_rank_fails_the_run_and_leaves_no_release(tiny_causal_lm_dir, t
     # torchrun's summary names the rank and the signal
     assert "local_rank: 1" in output and "SIGKILL" in output, output[-3000:]
     assert not out.exists()  # no release, not even a half-written one
+
+
+@pytest.mark.slow
+def test_the_ranker_trains_under_torchrun_as_in_one_process(tiny_encoder_dir, sim_dir, tmp_path):
+    """train-ranker, 1 process x 8 pairs vs 2 x 4, two epochs, dropout off (it draws per rank).
+
+    Tolerances: validation AUC within 1e-3 and each weight within 5e-4. AdamW turns the float noise
+    in gradients that are exactly zero in theory (attention key biases: softmax ignores a shift
+    shared by all keys) into steps of up to the learning rate, 1e-3: measured 3.7e-4 there, 1.2e-4
+    elsewhere. 16 pairs in both orders: 32 examples, whole batches in both runs."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    enc = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder_dir, enc)
+    config = AutoConfig.from_pretrained(enc)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    config.save_pretrained(enc)
+    outs = {n: tmp_path / n / "ranker" for n in ("one", "two")}
+
+    def args(out: Path, batch: int) -> list[str]:
+        return [
+            *("train-ranker", "--ab-tests", str(sim_dir / "ab_tests.parquet"), "--out", str(out)),
+            *("--backbone", str(enc), "--max-train-pairs", "16", "--epochs", "2", "--lr", "1e-3"),
+            *("--batch-size", str(batch), "--device", "cpu", "--seed", "3", "--max-p-value", "1"),
+        ]
+
+    subprocess.run(
+        [sys.executable, "-m", "pushgen", *args(outs["one"], 8)],
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
+    audit = tmp_path / "audit"
+    run = subprocess.run(
+        _torchrun(2, audit, outs["two"].parent, args(outs["two"], 4)),
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = {n: json.loads((d / "train_metrics.json").read_text()) for n, d in outs.items()}
+    assert metrics["one"]["val"]["auc"] == pytest.approx(metrics["two"]["val"]["auc"], abs=1e-3)
+    for name in ("model.safetensors", "pair_head.safetensors"):
+        a, b = (load_file(outs[n] / name) for n in ("one", "two"))
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 5e-4, name
+    assert json.loads((audit / "rank-1.json").read_text())["touched"] == []
 
 
 def test_rank_helpers_and_staging(tmp_path, monkeypatch):

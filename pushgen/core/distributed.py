@@ -83,7 +83,7 @@ def global_sum(value: Any) -> Any:
     return total
 
 
-def weighted_mean_across_ranks(per_sample: Any, weight: Any) -> Any:
+def weighted_mean_across_ranks(per_sample: Any, weight: Any, floor: float | None = None) -> Any:
     """Σ wᵢ·lᵢ / Σ wᵢ over the *global* batch, as this rank's share for DDP.
 
     DDP averages gradients over ranks, so each rank returns `world · Σ_local wᵢ·lᵢ / Σ_global wᵢ`:
@@ -91,14 +91,15 @@ def weighted_mean_across_ranks(per_sample: Any, weight: Any) -> Any:
     This is what transformers' `Trainer.compute_loss` does for token-averaged losses
     (`average_tokens_across_devices`: the loss is multiplied by `accelerator.num_processes` after
     dividing by the global item count; transformers/trainer.py, `compute_loss`). A batch of only
-    zero-weight samples has nothing to teach: loss 0, gradient 0.
+    zero-weight samples has nothing to teach: loss 0, gradient 0 (the weight sum is floored at
+    `floor`, default the dtype's smallest normal number).
     """
     import torch
 
     weight = weight.to(per_sample.dtype)
     total = global_sum(weight.sum())
-    tiny = torch.finfo(weight.dtype).tiny
-    return (per_sample * weight).sum() * world_size() / total.clamp(min=tiny)
+    floor = torch.finfo(weight.dtype).tiny if floor is None else floor
+    return (per_sample * weight).sum() * world_size() / total.clamp(min=floor)
 
 
 @contextmanager
