@@ -103,7 +103,7 @@ def test_resources_retries_caching_and_image(compiled):
 
 
 def test_cpu_only_compile_and_secret_needs_kfp_kubernetes(tmp_path):
-    out = compile_pipeline(tmp_path / "cpu.yaml", ClusterConfig(sft_gpus=0, reward_gpus=0))
+    out = compile_pipeline(tmp_path / "cpu.yaml", ClusterConfig(sft_gpus_per_node=0, reward_gpus_per_node=0))
     assert "nvidia.com/gpu" not in out.read_text()
     try:
         import kfp.kubernetes  # noqa: F401
