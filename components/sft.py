@@ -127,9 +127,7 @@ def sft(
             {"model": generator.path, "rejected": rejected.path},
         )
     else:
-        figures = train_from_files(
-            labelled.path, captions.path, generator.path, rejected.path, cfg
-        )
+        figures = train_from_files(labelled.path, captions.path, generator.path, rejected.path, cfg)
     generator.metadata.update(
         {"framework": "peft-lora", "base_model": base_model, "prompt_order": prompt_order}
     )

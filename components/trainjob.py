@@ -70,9 +70,7 @@ def train_in_trainjob(
         from kubeflow.trainer import TrainerClient
 
         client = TrainerClient(KubernetesBackendConfig(namespace=settings.namespace or None))
-    run_trainjob(
-        client, settings, name, entry(kind, store_uri, name), {STEP_LABEL: kind}, log=log
-    )
+    run_trainjob(client, settings, name, entry(kind, store_uri, name), {STEP_LABEL: kind}, log=log)
     # the result, read from the store like any other artifact
     store.get_dir(f"{base}/outputs/model", outputs["model"])
     store.get_file(f"{base}/outputs/rejected.parquet", outputs["rejected"])

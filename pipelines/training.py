@@ -115,7 +115,9 @@ def _training_step(
     return _storage_step(_cpu_step(task, cfg), cfg, retry=False)
 
 
-def _storage_step(task: dsl.PipelineTask, cfg: ClusterConfig, retry: bool = True) -> dsl.PipelineTask:
+def _storage_step(
+    task: dsl.PipelineTask, cfg: ClusterConfig, retry: bool = True
+) -> dsl.PipelineTask:
     """Retries, plus S3 endpoint and credentials from the cluster (never from parameters)."""
     if retry and cfg.storage_retries > 0:
         task.set_retry(

@@ -54,7 +54,9 @@ class TrainJobSettings:
         if self.gpus_per_node < 0:
             raise ConfigError(f"gpus_per_node must be 0 or more, got {self.gpus_per_node}")
         if not self.runtime:
-            raise ConfigError("runtime must name a (Cluster)TrainingRuntime, e.g. torch-distributed")
+            raise ConfigError(
+                "runtime must name a (Cluster)TrainingRuntime, e.g. torch-distributed"
+            )
         if self.timeout_s <= self.poll_s or self.poll_s < 1:
             raise ConfigError(f"need 1 <= poll_s < timeout_s, got {self.poll_s}, {self.timeout_s}")
 
@@ -72,7 +74,7 @@ class TrainJobSettings:
         """The SDK's `resources_per_node` ("gpu" is its alias for nvidia.com/gpu)."""
         resources: dict[str, Any] = {"cpu": self.cpu_per_node, "memory": self.memory_per_node}
         if self.gpus_per_node:
-            resources["gpu"] = self.gpus_per_node
+            resources["gpu"] = str(self.gpus_per_node)  # a quantity: "8", not 8.0
         return resources
 
 
@@ -166,14 +168,20 @@ def run_trainjob(
     if labels:
         options.append(Labels(labels))
     client.train(runtime=runtime, trainer=_container(settings), options=options)
-    log(f"TrainJob {name}: {settings.nodes} node(s) x {settings.gpus_per_node} GPU(s) on {runtime.name}")
+    log(
+        f"TrainJob {name}: {settings.nodes} node(s) x {settings.gpus_per_node} GPU(s) on {runtime.name}"
+    )
     ended = {"Complete", "Failed"}
     wait = {"timeout": settings.timeout_s, "polling_interval": settings.poll_s}
     job = client.wait_for_job_status(name, status={"Running", *ended}, **wait)
-    if job.status == "Running":
+    streamed = job.status == "Running"
+    if streamed:
         for line in client.get_job_logs(name, follow=True):
             log(line.rstrip("\n"))
         job = client.wait_for_job_status(name, status=ended, **wait)
+    if job.status == "Failed" and not streamed:  # ended before we looked: its log, if kept
+        for line in client.get_job_logs(name, follow=False):
+            log(line.rstrip("\n"))
     if job.status == "Failed":
         raise TrainJobFailed(f"TrainJob {name} failed{_events(client, name)}")
     log(f"TrainJob {name}: {job.status}")

@@ -28,8 +28,8 @@ def check_fsdp_setting(fsdp: str, save_merged: bool) -> None:
         raise ConfigError(f"fsdp needs exactly one of {FSDP_OPTIONS[:3]}, got {fsdp!r}")
     if words and save_merged:
         raise ConfigError(
-            "fsdp with save_merged: a sharded LoRA run writes the adapter only; merge it after "
-            "training on one device (CandidateGenerator.from_pretrained(..., merge=True))"
+            "fsdp with save_merged: a sharded LoRA run writes the adapter only; merge it when "
+            "loading (CandidateGenerator.from_pretrained merges by default)"
         )
 
 
