@@ -84,7 +84,7 @@ def torchrun_command(entry: list[str]) -> list[str]:
     return ["torchrun", "--module", *entry]
 
 
-def check_fsdp(fsdp: str, settings: TrainJobSettings) -> None:
+def check_fsdp(fsdp: str | None, settings: TrainJobSettings) -> None:
     """FSDP shards a model over processes: with one there is nothing to shard over."""
     if fsdp and not settings.distributed:
         raise ConfigError(f"fsdp {fsdp!r} needs more than one GPU (nodes x gpus_per_node)")

@@ -17,10 +17,10 @@ from pushgen.generator.prompts import PromptTemplate
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "offload", "auto_wrap")
 
 
-def check_fsdp_setting(fsdp: str, save_merged: bool) -> None:
-    """An FSDP setting is "" or words from `FSDP_OPTIONS` (transformers `FSDPOption`) with one
+def check_fsdp_setting(fsdp: str | None, save_merged: bool) -> None:
+    """An FSDP setting is None ("" alike) or words from `FSDP_OPTIONS` (transformers `FSDPOption`) with one
     sharding strategy; merged weights cannot be written from a sharded LoRA run."""
-    words = fsdp.split()
+    words = (fsdp or "").split()
     unknown = [w for w in words if w not in FSDP_OPTIONS]
     if unknown:
         raise ConfigError(f"fsdp: unknown option(s) {unknown}; choose from {FSDP_OPTIONS}")
@@ -112,11 +112,11 @@ class GeneratorTrainConfig:
         metadata={"help": "also save merged weights (faster serving start-up, larger)"},
     )
     progress: bool = field(default=True, metadata={"help": "show the Trainer's progress bar"})
-    fsdp: str = field(
-        default="",
+    fsdp: str | None = field(
+        default=None,
         metadata={
             "help": "FSDP for a base that does not fit one GPU, e.g. 'full_shard auto_wrap' "
-            "(empty: DDP; docs/design.md, 'Several GPUs')"
+            "(none: DDP; docs/design.md, 'Several GPUs')"
         },
     )
 
