@@ -186,17 +186,22 @@ def train_generator(
     global batch (DDP, or FSDP with `cfg.fsdp`); rank 0 alone writes `out_dir`, staged and
     published whole when training succeeded (`pushgen.core.distributed.staged_output`).
     """
-    from pushgen.core.distributed import ranks, staged_output
-    from pushgen.core.models import load_causal_lm
-    from pushgen.generator.trainer import fit, save_adapter  # torch and the Trainer: not at start
+    from pushgen.core.distributed import staged_output
 
     cfg = cfg or GeneratorTrainConfig()
     with staged_output(out_dir) as out:
-        return _train_generator(data, out, cfg, load_causal_lm, fit, save_adapter, ranks())
+        return _train_generator(data, out, cfg)
 
 
-def _train_generator(data, out, cfg, load_causal_lm, fit, save_adapter, rank) -> dict[str, Any]:  # noqa: ANN001
+def _train_generator(
+    data: pd.DataFrame, out: Path | None, cfg: GeneratorTrainConfig
+) -> dict[str, Any]:
     """`train_generator`'s body; `out` is rank 0's staging dir (None on the other ranks)."""
+    from pushgen.core.distributed import ranks
+    from pushgen.core.models import load_causal_lm
+    from pushgen.generator.trainer import fit, save_adapter  # torch and the Trainer: not at start
+
+    rank = ranks()
     started = time.perf_counter()
     # model and tokenizer (the tokenizer defines the prompt tokens)
     model, tokenizer = load_causal_lm(cfg.base_model, device=cfg.device)
