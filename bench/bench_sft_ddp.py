@@ -2,8 +2,8 @@
 counts them (optimiser steps x per-device batch x processes / training seconds).
 
 Each run is `torchrun --standalone --nproc-per-node N -m pushgen train-generator ...` on the same
-table, the same per-device batch and steps; on CPU each process gets cores / N threads, on GPU
-one GPU each. The figures go to a JSON file (`--json`) and to `make bench`'s summary.
+table, the same per-device batch and steps; each process gets `--threads` threads (1 by default),
+and on GPU one GPU each. The figures go to a JSON file (`--json`) and to `make bench`'s summary.
 
     python -m bench.bench_sft_ddp                              # CPU: 1 and 2 processes
     python -m bench.bench_sft_ddp --device cuda --procs 1,8    # a GPU machine: 1 and 8 GPUs
@@ -56,7 +56,7 @@ def sft_table(rows: int, seed: int = 0) -> pd.DataFrame:
 def run(procs: int, args: argparse.Namespace, data: Path, work: Path) -> dict:
     """One training run at `procs` processes; its throughput figures."""
     out = work / f"gen-{procs}"
-    threads = max(1, (os.cpu_count() or 1) // procs) if args.device == "cpu" else 1
+    threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     command = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
@@ -90,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8, help="samples per process per step")
     p.add_argument("--rows", type=int, default=512, help="rows in the synthetic SFT table")
     p.add_argument("--json", dest="json_out", default="docs/results/sft_ddp.json")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per process (0: cores / processes; on a shared machine OpenMP's spinning "
+        "threads collapse under load, so the default is 1)",
+    )
     p.add_argument("--verbose", action="store_true", help="show each run's output")
     args = p.parse_args(argv)
     procs = [int(n) for n in args.procs.split(",")]
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": platform.node(),
         "cpu_count": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "device": args.device,
         "model": args.model,
         "steps": args.steps,
