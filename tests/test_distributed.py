@@ -101,7 +101,7 @@ def test_two_processes_train_as_one_and_only_rank_0_writes(tiny_causal_lm_dir, t
         text=True,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    print(f"1 + 2 processes: {time.perf_counter() - started:.1f} s")  # about 15 s on 2 idle cores
+    print(f"1 + 2 processes: {time.perf_counter() - started:.1f} s")  # the issue asks < 1 min
 
     # the same loss curve, step for step, and the same adapter
     curve = {
