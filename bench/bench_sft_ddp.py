@@ -6,6 +6,7 @@ table, the same per-device batch and steps; each process gets `--threads` thread
 and on GPU one GPU each. The figures go to a JSON file (`--json`) and to `make bench`'s summary.
 
     python -m bench.bench_sft_ddp                              # CPU: 1 and 2 processes
+    python -m bench.bench_sft_ddp --tiny --steps 20 --json docs/results/sft_ddp_tiny.json
     python -m bench.bench_sft_ddp --device cuda --procs 1,8    # a GPU machine: 1 and 8 GPUs
     python -m bench.bench_sft_ddp --device cuda --model HF_ID --batch-size 8 --steps 30
 
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--procs", default="1,2", help="process counts, comma-separated")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--model", default="default", help="base model (default: SmolLM2-135M)")
+    p.add_argument(
+        "--tiny", action="store_true", help="the tests' tiny Llama (2 layers, hidden 32) instead"
+    )
     p.add_argument("--steps", type=int, default=8, help="optimiser steps per run")
     p.add_argument("--batch-size", type=int, default=8, help="samples per process per step")
     p.add_argument("--rows", type=int, default=512, help="rows in the synthetic SFT table")
@@ -103,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pushgen-bench-ddp-") as tmp:
         data = Path(tmp) / "sft.parquet"
         sft_table(args.rows).to_parquet(data)
+        if args.tiny:
+            from pushgen.core.models import build_tiny_causal_lm
+
+            args.model = str(build_tiny_causal_lm(Path(tmp) / "tiny-llama"))
         rows = [run(n, args, data, Path(tmp)) for n in procs]
     base = rows[0]["samples_per_second"]
     print(f"{'processes':>10}{'threads':>9}{'samples/s':>11}{'speed-up':>10}{'wall s':>9}")
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "device": args.device,
-        "model": args.model,
+        "model": "tiny Llama (build_tiny_causal_lm)" if args.tiny else args.model,
         "steps": args.steps,
         "batch_size_per_process": args.batch_size,
         "runs": rows,
