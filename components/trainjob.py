@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -65,6 +66,13 @@ def train_in_trainjob(
     for key, path in inputs.items():
         store.put_file(path, f"{base}/inputs/{key}")
     store.put_json(params, f"{base}/params.json")
+    # the job's pods reach the same store: its endpoint travels with them (credentials do not:
+    # the pods get them as the step's do, from workload identity or the runtime's pod template)
+    endpoint = os.environ.get("PUSHGEN_S3_ENDPOINT")
+    if endpoint:
+        settings = dataclasses.replace(
+            settings, env={**settings.env, "PUSHGEN_S3_ENDPOINT": endpoint}
+        )
     if client is None:
         from kubeflow.common.types import KubernetesBackendConfig
         from kubeflow.trainer import TrainerClient

@@ -134,7 +134,20 @@ def _sft_inputs(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_the_sft_step_trains_through_a_2_process_trainjob(tiny_causal_lm_dir, tmp_path):
+@pytest.mark.parametrize("store_kind", ["local", pytest.param("s3", marks=pytest.mark.slow)])
+def test_the_sft_step_trains_through_a_2_process_trainjob(
+    store_kind, tiny_causal_lm_dir, tmp_path, request
+):
+    """The step's way: inputs to the store, a 2-process TrainJob, the result back from the store
+    (a local directory, or S3 on moto's server: the job's pods get the endpoint from the step)."""
+    if store_kind == "s3":
+        import boto3
+
+        endpoint = request.getfixturevalue("s3_env")
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="pushgen-trainjob")
+        store = "s3://pushgen-trainjob/runs"
+    else:
+        store = str(tmp_path / "store")
     cluster = TrainJobCluster(procs=2)
     cfg = GeneratorTrainConfig(
         base_model=str(tiny_causal_lm_dir),
@@ -149,11 +162,10 @@ def test_the_sft_step_trains_through_a_2_process_trainjob(tiny_causal_lm_dir, tm
         "model": str(tmp_path / "out" / "generator"),
         "rejected": str(tmp_path / "out" / "rejected.parquet"),
     }
-    store = tmp_path / "store"
     figures = train_in_trainjob(
         "generator",
         TrainJobSettings(gpus_per_node=2, poll_s=1, timeout_s=600),
-        str(store),
+        store,
         _sft_inputs(tmp_path),
         params_of(cfg),
         outputs,
@@ -165,10 +177,13 @@ def test_the_sft_step_trains_through_a_2_process_trainjob(tiny_causal_lm_dir, tm
     model = Path(outputs["model"])
     assert (model / "adapter_model.safetensors").exists()
     assert json.loads((model / "metrics.json").read_text())["processes"] == 2
-    assert pd.read_parquet(outputs["rejected"])["reject_reason"].tolist() == [
-        "no caption for video"
-    ]
-    assert not list(store.rglob("*.partial"))
+    rejected = pd.read_parquet(outputs["rejected"])["reject_reason"].tolist()
+    assert rejected == ["no caption for video"]
+    env = {e["name"]: e["value"] for e in cluster.jobs[name]["spec"]["trainer"].get("env") or []}
+    if store_kind == "s3":
+        assert env == {"PUSHGEN_S3_ENDPOINT": endpoint}
+    else:
+        assert env == {} and not list(Path(store).rglob("*.partial"))
 
 
 def test_a_failed_trainjob_fails_with_one_line(monkeypatch, tmp_path, capsys):
