@@ -7,7 +7,7 @@
 - (slow) a rank killed mid-run fails the run, naming the rank, and leaves no release.
 
 Tolerance: float32 sums in another order; losses within 2e-5, adapter weights within 1e-5
-(measured: 1e-6 and below).
+(measured: 4.8e-7 and 2.1e-6).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import pandas as pd
 import pytest
 
 from pushgen.core.distributed import PARTIAL_SUFFIX, Ranks, rank_seed, staged_output
+from pushgen.generator.config import GeneratorTrainConfig
+from pushgen.generator.sft import train_generator
 
 REPO = Path(__file__).resolve().parent.parent
 PUSHES = {
@@ -83,11 +85,22 @@ def test_two_processes_train_as_one_and_only_rank_0_writes(tiny_causal_lm_dir, t
     data = _data(tmp_path / "sft.parquet")
     one, two = tmp_path / "one" / "generator", tmp_path / "two" / "generator"
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "pushgen", *_train_args(data, tiny_causal_lm_dir, one, batch=8)],
-        env=_env(),
-        check=True,
-        capture_output=True,
+    # one process, in this one (no interpreter start): the settings the CLI flags below give
+    train_generator(
+        pd.read_parquet(data),
+        one,
+        GeneratorTrainConfig(
+            base_model=str(tiny_causal_lm_dir),
+            max_steps=6,
+            batch_size=8,
+            learning_rate=0.05,
+            lora_dropout=0.0,
+            val_fraction=0.0,
+            device="cpu",
+            bf16="off",
+            seed=3,
+            progress=False,
+        ),
     )
     run = subprocess.run(
         _torchrun(
@@ -113,8 +126,10 @@ def test_two_processes_train_as_one_and_only_rank_0_writes(tiny_causal_lm_dir, t
     assert json.loads((two / "metrics.json").read_text())["processes"] == 2
     a, b = _adapter(one), _adapter(two)
     assert a.keys() == b.keys() and a
-    for name in a:
-        assert (a[name] - b[name]).abs().max().item() <= WEIGHT_TOL, name
+    gaps = {name: (a[name] - b[name]).abs().max().item() for name in a}
+    loss_gap = max(abs(x - y) for x, y in zip(curve["one"], curve["two"], strict=True))
+    print(f"largest gaps: loss {loss_gap:.1e}, adapter weight {max(gaps.values()):.1e}")
+    assert max(gaps.values()) <= WEIGHT_TOL, gaps
     fresh_b = [n for n in a if "lora_B" in n]
     assert any(a[n].abs().max().item() > 1e-3 for n in fresh_b)  # training moved the adapter
 
