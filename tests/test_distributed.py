@@ -2,7 +2,7 @@
 
 - 2 processes with 4 samples each per step give the loss curve and the adapter of 1 process with
   8 per step, same seed (the confidence weights differ per video, so a loss averaged per rank
-  instead of over the global batch would differ: by 1e-4 to 3e-2 on this data, measured);
+  instead of over the global batch would differ: by 1e-4 to 3e-2 on this data with seed 0, measured);
 - only rank 0 writes (an audit hook in each rank, tests/rank_audit.py);
 - (slow) a rank killed mid-run fails the run, naming the rank, and leaves no release.
 
