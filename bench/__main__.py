@@ -40,6 +40,7 @@ SHORT_ARGS: dict[str, list[str]] = {
     ],
     "bench_serving": ["--tiny", "--seconds", "3", "--chain-seconds", "5"],
     "bench_abuse": [],
+    "bench_sft_ddp": ["--tiny", "--steps", "10", "--json", ""],
 }
 OUT = Path("docs/results/bench.json")
 

@@ -29,6 +29,11 @@ def reward(
     head_learning_rate: float = 0.0,
     carry_from: str = "",
     captions: Input[Dataset] = None,
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    trainjob_runtime: str = "torch-distributed",
+    trainjob_image: str = "",
+    store_uri: str = "",
     *,
     head: str,
     pool_layers: int,
@@ -71,6 +76,12 @@ def reward(
         carry_from: a release URI to carry the ranker over from; "" trains.
         captions: the videos' captions (the materialize step's `ab_captions`).
         use_caption: train with the caption as each pair's context segment.
+        nodes: training nodes; above one process in all (nodes x gpus_per_node) the step runs
+            a Kubeflow Trainer TrainJob on `trainjob_runtime` and waits for it.
+        gpus_per_node: GPUs (torchrun processes) per node.
+        trainjob_runtime: the ClusterTrainingRuntime of the TrainJob (torch-distributed).
+        trainjob_image: the TrainJob's image (the pipeline's `image`).
+        store_uri: the artifact store the TrainJob's inputs and outputs pass through.
     """
     if carry_from:
         import pandas as pd
@@ -117,6 +128,28 @@ def reward(
         ),
         pointwise=pointwise,
     )
+    from pushgen.core.trainjob import TrainJobSettings
+
+    settings = TrainJobSettings(
+        nodes=nodes, gpus_per_node=gpus_per_node, runtime=trainjob_runtime, image=trainjob_image
+    )
+    if settings.distributed:  # several GPUs: a TrainJob trains, the result comes via the store
+        from components.trainjob import params_of, train_in_trainjob
+
+        inputs = {"ab_tests": ab_tests.path}
+        if use_caption:
+            inputs["captions"] = captions.path
+        figures = train_in_trainjob(
+            "ranker",
+            settings,
+            store_uri,
+            inputs,
+            params_of(cfg),
+            {"model": ranker.path, "rejected": rejected.path},
+        )
+        ranker.metadata.update({"framework": "transformers", "kind": "pairwise-cross-encoder"})
+        log_metrics(metrics, figures)
+        return
     out = Path(ranker.path)
     source = read_ab_tests(ab_tests.path, captions=captions.path if use_caption else None)
     result = train_from_ab_tests(source, out, cfg)

@@ -29,6 +29,11 @@ def sft(
     categories: list = [],  # noqa: B006 (KFP reads the default; empty = categories in the data)
     carry_from: str = "",
     weighting: str = "data",
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    trainjob_runtime: str = "torch-distributed",
+    trainjob_image: str = "",
+    store_uri: str = "",
     *,
     prompt_order: str,
     base_model: str,
@@ -65,6 +70,12 @@ def sft(
         seed: data split, adapter initialisation and data order.
         carry_from: a release URI to carry the generator over from; "" trains.
         weighting: "data" (each push's confidence) or "none" (every push at weight 1).
+        nodes: training nodes; above one process in all (nodes x gpus_per_node) the step runs
+            a Kubeflow Trainer TrainJob on `trainjob_runtime` and waits for it.
+        gpus_per_node: GPUs (torchrun processes) per node.
+        trainjob_runtime: the ClusterTrainingRuntime of the TrainJob (torch-distributed).
+        trainjob_image: the TrainJob's image (the pipeline's `image`).
+        store_uri: the artifact store the TrainJob's inputs and outputs pass through.
     """
     if carry_from:
         import pandas as pd
@@ -99,7 +110,24 @@ def sft(
         seed=seed,
         weight_column="" if weighting == "none" else "confidence",
     )
-    figures = train_from_files(labelled.path, captions.path, generator.path, rejected.path, cfg)
+    from pushgen.core.trainjob import TrainJobSettings
+
+    settings = TrainJobSettings(
+        nodes=nodes, gpus_per_node=gpus_per_node, runtime=trainjob_runtime, image=trainjob_image
+    )
+    if settings.distributed:  # several GPUs: a TrainJob trains, the result comes via the store
+        from components.trainjob import params_of, train_in_trainjob
+
+        figures = train_in_trainjob(
+            "generator",
+            settings,
+            store_uri,
+            {"labelled": labelled.path, "captions": captions.path},
+            params_of(cfg),
+            {"model": generator.path, "rejected": rejected.path},
+        )
+    else:
+        figures = train_from_files(labelled.path, captions.path, generator.path, rejected.path, cfg)
     generator.metadata.update(
         {"framework": "peft-lora", "base_model": base_model, "prompt_order": prompt_order}
     )

@@ -44,6 +44,7 @@ from components.sft import sft
 from components.simulate import simulate_or_ingest
 from pushgen.core.errors import ConfigError
 from pushgen.core.store import is_remote
+from pushgen.core.trainjob import TRAINER_RUNTIME, TrainJobSettings
 from pushgen.data.categories import DEFAULT_CATEGORIES
 from pushgen.generator.config import GeneratorTrainConfig
 from pushgen.ranker.config import RankerTrainConfig
@@ -58,8 +59,13 @@ class ClusterConfig:
     """Where and how the steps run on a cluster; fixed at compile time (not run parameters)."""
 
     gpu_type: str = "nvidia.com/gpu"  # Kubernetes extended resource for the training steps
-    sft_gpus: int = 1  # GPUs for LoRA SFT
-    reward_gpus: int = 1  # GPUs for reward-model training
+    # Above one process in all (nodes x GPUs per node) a training step runs as a Kubeflow Trainer
+    # TrainJob on `trainjob_runtime` (components/trainjob.py); at one it trains in its own pod.
+    sft_nodes: int = 1
+    sft_gpus_per_node: int = 1  # GPUs for LoRA SFT per node (0: CPU)
+    reward_nodes: int = 1
+    reward_gpus_per_node: int = 1  # GPUs for reward-model training per node (0: CPU)
+    trainjob_runtime: str = TRAINER_RUNTIME
     sft_memory: str = "32G"  # an 8B base model in bf16 plus activations needs this much host RAM
     reward_memory: str = "16G"  # a BERT-300M-class cross-encoder at the default batch fits easily
     train_cpu: str = "4"  # data loading and tokenisation for the training steps
@@ -72,6 +78,17 @@ class ClusterConfig:
     # the taints GPU nodes carry, tolerated by the GPU steps: the same as `pushgen deploy`'s
     gpu_tolerations: tuple[str, ...] = DeployConfig.gpu_tolerations
     feast_secret: str = ""  # Secret with `connection` (Redis) for the publish-features step
+
+    def __post_init__(self) -> None:
+        self.trainjob("sft"), self.trainjob("reward")  # bad nodes/GPUs/runtime: ConfigError
+
+    def trainjob(self, step: str) -> TrainJobSettings:
+        """Where the `sft` or `reward` step trains (nodes x GPUs per node, runtime)."""
+        nodes, gpus = getattr(self, f"{step}_nodes"), getattr(self, f"{step}_gpus_per_node")
+        try:
+            return TrainJobSettings(nodes=nodes, gpus_per_node=gpus, runtime=self.trainjob_runtime)
+        except ConfigError as exc:
+            raise ConfigError(f"{step}_{exc}") from None
 
 
 def _cpu_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
@@ -106,6 +123,21 @@ def _gpu_step(
     return store_credentials(task, cfg).set_caching_options(enable_caching=True)
 
 
+def _training_step(
+    task: dsl.PipelineTask, cfg: ClusterConfig, step: str, memory: str, title: str
+) -> dsl.PipelineTask:
+    """A training step: with one process it trains in its pod (GPU requested); with more, its pod
+    creates a TrainJob and waits (CPU only, store access, no retry: a rerun is a new job)."""
+    jobs = cfg.trainjob(step)
+    if not jobs.distributed:
+        task.set_display_name(title)
+        return _gpu_step(task, cfg, jobs.gpus_per_node, memory)
+    task.set_display_name(
+        f"{title} as a TrainJob ({jobs.nodes} x {jobs.gpus_per_node} GPUs, {jobs.runtime})"
+    )
+    return _storage_step(_cpu_step(task, cfg), cfg, retry=False)
+
+
 def store_credentials(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
     """S3 endpoint and credentials from the cluster (never from parameters), the same way for
     every step that touches the store."""
@@ -123,9 +155,11 @@ def store_credentials(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.Pipelin
     return task
 
 
-def _storage_step(task: dsl.PipelineTask, cfg: ClusterConfig) -> dsl.PipelineTask:
+def _storage_step(
+    task: dsl.PipelineTask, cfg: ClusterConfig, retry: bool = True
+) -> dsl.PipelineTask:
     """Retries, plus S3 endpoint and credentials from the cluster (never from parameters)."""
-    if cfg.storage_retries > 0:
+    if retry and cfg.storage_retries > 0:
         task.set_retry(
             num_retries=cfg.storage_retries, backoff_duration=cfg.retry_backoff, backoff_factor=2.0
         )
@@ -264,9 +298,13 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             batch_size=sft_batch_size,
             seed=seed,
             carry_from=parts.outputs["generator_from"],
+            nodes=cfg.sft_nodes,
+            gpus_per_node=cfg.sft_gpus_per_node,
+            trainjob_runtime=cfg.trainjob_runtime,
+            trainjob_image=image,
+            store_uri=store_uri,
         )
-        gen.set_display_name("SFT (LoRA generator)")
-        _gpu_step(gen, cfg, cfg.sft_gpus, cfg.sft_memory)
+        _training_step(gen, cfg, "sft", cfg.sft_memory, "SFT (LoRA generator)")
         rank = reward(
             ab_tests=data.outputs["ab_tests"],
             backbone=backbone,
@@ -276,9 +314,13 @@ def build_training_pipeline(cfg: ClusterConfig | None = None, image: str | None 
             carry_from=parts.outputs["ranker_from"],
             captions=feats.outputs["ab_captions"],  # read through Feast by the materialize step
             use_caption=reward_use_caption,
+            nodes=cfg.reward_nodes,
+            gpus_per_node=cfg.reward_gpus_per_node,
+            trainjob_runtime=cfg.trainjob_runtime,
+            trainjob_image=image,
+            store_uri=store_uri,
         )
-        rank.set_display_name("reward model (pairwise ranker)")
-        _gpu_step(rank, cfg, cfg.reward_gpus, cfg.reward_memory)
+        _training_step(rank, cfg, "reward", cfg.reward_memory, "reward model (pairwise ranker)")
 
         ev = evaluate(
             data_metrics=data.outputs["metrics"],

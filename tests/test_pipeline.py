@@ -104,7 +104,9 @@ def test_resources_retries_caching_and_image(compiled):
 
 
 def test_cpu_only_compile_and_secret_needs_kfp_kubernetes(tmp_path):
-    out = compile_pipeline(tmp_path / "cpu.yaml", ClusterConfig(sft_gpus=0, reward_gpus=0))
+    out = compile_pipeline(
+        tmp_path / "cpu.yaml", ClusterConfig(sft_gpus_per_node=0, reward_gpus_per_node=0)
+    )
     assert "nvidia.com/gpu" not in out.read_text()
     try:
         import kfp.kubernetes  # noqa: F401
@@ -121,7 +123,7 @@ def test_cpu_only_compile_and_secret_needs_kfp_kubernetes(tmp_path):
 def test_cli_compile_and_submit_dry_run(tmp_path, capsys):
     out = tmp_path / "p.yaml"
     assert cli(["pipeline", "compile", "--out", str(out), "--gpus", "2"]) == 0
-    assert "resourceCount: '2'" in out.read_text()
+    assert "as a TrainJob (1 x 2 GPUs, torch-distributed)" in out.read_text()  # 2 GPUs: DDP
     capsys.readouterr()
     code = cli(
         [

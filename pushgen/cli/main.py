@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "pushgen.cli.commands.data",
     "pushgen.cli.commands.generator",
     "pushgen.cli.commands.ranker",
+    "pushgen.cli.commands.trainjob",
     "pushgen.cli.commands.pipeline",
     "pushgen.cli.commands.serve",
     "pushgen.cli.commands.deploy",

@@ -194,7 +194,10 @@ def pick_device(device: str | None = None) -> str:
         return device
     import torch  # here, not at the top: the CLI imports this module and must stay light
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    # under torchrun each process owns the GPU of its LOCAL_RANK
+    return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
 
 
 def cpu_has_bf16_units() -> bool:

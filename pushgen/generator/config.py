@@ -14,6 +14,24 @@ from pushgen.core.errors import ConfigError
 from pushgen.core.models import BF16_SETTINGS, check_bf16_setting
 from pushgen.generator.prompts import PromptTemplate
 
+FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "offload", "auto_wrap")
+
+
+def check_fsdp_setting(fsdp: str | None, save_merged: bool) -> None:
+    """An FSDP setting is None ("" alike) or words from `FSDP_OPTIONS` (transformers `FSDPOption`) with one
+    sharding strategy; merged weights cannot be written from a sharded LoRA run."""
+    words = (fsdp or "").split()
+    unknown = [w for w in words if w not in FSDP_OPTIONS]
+    if unknown:
+        raise ConfigError(f"fsdp: unknown option(s) {unknown}; choose from {FSDP_OPTIONS}")
+    if words and sum(w in FSDP_OPTIONS[:3] for w in words) != 1:
+        raise ConfigError(f"fsdp needs exactly one of {FSDP_OPTIONS[:3]}, got {fsdp!r}")
+    if words and save_merged:
+        raise ConfigError(
+            "fsdp with save_merged: a sharded LoRA run writes the adapter only; merge it when "
+            "loading (CandidateGenerator.from_pretrained merges by default)"
+        )
+
 
 @dataclass
 class GeneratorTrainConfig:
@@ -94,6 +112,13 @@ class GeneratorTrainConfig:
         metadata={"help": "also save merged weights (faster serving start-up, larger)"},
     )
     progress: bool = field(default=True, metadata={"help": "show the Trainer's progress bar"})
+    fsdp: str | None = field(
+        default=None,
+        metadata={
+            "help": "FSDP for a base that does not fit one GPU, e.g. 'full_shard auto_wrap' "
+            "(none: DDP; docs/design.md, 'Several GPUs')"
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.template, dict):
@@ -101,6 +126,7 @@ class GeneratorTrainConfig:
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         check_bf16_setting(self.bf16)
+        check_fsdp_setting(self.fsdp, self.save_merged)
         for name in (
             "max_steps",
             "batch_size",

@@ -180,28 +180,46 @@ def build_sft_table(
 def train_generator(
     data: pd.DataFrame, out_dir: str | Path, cfg: GeneratorTrainConfig | None = None
 ) -> dict[str, Any]:
-    """Fine-tune the generator on labelled, cleaned pushes; write the adapter dir; return metrics."""
-    from pushgen.core.models import load_causal_lm
-    from pushgen.generator.trainer import fit  # torch and the Trainer: not at CLI start
+    """Fine-tune the generator on labelled, cleaned pushes; write the adapter dir; return metrics.
+
+    Under `torchrun` every rank loads the model and the data once and trains its share of each
+    global batch (DDP, or FSDP with `cfg.fsdp`); rank 0 alone writes `out_dir`, staged and
+    published whole when training succeeded (`pushgen.core.distributed.staged_output`).
+    """
+    from pushgen.core.distributed import staged_output
 
     cfg = cfg or GeneratorTrainConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    with staged_output(out_dir) as out:
+        return _train_generator(data, out, cfg)
 
+
+def _train_generator(
+    data: pd.DataFrame, out: Path | None, cfg: GeneratorTrainConfig
+) -> dict[str, Any]:
+    """`train_generator`'s body; `out` is rank 0's staging dir (None on the other ranks)."""
+    from pushgen.core.distributed import ranks
+    from pushgen.core.models import load_causal_lm
+    from pushgen.generator.trainer import fit, save_adapter  # torch and the Trainer: not at start
+
+    rank = ranks()
+    started = time.perf_counter()
     # model and tokenizer (the tokenizer defines the prompt tokens)
     model, tokenizer = load_causal_lm(cfg.base_model, device=cfg.device)
     # data: rejected rows are written aside with their reason, never dropped silently
     sft = prepare_sft_data(data, tokenizer, cfg)
-    write_rejected(sft.rejected, out, step="train-generator")
     split = {"train_videos": sft.train_videos, "val_videos": sft.val_videos}
-    (out / SPLIT_FILE).write_text(json.dumps(split))
-    # train
+    if out is not None:
+        write_rejected(sft.rejected, out, step="train-generator")
+        (out / SPLIT_FILE).write_text(json.dumps(split))
+    # train; the adapter is saved before the scratch dir goes (FSDP saves through the Trainer)
     with tempfile.TemporaryDirectory(prefix="pushgen-sft-") as work_dir:
         result = fit(model, tokenizer, sft, cfg, work_dir)
+        save_adapter(result, out)
     peft_model, train_curve, val_curve = result.model, result.train_loss, result.val_loss
-    # save: adapter + tokenizer + template + manifest (+ merged weights when asked)
-    peft_model.save_pretrained(out)
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    if out is None:  # not rank 0: nothing to write
+        return {"rank": rank.rank, "steps": int(result.steps)}
+    # save: tokenizer + template + manifest (+ merged weights when asked)
     tokenizer.save_pretrained(out)
     cfg.template.save(out / "prompt_template.json")
     manifest = {
@@ -211,7 +229,6 @@ def train_generator(
         "config": cfg.to_dict(),
     }
     (out / GENERATOR_MANIFEST).write_text(json.dumps(manifest, indent=2))
-    trainable, total = peft_model.get_nb_trainable_parameters()
     if cfg.save_merged:
         merged = peft_model.merge_and_unload()
         merged.save_pretrained(out / MERGED_SUBDIR)
@@ -236,6 +253,8 @@ def train_generator(
         "final_val_loss": val_curve[-1]["eval_loss"] if val_curve else None,
         "steps": int(result.steps),
         "train_seconds": round(time.perf_counter() - started, 2),
+        "processes": rank.world_size,
+        "train_samples_per_second": round(float(result.samples_per_second), 3),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
@@ -260,6 +279,8 @@ def train_from_files(
         read_table(labelled_path), read_table(captions_path, "captions")
     )
     result = train_generator(table, out_dir, cfg)
+    if "n_train" not in result:  # not rank 0 under torchrun: rank 0 writes and reports
+        return {}
     # Everything set aside, in one table, always written so downstream reads never fail.
     parts = [no_caption.assign(step="join-captions")]
     if (Path(out_dir) / "rejected.parquet").exists():

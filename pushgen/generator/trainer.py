@@ -16,6 +16,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from pushgen.core.distributed import rank_seed, weighted_mean_across_ranks
 from pushgen.core.models import use_bf16_autocast
 from pushgen.generator.config import GeneratorTrainConfig, SFTData
 
@@ -45,6 +46,9 @@ def collate_sft(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any
 def weighted_push_loss(logits: Any, labels: Any, weight: Any) -> Any:
     """Confidence-weighted mean over samples of each sample's mean push-token cross-entropy.
 
+    Under torchrun the mean is over the global batch (every rank's samples), so N processes train
+    exactly as one with the same global batch (`distributed.weighted_mean_across_ranks`).
+
     `logits` may cover only the last `logits.shape[1]` positions of the sequence (the model run
     with `logits_to_keep`): they are aligned with the end of `labels`.
     """
@@ -58,9 +62,7 @@ def weighted_push_loss(logits: Any, labels: Any, weight: Any) -> Any:
         shift_logits[mask].float(), shift_labels[mask], reduction="none"
     )
     per_sample = token_loss.sum(1) / mask.sum(1).clamp(min=1).float()
-    weight = weight.to(per_sample.dtype)
-    # A batch of only zero-weight samples has nothing to teach: loss 0, gradient 0.
-    return (per_sample * weight).sum() / weight.sum().clamp(min=torch.finfo(weight.dtype).tiny)
+    return weighted_mean_across_ranks(per_sample, weight)
 
 
 def logits_needed(labels: Any) -> int:
@@ -111,6 +113,18 @@ def build_lora_model(model: Any, cfg: GeneratorTrainConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+# FSDP for bases that do not fit one GPU (transformers `TrainingArguments.fsdp_config`): wrap each
+# decoder layer, keep the original parameters so the frozen base and the LoRA weights may share a
+# wrapped unit, and load the base on rank 0 only (the others get it by broadcast).
+FSDP_CONFIG: dict[str, Any] = {
+    "version": 2,
+    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+    "use_orig_params": True,
+    "cpu_ram_efficient_loading": True,
+    "state_dict_type": "FULL_STATE_DICT",
+}
+
+
 @dataclass
 class FitResult:
     """A finished SFT run: the adapted model and its loss curves."""
@@ -119,6 +133,17 @@ class FitResult:
     train_loss: list[dict[str, float]]  # [{step, loss}] one per optimiser step
     val_loss: list[dict[str, float]]  # [{step, eval_loss}], step 0 = before training
     steps: int
+    trainer: Any = None  # the Trainer (saves a sharded model: `save_adapter`)
+    samples_per_second: float = float("nan")  # the Trainer's figure, over all ranks
+
+
+def save_adapter(result: FitResult, out: Path | None) -> None:
+    """Write the trained adapter to `out` (rank 0; other ranks pass None). Under FSDP every rank
+    must call it: the Trainer gathers the sharded adapter and its main process writes it."""
+    if result.trainer is not None and result.trainer.is_fsdp_enabled:
+        result.trainer.save_model(str(out) if out else result.trainer.args.output_dir)
+    elif out is not None:
+        result.model.save_pretrained(out)
 
 
 def fit(
@@ -144,6 +169,11 @@ def fit(
         save_strategy="no",
         report_to="none",
         seed=cfg.seed,
+        data_seed=cfg.seed,  # one data order on every rank, whatever each rank's own seed
+        ddp_find_unused_parameters=False,  # every adapter takes part in every step
+        fsdp=cfg.fsdp
+        or None,  # "" (DDP) or e.g. "full_shard auto_wrap" (docs/design.md, "Several GPUs")
+        fsdp_config=FSDP_CONFIG if cfg.fsdp else None,
         remove_unused_columns=False,  # keep `weight`: the collator and loss need it
         prediction_loss_only=True,
         use_cpu=str(model.device) == "cpu",
@@ -162,6 +192,7 @@ def fit(
     trainer.remove_callback(ProgressCallback)
     if cfg.progress:
         trainer.add_callback(LossBarCallback())
+    set_seed(rank_seed(cfg.seed))  # dropout: each rank its own stream (rank 0: `seed`, as alone)
     initial = []
     if has_val and cfg.eval_before_training:
         # train() starts a fresh log history, so the untuned loss is kept here as step 0
@@ -170,7 +201,19 @@ def fit(
     if has_val and trainer.state.global_step % cfg.eval_steps:
         trainer.evaluate()  # so the validation curve ends at the last step
     train_curve, val_curve = loss_history(trainer.state.log_history)
-    return FitResult(peft_model, train_curve, initial + val_curve, trainer.state.global_step)
+    speed = [
+        e["train_samples_per_second"]
+        for e in trainer.state.log_history
+        if "train_samples_per_second" in e
+    ]
+    return FitResult(
+        peft_model,
+        train_curve,
+        initial + val_curve,
+        trainer.state.global_step,
+        trainer,
+        speed[-1] if speed else float("nan"),
+    )
 
 
 def loss_history(log_history: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:

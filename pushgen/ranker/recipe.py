@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pushgen.core.distributed import ranks, staged_output
 from pushgen.core.errors import ConfigError, DataContractError
 from pushgen.data.contracts import check_columns, read_table, write_rejected, write_table
 from pushgen.ranker.config import RankerTrainConfig
@@ -124,10 +125,23 @@ def _pair_config(cfg: PairConfig, source: AbTestsSource) -> PairConfig:
 def train_from_ab_tests(
     source: AbTestsSource, out_dir: str | Path, cfg: RankerRecipeConfig | None = None
 ) -> dict:
-    """Split by story, build pairs, train (and save) the ranker; returns the metrics dict."""
+    """Split by story, build pairs, train (and save) the ranker; returns the metrics dict.
+
+    Under torchrun (pairwise heads) every rank builds the same pairs and trains its share of each
+    batch; rank 0 alone writes `out_dir`, staged and published whole when training succeeded.
+    """
     cfg = cfg or RankerRecipeConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks().world_size > 1 and (cfg.train.head == "listwise" or cfg.pointwise):
+        raise ConfigError(
+            "under torchrun only the pairwise heads train (segment_diff, cls); "
+            "the listwise head and the pointwise baseline run in one process"
+        )
+    with staged_output(out_dir) as out:
+        return _train_from_ab_tests(source, out, cfg)
+
+
+def _train_from_ab_tests(source: AbTestsSource, out: Path | None, cfg: RankerRecipeConfig) -> dict:
+    """`train_from_ab_tests`'s body; `out` is rank 0's staging dir (None on the other ranks)."""
     split_cfg = replace(cfg.split, link_columns=source.story_links)
     train_arms, val_arms = split_by_story(source.arms, split_cfg)
     if cfg.exclude_nonrandom and "nonrandom_assignment" in train_arms.columns:
@@ -149,13 +163,13 @@ def train_from_ab_tests(
     val_res = build_pairs_report(val_arms, replace(pair_cfg, max_p_value=1.0))
 
     # What did not become a training pair is kept with its reason, never dropped silently.
-    write_rejected(
-        pd.concat([train_res.rejected_arms, val_res.rejected_arms]), out / "data", "pairs"
-    )
     aside = pd.concat(
         [train_res.set_aside.assign(side="train"), val_res.set_aside.assign(side="val")]
     )
-    if not aside.empty:
+    if out is not None:
+        rejected_arms = pd.concat([train_res.rejected_arms, val_res.rejected_arms])
+        write_rejected(rejected_arms, out / "data", "pairs")
+    if out is not None and not aside.empty:
         write_table(aside, out / "data" / "pairs_set_aside.parquet")
     split = {
         "format": source.format,
@@ -164,7 +178,8 @@ def train_from_ab_tests(
         "val_test_ids": sorted(val_arms["test_id"].astype(str).unique().tolist()),
         "train_test_ids": sorted(train_arms["test_id"].astype(str).unique().tolist()),
     }
-    (out / SPLIT_FILE).write_text(json.dumps(split))
+    if out is not None:
+        (out / SPLIT_FILE).write_text(json.dumps(split))
 
     train_cfg = replace(cfg.train, use_caption=cfg.train.use_caption or "caption" in source.arms)
     if train_cfg.head == "listwise":  # one sequence per test, with all its arms
@@ -184,7 +199,8 @@ def train_from_ab_tests(
         used = set(train_res.pairs["push_id_a"]) | set(train_res.pairs["push_id_b"])
         arms = train_arms[train_arms["push_id"].isin(used)]
         metrics["pointwise"] = train_pointwise(arms, val_arms, out / POINTWISE_SUBDIR, cfg.train)
-    (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    if out is not None:
+        (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
 

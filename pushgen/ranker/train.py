@@ -61,13 +61,14 @@ def _check_pairs(pairs: pd.DataFrame, what: str) -> None:
 def train_ranker(
     pairs_train: pd.DataFrame,
     pairs_val: pd.DataFrame | None,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     cfg: RankerTrainConfig | None = None,
 ) -> dict:
     """Train the pairwise cross-encoder on both orders of `pairs_train`, save it to `out_dir`,
     and return metrics (training loss and speed; validation accuracy, AUC, ECE, antisymmetry).
     The recipe (`train_from_ab_tests`) writes them, with the pair statistics, to
-    `train_metrics.json`."""
+    `train_metrics.json`. Under torchrun every rank trains its share of each batch (DDP) and only
+    rank 0 saves: the other ranks pass `out_dir=None` and get the training figures alone."""
     from pushgen.ranker.trainer import run_trainer  # torch and the Trainer: not at CLI start
 
     cfg = cfg or RankerTrainConfig()
@@ -79,12 +80,26 @@ def train_ranker(
         from pushgen.ranker.listwise_train import groups_from_pairs, train_listwise
 
         return train_listwise(groups_from_pairs(pairs_train), pairs_val, out_dir, cfg)
-    # model: a pretrained encoder with a fresh one-logit head (logit of P(a beats b))
+    # model: a pretrained encoder with a fresh one-logit head (logit of P(a beats b)), seeded, so
+    # a run repeats and every torchrun rank starts from the same head
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     model, tokenizer = build_pair_model(cfg.backbone, cfg.head, cfg.pool_layers)
     # data: both orders, so the model is taught P(a, b) = 1 - P(b, a) on every pair
     dataset = pair_dataset(pairs_train, tokenizer, cfg)
     # train: weighted BCE through the transformers Trainer
     result = run_trainer(model, tokenizer, dataset, cfg, loss="bce")
+    metrics = {
+        "train_pairs": len(pairs_train),
+        "train_examples": len(dataset),
+        "train_loss": float(result.training_loss),
+        "train_runtime_s": float(result.metrics.get("train_runtime", float("nan"))),
+        "train_examples_per_s": float(result.metrics.get("train_samples_per_second", float("nan"))),
+        "config": asdict(cfg),
+    }
+    if out_dir is None:  # not rank 0 under torchrun: rank 0 saves and validates
+        return metrics
     # save: safetensors + tokenizer + the settings inference needs
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,15 +113,6 @@ def train_ranker(
         head=cfg.head,
         pool_layers=cfg.pool_layers,
     ).save(out)
-
-    metrics = {
-        "train_pairs": len(pairs_train),
-        "train_examples": len(dataset),
-        "train_loss": float(result.training_loss),
-        "train_runtime_s": float(result.metrics.get("train_runtime", float("nan"))),
-        "train_examples_per_s": float(result.metrics.get("train_samples_per_second", float("nan"))),
-        "config": asdict(cfg),
-    }
     if pairs_val is not None and not pairs_val.empty:
         ranker = PairwiseRanker.from_pretrained(out, device=cfg.device)
         metrics["val"] = score_and_measure(ranker, pairs_val)

@@ -11,8 +11,9 @@ import tempfile
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
+from pushgen.core.distributed import rank_seed, weighted_mean_across_ranks
 from pushgen.core.errors import ConfigError
 from pushgen.core.models import pick_device, use_bf16_autocast
 from pushgen.ranker.config import EncodedDataset, RankerTrainConfig
@@ -25,7 +26,8 @@ class WeightedTrainer(Trainer):
     """A Trainer whose loss is a per-example weighted BCE-with-logits or MSE on one logit.
 
     The weight column is popped before the forward pass (the model does not know it); weighted
-    means divide by the batch's weight sum so the learning rate means the same for any weighting.
+    means divide by the batch's weight sum so the learning rate means the same for any weighting;
+    under torchrun, the global batch's (`distributed.weighted_mean_across_ranks`).
     """
 
     def __init__(self, *args: Any, loss: str = "bce", **kwargs: Any) -> None:
@@ -45,7 +47,7 @@ class WeightedTrainer(Trainer):
             )
         else:
             per = (logit - target) ** 2
-        value = (per * weight).sum() / weight.sum().clamp_min(1e-8)
+        value = weighted_mean_across_ranks(per, weight, floor=1e-8)
         return (value, outputs) if return_outputs else value
 
 
@@ -92,6 +94,7 @@ def run_trainer(
             save_strategy="no",
             report_to="none",
             seed=cfg.seed,
+            data_seed=cfg.seed,  # one data order on every rank, whatever each rank's own seed
             use_cpu=use_cpu,
             bf16=bf16,  # autocast only: weights and optimiser state stay fp32
             dataloader_num_workers=0,  # tokenised up front; workers would only add fork cost
@@ -108,4 +111,5 @@ def run_trainer(
             optimizers=(optimizer, None),
             loss=loss,
         )
+        set_seed(rank_seed(cfg.seed))  # dropout: each rank its own stream (rank 0: `seed`)
         return trainer.train()

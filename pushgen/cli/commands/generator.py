@@ -30,6 +30,7 @@ TRAIN_OPTIONS: dict[str, str | None] = {
     "batch_size": None,
     "learning_rate": "--lr",
     "lora_r": None,
+    "lora_dropout": None,
     "val_fraction": None,
     "eval_steps": None,
     "max_length": None,
@@ -38,6 +39,7 @@ TRAIN_OPTIONS: dict[str, str | None] = {
     "device": None,
     "bf16": None,
     "save_merged": None,
+    "fsdp": None,
 }
 
 
@@ -132,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> GeneratorTrainConfig:
 def run_train(args: argparse.Namespace) -> int:
     """Train, save, print the loss curve ends and sample candidates per category."""
     cfg = config_from_args(args)
+    from pushgen.core.distributed import ranks
     from pushgen.data.contracts import write_rejected
     from pushgen.generator.sft import apply_weighting, train_generator
 
@@ -141,6 +144,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.max_rows and len(table) > args.max_rows:
         table = table.sample(args.max_rows, random_state=args.seed)
     metrics = train_generator(table, args.out, cfg)
+    if not ranks().is_main:  # under torchrun rank 0 alone writes and reports
+        return 0
     if len(upstream_rejected):
         write_rejected(upstream_rejected, Path(args.out) / "upstream", step="prepare-sft-data")
     print(

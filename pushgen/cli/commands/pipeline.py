@@ -83,7 +83,20 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
         help="Kubernetes Secret holding AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
     )
     p.add_argument("--s3-endpoint", default="", help="S3 endpoint for the storage steps (MinIO)")
-    p.add_argument("--gpus", type=int, default=1, help="GPUs for each training step (0: CPU)")
+    p.add_argument(
+        "--gpus", type=int, default=1, help="GPUs per node for each training step (0: CPU)"
+    )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="nodes for each training step; above one process in all a step runs as a TrainJob",
+    )
+    p.add_argument(
+        "--trainjob-runtime",
+        default="torch-distributed",
+        help="Kubeflow Trainer runtime of the training TrainJobs",
+    )
     p.add_argument(
         "--gpu-toleration",
         action="append",
@@ -118,9 +131,14 @@ def _cluster_config(args: argparse.Namespace):
 
     if args.gpus < 0:
         raise ConfigError(f"--gpus must be >= 0, got {args.gpus}")
+    if args.nodes < 1:
+        raise ConfigError(f"--nodes must be at least 1, got {args.nodes}")
     cfg = ClusterConfig(
-        sft_gpus=args.gpus,
-        reward_gpus=args.gpus,
+        sft_nodes=args.nodes,
+        sft_gpus_per_node=args.gpus,
+        reward_nodes=args.nodes,
+        reward_gpus_per_node=args.gpus,
+        trainjob_runtime=args.trainjob_runtime,
         s3_secret=args.s3_secret,
         s3_endpoint=args.s3_endpoint,
         feast_secret=args.feast_secret,

@@ -105,10 +105,13 @@ def recipe_from_args(args: argparse.Namespace) -> RankerRecipeConfig:
 def run_train(args: argparse.Namespace) -> int:
     """Train and save the ranker; print the headline validation figures."""
     cfg = recipe_from_args(args)
+    from pushgen.core.distributed import ranks
     from pushgen.ranker.recipe import read_ab_tests, train_from_ab_tests
 
     source = read_ab_tests(args.ab_tests, args.format, args.captions)
     metrics = train_from_ab_tests(source, args.out, cfg)
+    if not ranks().is_main:
+        return 0  # not rank 0 under torchrun: rank 0 writes and reports
     val = metrics.get("val", {})
     print(
         f"trained on {metrics['train_pairs']} pairs ({metrics['train_examples']} examples, "
