@@ -70,7 +70,10 @@ def test_real_data_path_end_to_end(tmp_path, tiny_causal_lm_dir, tiny_encoder_di
     assert results["sft"]["val_loss"], "the run's report carries the validation curve"
     assert results["rankers"]["chosen"] in results["rankers"]["figures"]
     sel = results["select"]
-    assert sel["groups"] > 0 and sel["worst"]["mean_ctr"] <= sel["pick"]["mean_ctr"] <= sel["best"]["mean_ctr"]
+    assert (
+        sel["groups"] > 0
+        and sel["worst"]["mean_ctr"] <= sel["pick"]["mean_ctr"] <= sel["best"]["mean_ctr"]
+    )
     gen = results["generate"]
     assert gen["stories"] == 6 and 0.0 <= gen["guard_rejection_rate"] <= 1.0
     assert any("[9/9] release" in line for line in log)

@@ -51,7 +51,7 @@ class UpworthyRunConfig:
     max_stories: int | None = None  # None: every story of the archive; else a seeded sample
     judge_fraction: float = 0.2
     test_fraction: float = 0.2
-    generate_stories: int = 240  # test stories the generator writes for (>= 200 for the README)
+    generate_stories: int = 200  # test stories the generator writes for (>= 200 for the README)
     side_by_side: int = 30
     # Upworthy's CTRs are ~1.4% on average (a video feed's are not): crop its bottom tail only
     clean: dict = field(
@@ -63,17 +63,17 @@ class UpworthyRunConfig:
         }
     )
     base_model: str = "default"  # the packaged SmolLM2-135M-Instruct
-    sft_steps: int = 150
+    sft_steps: int = 40
     sft_batch_size: int = 8
     sft_max_length: int = 256
     encoder: str | None = None  # None: the packaged all-MiniLM-L6-v2 (fine-tuned head, labeller)
     ranker_epochs: float = 1.0
-    ranker_max_tests: int | None = 800  # train tests the fine-tuned head learns from (CPU budget)
+    ranker_max_tests: int | None = 500  # train tests the fine-tuned head learns from (CPU budget)
     frozen_encoders: tuple[str, ...] = ("default", "all-mpnet-base-v2")
     # which recipe the release selects with: "auto" (the best on held-out significant pairs) or
     # one of "finetuned", "probe:<encoder>"; a setting of the release, not a code change
     ranker_recipe: str = "auto"
-    max_new_tokens: int = 28
+    max_new_tokens: int = 20
     temperature: float = 0.7
     seed: int = 0
 
@@ -131,9 +131,7 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def split_stories(
-    story_ids: pd.Series, cfg: UpworthyRunConfig
-) -> dict[str, list[str]]:
+def split_stories(story_ids: pd.Series, cfg: UpworthyRunConfig) -> dict[str, list[str]]:
     """{train, judge, test}: every story wholly on one side, in a seeded order."""
     stories = sorted(story_ids.astype(str).unique())
     random.Random(cfg.seed).shuffle(stories)
@@ -171,8 +169,13 @@ def stage_label(run: Path, cfg: UpworthyRunConfig) -> None:
     from pushgen.data.label import EmbeddingLabeller, label_report, label_with_rejects
 
     labeller = EmbeddingLabeller(model_name_or_path=cfg.encoder)
-    labelled, rejected = label_with_rejects(pd.read_parquet(run / "clean" / "cleaned.parquet"), labeller)
-    _write(run / "label" / "report.json", {**label_report(labelled, labeller.categories), "rejected": len(rejected)})
+    labelled, rejected = label_with_rejects(
+        pd.read_parquet(run / "clean" / "cleaned.parquet"), labeller
+    )
+    _write(
+        run / "label" / "report.json",
+        {**label_report(labelled, labeller.categories), "rejected": len(rejected)},
+    )
     write_table(labelled, run / "label" / "labelled.parquet")
 
 
@@ -185,7 +188,9 @@ def stage_sft(run: Path, cfg: UpworthyRunConfig) -> None:
     videos = pd.read_parquet(run / "data" / "videos.parquet")
     captions = TextCaptioner().caption_videos(videos)
     write_table(captions, run / "data" / "captions.parquet")
-    table, no_caption = build_sft_table(pd.read_parquet(run / "label" / "labelled.parquet"), captions)
+    table, no_caption = build_sft_table(
+        pd.read_parquet(run / "label" / "labelled.parquet"), captions
+    )
     gen_cfg = GeneratorTrainConfig(
         base_model=cfg.base_model,
         max_steps=cfg.sft_steps,
@@ -235,8 +240,8 @@ def stage_rankers(run: Path, cfg: UpworthyRunConfig) -> None:
     from pushgen.ranker.frozen import EmbeddingCache
     from pushgen.ranker.frozen_eval import mcnemar_vs
     from pushgen.ranker.metrics import pairwise_metrics
-    from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
     from pushgen.ranker.pairs import PairConfig, StorySplitConfig
+    from pushgen.ranker.recipe import AbTestsSource, RankerRecipeConfig, train_from_ab_tests
     from pushgen.ranker.select import PairwiseRanker
 
     split = _read(run / "split.json")
@@ -262,19 +267,38 @@ def stage_rankers(run: Path, cfg: UpworthyRunConfig) -> None:
     # frozen probes on e_a - e_b, trained on the train stories' p < 0.1 pairs
     fit = _pairs(train, 0.1)
     judge_fit = _pairs(judge, 0.1)
-    texts = sorted(set(train["text"]) | set(judge["text"]) | set(test["text"]))
+    texts = sorted(
+        set(fit["text_a"])
+        | set(fit["text_b"])
+        | set(judge_fit["text_a"])
+        | set(judge_fit["text_b"])
+        | set(test_pairs["text_a"])
+        | set(test_pairs["text_b"])
+    )
     probes = {}
     for enc in _available(cfg.frozen_encoders):
         cache = EmbeddingCache(run / "rankers" / "embeddings", None if enc == "default" else enc)
         table = dict(zip(texts, cache.embed(texts), strict=True))
         w = _probe(fit, table)
         name = f"probe:{_encoder_name(enc)}"
-        diff = np.stack([table[a] - table[b] for a, b in zip(test_pairs["text_a"], test_pairs["text_b"], strict=True)])
+        diff = np.stack(
+            [
+                table[a] - table[b]
+                for a, b in zip(test_pairs["text_a"], test_pairs["text_b"], strict=True)
+            ]
+        )
         preds[name] = 1.0 / (1.0 + np.exp(-diff @ w))
-        probes[name] = {"encoder": enc, "coef": w.tolist(), "judge_coef": _probe(judge_fit, table).tolist()}
+        probes[name] = {
+            "encoder": enc,
+            "coef": w.tolist(),
+            "judge_coef": _probe(judge_fit, table).tolist(),
+        }
     for name, p in preds.items():
         m = pairwise_metrics(p, test_pairs["label"], p_value=test_pairs["p_value"])
-        figures[name] = {k: m[k] for k in ("pairs", "accuracy", "significant_pairs", "accuracy_significant", "auc")}
+        figures[name] = {
+            k: m[k]
+            for k in ("pairs", "accuracy", "significant_pairs", "accuracy_significant", "auc")
+        }
         sig = (test_pairs["p_value"] < 0.05).to_numpy()
         right = ((p[sig] > 0.5) == (test_pairs["label"].to_numpy()[sig] == 1)).astype(float)
         idx = resample_index(len(right), N_BOOT, np.random.default_rng(cfg.seed))
@@ -291,7 +315,11 @@ def stage_rankers(run: Path, cfg: UpworthyRunConfig) -> None:
         "chosen": chosen,
         "setting": cfg.ranker_recipe,
         "paired_vs_chosen": paired,
-        "judge": {"recipe": judge_name, "stories": len(split["judge"]), "fit_pairs": len(judge_fit)},
+        "judge": {
+            "recipe": judge_name,
+            "stories": len(split["judge"]),
+            "fit_pairs": len(judge_fit),
+        },
         "train_fit_pairs": len(fit),
         "test_pairs": len(test_pairs),
     }
@@ -328,12 +356,26 @@ class Scorer:
             probe = _read(run / "rankers" / "probes.json")[recipe]
             self.w = np.asarray(probe["judge_coef" if judge else "coef"], np.float32)
             enc = probe["encoder"]
-            self.cache = EmbeddingCache(run / "rankers" / "embeddings", None if enc == "default" else enc)
+            self.cache = EmbeddingCache(
+                run / "rankers" / "embeddings", None if enc == "default" else enc
+            )
+            self.table: dict[str, np.ndarray] = {}
+
+    def prepare(self, texts: list[str]) -> None:
+        """Embed every text a probe will score, in one pass (one model load)."""
+        if self.recipe != "finetuned":
+            unique = sorted(set(texts))
+            self.table = dict(zip(unique, self.cache.embed(unique), strict=True))
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if any(t not in self.table for t in texts):
+            self.prepare([*self.table, *texts])
+        return np.stack([self.table[t] for t in texts])
 
     def scores(self, texts: list[str]) -> np.ndarray:
         if self.recipe == "finetuned":
             return np.asarray(self.ranker.rank(texts).scores, float)
-        return self.cache.embed(texts) @ self.w
+        return self._embed(texts) @ self.w
 
     def p_beats(self, a: list[str], b: list[str]) -> np.ndarray:
         """P(a[i] beats b[i])."""
@@ -341,7 +383,7 @@ class Scorer:
             fwd = self.ranker.score_pairs(a, b)
             back = self.ranker.score_pairs(b, a)
             return (np.asarray(fwd) + 1.0 - np.asarray(back)) / 2.0
-        diff = self.cache.embed(a) @ self.w - self.cache.embed(b) @ self.w
+        diff = self._embed(a) @ self.w - self._embed(b) @ self.w
         return 1.0 / (1.0 + np.exp(-diff))
 
 
@@ -353,6 +395,7 @@ def stage_select(run: Path, cfg: UpworthyRunConfig) -> None:
     scorer = Scorer(run, choice["chosen"])
     test = _arms(run, split["test"])
     test["eyecatcher_id"] = test["eyecatcher_id"].fillna("")
+    scorer.prepare(test["text"].tolist())
     rows = []
     for (test_id, _img), g in test.groupby(["test_id", "eyecatcher_id"]):
         g = g.groupby("text", as_index=False)[["pv", "clicks"]].sum()  # one arm per headline
@@ -360,7 +403,16 @@ def stage_select(run: Path, cfg: UpworthyRunConfig) -> None:
             continue
         ctr = (g["clicks"] / g["pv"]).to_numpy()
         pick = int(np.argmax(scorer.scores(g["text"].tolist())))
-        rows.append({"test_id": test_id, "arms": len(g), "pick": ctr[pick], "random": ctr.mean(), "best": ctr.max(), "worst": ctr.min()})
+        rows.append(
+            {
+                "test_id": test_id,
+                "arms": len(g),
+                "pick": ctr[pick],
+                "random": ctr.mean(),
+                "best": ctr.max(),
+                "worst": ctr.min(),
+            }
+        )
     df = pd.DataFrame(rows)
     idx = resample_index(len(df), N_BOOT, np.random.default_rng(cfg.seed))
     out = {"groups": len(df), "recipe": choice["chosen"]}
@@ -369,7 +421,10 @@ def stage_select(run: Path, cfg: UpworthyRunConfig) -> None:
     lift = (df["pick"] - df["random"]).to_numpy()
     out["pick_minus_random"] = {"mean": float(lift.mean()), "ci": bootstrap_ci(lift, idx)}
     b, r = df["pick"].to_numpy()[idx].mean(1), df["random"].to_numpy()[idx].mean(1)
-    out["relative_uplift"] = {"mean": float(df["pick"].mean() / df["random"].mean() - 1), "ci": [float(np.percentile(b / r - 1, 2.5)), float(np.percentile(b / r - 1, 97.5))]}
+    out["relative_uplift"] = {
+        "mean": float(df["pick"].mean() / df["random"].mean() - 1),
+        "ci": [float(np.percentile(b / r - 1, 2.5)), float(np.percentile(b / r - 1, 97.5))],
+    }
     gap = df["best"] - df["random"]
     out["share_of_oracle_gain"] = float(lift.sum() / gap.sum()) if gap.sum() > 0 else None
     out["pick_is_best"] = float((df["pick"] == df["best"]).mean())
@@ -390,11 +445,21 @@ def stage_generate(run: Path, cfg: UpworthyRunConfig) -> None:
     stories = [s for s in split["test"] if s in captions.index][: cfg.generate_stories]
     generator = CandidateGenerator.from_pretrained(run / "sft")
     categories = list(_read(run / "sft" / "pushgen_generator.json")["categories"])
-    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed, repetition_penalty=1.2)
+    gen_cfg = GenerationConfig(
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+        repetition_penalty=1.2,
+    )
     batches = generator.generate_many([captions[s] for s in stories], categories, config=gen_cfg)
     selector = Scorer(run, choice["chosen"])
     judge = Scorer(run, choice["judge"]["recipe"], judge=True)
     labeller = EmbeddingLabeller(model_name_or_path=cfg.encoder)
+    every = [c.text for cands in batches for c in cands] + ab[ab["video_id"].isin(stories)][
+        "text"
+    ].tolist()
+    selector.prepare(every)
+    judge.prepare(every)
     rows, judged = [], []
     for story, cands in zip(stories, batches, strict=True):
         arms = ab[ab["video_id"] == story]
@@ -404,15 +469,38 @@ def stage_generate(run: Path, cfg: UpworthyRunConfig) -> None:
         chosen = -1
         if any(ok):
             pool = [i for i, good in enumerate(ok) if good]
-            chosen = pool[int(np.argmax(selector.scores([texts[i] for i in pool])))] if len(pool) > 1 else pool[0]
+            chosen = (
+                pool[int(np.argmax(selector.scores([texts[i] for i in pool])))]
+                if len(pool) > 1
+                else pool[0]
+            )
         labels = labeller.predict([t if t.strip() else "-" for t in texts])
         for i, c in enumerate(cands):
-            rows.append({"clickability_test_id": ids, "story": story, "category": c.category, "text": c.text, "chosen": i == chosen, "guard_ok": ok[i], "guard_reasons": "; ".join(c.guard_reasons) or ("empty" if not c.text.strip() else ""), "labelled_as": labels[i]})
+            rows.append(
+                {
+                    "clickability_test_id": ids,
+                    "story": story,
+                    "category": c.category,
+                    "text": c.text,
+                    "chosen": i == chosen,
+                    "guard_ok": ok[i],
+                    "guard_reasons": "; ".join(c.guard_reasons)
+                    or ("empty" if not c.text.strip() else ""),
+                    "labelled_as": labels[i],
+                }
+            )
         humans = arms.groupby("text")[["pv", "clicks"]].sum().reset_index()
         if chosen >= 0:
             p = judge.p_beats([texts[chosen]] * len(humans), humans["text"].tolist())
             best = int(np.argmax((humans["clicks"] / humans["pv"].clip(lower=1)).to_numpy()))
-            judged.append({"story": story, "beat_share": float((p > 0.5).mean()), "beats_best_human": float(p[best] > 0.5), "p_vs_best": float(p[best])})
+            judged.append(
+                {
+                    "story": story,
+                    "beat_share": float((p > 0.5).mean()),
+                    "beats_best_human": float(p[best] > 0.5),
+                    "p_vs_best": float(p[best]),
+                }
+            )
     gen = pd.DataFrame(rows)
     jd = pd.DataFrame(judged)
     # distinctness: 1 - mean cosine between the guarded candidates of one story
@@ -430,13 +518,27 @@ def stage_generate(run: Path, cfg: UpworthyRunConfig) -> None:
         "stories": int(gen["story"].nunique()),
         "candidates": len(gen),
         "judge": choice["judge"],
-        "beat_rate_vs_humans": {"mean": float(jd["beat_share"].mean()), "ci": bootstrap_ci(jd["beat_share"].to_numpy(), idx)},
-        "beat_rate_vs_best_human": {"mean": float(jd["beats_best_human"].mean()), "ci": bootstrap_ci(jd["beats_best_human"].to_numpy(), idx)},
+        "beat_rate_vs_humans": {
+            "mean": float(jd["beat_share"].mean()),
+            "ci": bootstrap_ci(jd["beat_share"].to_numpy(), idx),
+        },
+        "beat_rate_vs_best_human": {
+            "mean": float(jd["beats_best_human"].mean()),
+            "ci": bootstrap_ci(jd["beats_best_human"].to_numpy(), idx),
+        },
         "controllability": float((ok["labelled_as"] == ok["category"]).mean()) if len(ok) else None,
-        "controllability_by_category": {str(k): float(v) for k, v in (ok["labelled_as"] == ok["category"]).groupby(ok["category"]).mean().items()},
+        "controllability_by_category": {
+            str(k): float(v)
+            for k, v in (ok["labelled_as"] == ok["category"]).groupby(ok["category"]).mean().items()
+        },
         "guard_rejection_rate": float(1 - gen["guard_ok"].mean()),
-        "guard_reasons": {str(k): int(v) for k, v in guard[guard != ""].str.split(":").str[0].value_counts().items()},
-        "distinct_texts_per_story": float(ok.groupby("story")["text"].nunique().mean()) if len(ok) else 0.0,
+        "guard_reasons": {
+            str(k): int(v)
+            for k, v in guard[guard != ""].str.split(":").str[0].value_counts().items()
+        },
+        "distinct_texts_per_story": float(ok.groupby("story")["text"].nunique().mean())
+        if len(ok)
+        else 0.0,
         "distinctness": float(np.mean(dist)) if dist else None,
         "stories_without_a_choice": int(gen.groupby("story")["chosen"].sum().eq(0).sum()),
     }
@@ -460,12 +562,22 @@ def stage_release(run: Path, cfg: UpworthyRunConfig) -> None:
     if rel.exists():
         shutil.rmtree(rel)
     shutil.copytree(run / "sft", rel / "generator", ignore=shutil.ignore_patterns("checkpoint-*"))
-    shutil.copytree(run / "rankers" / "finetuned", rel / "ranker", ignore=shutil.ignore_patterns("data"))
+    shutil.copytree(
+        run / "rankers" / "finetuned", rel / "ranker", ignore=shutil.ignore_patterns("data")
+    )
     choice = _read(run / "rankers" / "choice.json")
-    _write(rel / "release.json", {"ranker_recipe": choice["chosen"], "served_ranker": "finetuned", "setting": asdict(cfg)})
+    _write(
+        rel / "release.json",
+        {"ranker_recipe": choice["chosen"], "served_ranker": "finetuned", "setting": asdict(cfg)},
+    )
 
 
-def run_upworthy(archive: str | Path, run_dir: str | Path, cfg: UpworthyRunConfig | None = None, log: Callable[[str], None] = print) -> dict:
+def run_upworthy(
+    archive: str | Path,
+    run_dir: str | Path,
+    cfg: UpworthyRunConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Every stage, resuming; returns the collected results (also `<run_dir>/results.json`)."""
     from pushgen.data.upworthy import ingest_upworthy
 

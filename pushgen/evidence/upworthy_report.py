@@ -43,8 +43,9 @@ def gold_set_quality(encoder: str | None = None) -> dict:
     hit = pred == gold["category"]
     per = hit.groupby(gold["category"]).agg(["mean", "size"])
     majority = gold["category"].value_counts(normalize=True).iloc[0]
-    from pushgen.evidence.stats import bootstrap_ci, resample_index
     import numpy as np
+
+    from pushgen.evidence.stats import bootstrap_ci, resample_index
 
     idx = resample_index(len(hit), 2000, np.random.default_rng(0))
     return {
@@ -52,7 +53,9 @@ def gold_set_quality(encoder: str | None = None) -> dict:
         "accuracy": float(hit.mean()),
         "accuracy_ci": bootstrap_ci(hit.to_numpy(float), idx),
         "majority_class_share": float(majority),
-        "recall_by_category": {str(k): [float(r["mean"]), int(r["size"])] for k, r in per.iterrows()},
+        "recall_by_category": {
+            str(k): [float(r["mean"]), int(r["size"])] for k, r in per.iterrows()
+        },
         "predicted_share": {str(k): float(v) for k, v in pred.value_counts(normalize=True).items()},
     }
 
@@ -67,13 +70,35 @@ def collect(run: Path, cfg: Any) -> dict:
         "clean": {
             k: v
             for k, v in _read(run / "clean" / "report.json").items()
-            if k in ("rows_in", "removed_hard", "removed_soft", "rows_out", "not_applied", "removed_hard_by_rule", "config")
+            if k
+            in (
+                "rows_in",
+                "removed_hard",
+                "removed_soft",
+                "rows_out",
+                "not_applied",
+                "removed_hard_by_rule",
+                "config",
+            )
         },
         "label": _read(run / "label" / "report.json"),
         "gold": gold_set_quality(cfg.encoder),
         "sft": {
             k: sft.get(k)
-            for k in ("base_model", "n_train", "n_val", "steps", "train_loss", "val_loss", "initial_val_loss", "final_val_loss", "trainable_params", "total_params", "train_seconds", "categories")
+            for k in (
+                "base_model",
+                "n_train",
+                "n_val",
+                "steps",
+                "train_loss",
+                "val_loss",
+                "initial_val_loss",
+                "final_val_loss",
+                "trainable_params",
+                "total_params",
+                "train_seconds",
+                "categories",
+            )
         },
         "rankers": _read(run / "rankers" / "choice.json"),
         "select": _read(run / "select" / "select.json"),
@@ -111,13 +136,23 @@ def side_by_side_html(run: Path, n: int) -> str:
         c = cands[cands["story"] == story]
         arms = ab[ab["video_id"] == story].groupby("text")[["pv", "clicks"]].sum()
         arms["ctr"] = arms["clicks"] / arms["pv"].clip(lower=1)
-        parts.append(f"<h2>{e(story)}</h2><p class='lede'>{e(str(videos.loc[story, 'description'])[:600])}</p>")
-        parts.append("<table><tr><th>who</th><th>headline</th><th>CTR / category</th><th>note</th></tr>")
+        parts.append(
+            f"<h2>{e(story)}</h2><p class='lede'>{e(str(videos.loc[story, 'description'])[:600])}</p>"
+        )
+        parts.append(
+            "<table><tr><th>who</th><th>headline</th><th>CTR / category</th><th>note</th></tr>"
+        )
         for text, r in arms.sort_values("ctr", ascending=False).iterrows():
-            parts.append(f"<tr class='h'><td>human</td><td>{e(text)}</td><td>{r['ctr']:.2%} of {int(r['pv'])}</td><td></td></tr>")
+            parts.append(
+                f"<tr class='h'><td>human</td><td>{e(text)}</td><td>{r['ctr']:.2%} of {int(r['pv'])}</td><td></td></tr>"
+            )
         for _, r in c.iterrows():
             cls = "chosen" if r["chosen"] else ("bad" if not r["guard_ok"] else "")
-            note = "CHOSEN" if r["chosen"] else ("guard: " + r["guard_reasons"] if not r["guard_ok"] else "")
+            note = (
+                "CHOSEN"
+                if r["chosen"]
+                else ("guard: " + r["guard_reasons"] if not r["guard_ok"] else "")
+            )
             parts.append(
                 f"<tr class='{cls}'><td>generated</td><td>{e(r['text'])}</td><td>{e(r['category'])}"
                 f" (read as {e(r['labelled_as'])})</td><td>{e(note)}</td></tr>"
@@ -172,7 +207,11 @@ def render_section(results: dict) -> str:
     ]
     for name, f in r["figures"].items():
         pv = r["paired_vs_chosen"].get(name)
-        mc = "chosen" if pv is None else f"p={pv['p_value']:.3f} ({pv['model_only']} vs {pv['floor_only']})"
+        mc = (
+            "chosen"
+            if pv is None
+            else f"p={pv['p_value']:.3f} ({pv['model_only']} vs {pv['floor_only']})"
+        )
         lines.append(
             f"| {name} | {_pct(f['accuracy'])} | {_pct(f['accuracy_significant'])}"
             f"{_ci(f.get('accuracy_significant_ci'))} (n={f['significant_pairs']}) | {mc} |"
@@ -227,7 +266,9 @@ def replace_section(readme: Path, section: str) -> None:
     readme.write_text(head + section + tail)
 
 
-def publish(run: Path, out: Path, readme: Path | None, n_side: int = 30, command: str | None = None) -> dict:
+def publish(
+    run: Path, out: Path, readme: Path | None, n_side: int = 30, command: str | None = None
+) -> dict:
     """Copy results.json, generated.parquet and the HTML into `out`; rewrite the README section."""
     out.mkdir(parents=True, exist_ok=True)
     results = _read(run / "results.json")
