@@ -12,13 +12,14 @@ import httpx
 import pandas as pd
 import pytest
 
-from pushgen.evidence.upworthy import run_upworthy, tiny_config
+from pushgen.evidence.upworthy import tiny_config
 from pushgen.evidence.upworthy_report import (
     GENERATED_COLUMNS,
     UPWORTHY_END,
     UPWORTHY_START,
     publish,
 )
+from pushgen.evidence.upworthy_run import run_upworthy
 
 SUBJECTS = "mom dad teacher nurse senator kid farmer doctor student veteran".split()
 HOOKS = [
@@ -84,13 +85,13 @@ def test_real_data_path_end_to_end(tmp_path, tiny_causal_lm_dir, tiny_encoder_di
 
     # published files and the README section, all from results.json
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{UPWORTHY_START}\nold\n{UPWORTHY_END}\n\nrest\n")
+    readme.write_text(f"# x\n\n{UPWORTHY_START}\nPLACEHOLDER\n{UPWORTHY_END}\n\nrest\n")
     publish(tmp_path / "run", tmp_path / "docs", readme, n_side=3)
     generated = pd.read_parquet(tmp_path / "docs" / "generated.parquet")
     assert tuple(generated.columns) == GENERATED_COLUMNS
     assert generated["clickability_test_id"].nunique() == 6
     text = readme.read_text()
-    assert "Selection on real clicks" in text and "old" not in text and text.endswith("rest\n")
+    assert "Selection on real clicks" in text and "PLACEHOLDER" not in text and text.endswith("rest\n")
     assert "<table>" in (tmp_path / "docs" / "side_by_side.html").read_text()
 
     # served: the release deploys like any other; a lede in, a headline out

@@ -107,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--upworthy",
         help="an Upworthy-layout archive (.parquet/.csv): run the whole method on it "
-        "(pushgen.evidence.upworthy_cli); or an `eval-ranker --format upworthy --json` report",
+        "(pushgen.evidence.upworthy_run); or an `eval-ranker --format upworthy --json` report",
     )
     p.add_argument("--upworthy-size", default="full", help="real-data run size: full or small")
     p.set_defaults(func=run_results)
@@ -118,7 +118,7 @@ def run_results(args: argparse.Namespace) -> int:
     from pushgen.cli.demo import DemoConfig, make_data, run_pipeline
 
     if args.upworthy and Path(args.upworthy).suffix in (".parquet", ".csv"):
-        from pushgen.evidence.upworthy_cli import run_upworthy_results
+        from pushgen.evidence.upworthy_run import run_upworthy_results
 
         return run_upworthy_results(args)
     if args.held_out < 1 or args.held_out >= args.videos:
