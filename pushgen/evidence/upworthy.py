@@ -51,7 +51,7 @@ class UpworthyRunConfig:
     max_stories: int | None = None  # None: every story of the archive; else a seeded sample
     judge_fraction: float = 0.2
     test_fraction: float = 0.2
-    generate_stories: int = 200  # test stories the generator writes for (>= 200 for the README)
+    generate_stories: int = 400  # test stories the generator writes for (>= 200 for the README)
     side_by_side: int = 30
     # Upworthy's CTRs are ~1.4% on average (a video feed's are not): crop its bottom tail only
     clean: dict = field(
@@ -72,12 +72,13 @@ class UpworthyRunConfig:
         "Suspense",
         "Direct address",
     )
-    sft_steps: int = 40
+    sft_steps: int = 150
     sft_batch_size: int = 8
+    sft_eval_rows: int = 64  # validation rows per evaluation (6 evaluations per run)
     sft_max_length: int = 256
     encoder: str | None = None  # None: the packaged all-MiniLM-L6-v2 (fine-tuned head, labeller)
     ranker_epochs: float = 1.0
-    ranker_max_tests: int | None = 500  # train tests the fine-tuned head learns from (CPU budget)
+    ranker_max_tests: int | None = None  # train tests the fine-tuned head learns from (CPU budget)
     frozen_encoders: tuple[str, ...] = ("default", "all-mpnet-base-v2")
     # which recipe the release selects with: "auto" (the best on held-out significant pairs) or
     # one of "finetuned", "probe:<encoder>"; a setting of the release, not a code change
@@ -89,6 +90,19 @@ class UpworthyRunConfig:
     def __post_init__(self) -> None:
         if not 0 < self.judge_fraction + self.test_fraction < 1:
             raise ConfigError("judge_fraction + test_fraction must lie in (0, 1)")
+
+
+def two_core_config() -> UpworthyRunConfig:
+    """What fits in about an hour on 2 shared CPU cores: every story, a short SFT, the frozen
+    MiniLM probe against the fine-tuned head (no all-mpnet-base-v2), 200 test stories written."""
+    return UpworthyRunConfig(
+        sft_steps=20,
+        sft_batch_size=4,
+        sft_eval_rows=16,
+        ranker_max_tests=300,
+        frozen_encoders=("default",),
+        generate_stories=200,
+    )
 
 
 def tiny_config(base_model: str, encoder: str) -> UpworthyRunConfig:
@@ -187,7 +201,7 @@ def stage_sft(run: Path, cfg: UpworthyRunConfig) -> None:
         batch_size=cfg.sft_batch_size,
         max_length=cfg.sft_max_length,
         eval_steps=max(1, cfg.sft_steps // 6),
-        max_eval_rows=64,
+        max_eval_rows=cfg.sft_eval_rows,
         seed=cfg.seed,
         progress=True,
     )

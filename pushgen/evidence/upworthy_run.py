@@ -7,7 +7,7 @@ Each stage runs once: its output file present means done, so a rerun resumes aft
 stage that finished. `run_upworthy_results` runs in `runs/upworthy` (or `--out`), then publishes
 `docs/results/upworthy/` (or `--results`/upworthy) and rewrites the README's real-data section
 from its results.json. `--upworthy-size small` runs a 600-story sample (a quick look; the
-README's figures come from the full size).
+README's figures come from the full size or, where the full size cannot finish, `2core`).
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from pushgen.evidence.upworthy import (
     stage_label,
     stage_rankers,
     stage_sft,
+    two_core_config,
 )
 from pushgen.evidence.upworthy_replay import stage_generate, stage_release, stage_select
 from pushgen.evidence.upworthy_report import collect, publish
 
 SIZES = {
     "full": UpworthyRunConfig(),
+    "2core": two_core_config(),
     "small": replace(UpworthyRunConfig(), max_stories=600, sft_steps=20, generate_stories=60),
 }
 EXPECTED = "about an hour on 2 CPU cores (SFT and generation dominate; timings in results.json)"
@@ -112,7 +114,7 @@ def run_upworthy_results(args: argparse.Namespace) -> int:
     print(f"real-data run in {run} ({size} size; {EXPECTED}); a rerun resumes", flush=True)
     started = time.perf_counter()
     run_upworthy(args.upworthy, run, SIZES[size], log=lambda m: print(m, flush=True))
-    readme = Path(args.readme) if size == "full" else None
+    readme = Path(args.readme) if size != "small" else None
     command = f"pushgen results --upworthy {args.upworthy}" + (
         "" if size == "full" else f" --upworthy-size {size}"
     )

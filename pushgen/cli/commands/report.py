@@ -109,7 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="an Upworthy-layout archive (.parquet/.csv): run the whole method on it "
         "(pushgen.evidence.upworthy_run); or an `eval-ranker --format upworthy --json` report",
     )
-    p.add_argument("--upworthy-size", default="full", help="real-data run size: full or small")
+    p.add_argument(
+        "--upworthy-size",
+        default="full",
+        help="real-data run size: full, 2core (fits 2 CPU cores) or small",
+    )
     p.set_defaults(func=run_results)
 
 
