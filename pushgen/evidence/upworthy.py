@@ -74,7 +74,8 @@ class UpworthyRunConfig:
     )
     sft_steps: int = 150
     sft_batch_size: int = 8
-    sft_eval_rows: int = 64  # validation rows per evaluation (6 evaluations per run)
+    sft_eval_rows: int = 64  # validation rows per evaluation
+    sft_evals: int = 6  # validation evaluations during the run (plus one before it)
     sft_max_length: int = 256
     encoder: str | None = None  # None: the packaged all-MiniLM-L6-v2 (fine-tuned head, labeller)
     ranker_epochs: float = 1.0
@@ -99,6 +100,7 @@ def two_core_config() -> UpworthyRunConfig:
         sft_steps=20,
         sft_batch_size=4,
         sft_eval_rows=16,
+        sft_evals=2,
         ranker_max_tests=300,
         frozen_encoders=("default",),
         generate_stories=200,
@@ -200,7 +202,7 @@ def stage_sft(run: Path, cfg: UpworthyRunConfig) -> None:
         max_steps=cfg.sft_steps,
         batch_size=cfg.sft_batch_size,
         max_length=cfg.sft_max_length,
-        eval_steps=max(1, cfg.sft_steps // 6),
+        eval_steps=max(1, cfg.sft_steps // cfg.sft_evals),
         max_eval_rows=cfg.sft_eval_rows,
         seed=cfg.seed,
         progress=True,

@@ -178,7 +178,8 @@ def render_section(results: dict) -> str:
     lines = [
         UPWORTHY_START,
         "",
-        f"Run: `{results.get('command', 'pushgen results --upworthy PATH')}` on "
+        f"Run: `{results.get('command') or 'pushgen results --upworthy PATH'}` "
+        f"({results.get('size') or '?'} size, {results.get('machine') or 'this machine'}) on "
         f"{ing['rows_read']} arms ({ing['stories']} stories, {ing['tests']} tests) of the Upworthy "
         f"Research Archive; {ing['arms_rejected']} arms set aside ({ing['rejected_by_reason']}). "
         f"Stories split train / judge / test: {results['split']['train']} / "
@@ -267,13 +268,20 @@ def replace_section(readme: Path, section: str) -> None:
 
 
 def publish(
-    run: Path, out: Path, readme: Path | None, n_side: int = 30, command: str | None = None
+    run: Path,
+    out: Path,
+    readme: Path | None,
+    n_side: int = 30,
+    command: str | None = None,
+    size: str | None = None,
 ) -> dict:
     """Copy results.json, generated.parquet and the HTML into `out`; rewrite the README section."""
+    from pushgen.core.machine import describe_machine
+
     out.mkdir(parents=True, exist_ok=True)
     results = _read(run / "results.json")
-    if command:
-        results["command"] = command
+    results["command"], results["size"] = command, size
+    results["machine"] = describe_machine()
     cands = pd.read_parquet(run / "generate" / "candidates.parquet")
     cands[list(GENERATED_COLUMNS)].to_parquet(out / "generated.parquet", index=False)
     (out / "side_by_side.html").write_text(side_by_side_html(run, n_side))

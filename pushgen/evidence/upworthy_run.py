@@ -42,7 +42,19 @@ SIZES = {
     "2core": two_core_config(),
     "small": replace(UpworthyRunConfig(), max_stories=600, sft_steps=20, generate_stories=60),
 }
-EXPECTED = "about an hour on 2 CPU cores (SFT and generation dominate; timings in results.json)"
+PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "results" / "upworthy" / "results.json"
+
+
+def expected_duration(published: Path = PUBLISHED) -> str:
+    """How long the published run took, from its results.json (stage times, size, machine)."""
+    if not published.exists():
+        return "no published run to compare with yet"
+    res = json.loads(published.read_text())
+    total = sum(res.get("timings_s", {}).values())
+    return (
+        f"the published run ({res.get('size', '?')} size) took {total / 60:.0f} min on "
+        f"{res.get('machine', 'its machine')}, SFT and generation most of it"
+    )
 
 
 class Stages:
@@ -56,11 +68,16 @@ class Stages:
     def run(self, name: str, marker: str, fn: Callable[[], object]) -> None:
         k = STAGES.index(name) + 1
         if (self.run_dir / marker).exists():
+            if self.timing_file.exists():
+                self.timings = {**self.timings, **json.loads(self.timing_file.read_text())}
             self.log(f"[{k}/{len(STAGES)}] {name}: done earlier ({self.timings.get(name, '?')} s)")
             return
         self.log(f"[{k}/{len(STAGES)}] {name} ...")
         started = time.perf_counter()
         fn()
+        # re-read first: a stage may have been run by another process meanwhile (resume)
+        if self.timing_file.exists():
+            self.timings = {**json.loads(self.timing_file.read_text()), **self.timings}
         self.timings[name] = round(time.perf_counter() - started, 1)
         self.timing_file.write_text(json.dumps(self.timings, indent=2))
         self.log(f"[{k}/{len(STAGES)}] {name}: {self.timings[name]} s")
@@ -111,14 +128,16 @@ def run_upworthy_results(args: argparse.Namespace) -> int:
     run = Path(args.out if args.out != "runs/results" else "runs/upworthy")
     out = Path(args.results) / "upworthy"
     size = args.upworthy_size
-    print(f"real-data run in {run} ({size} size; {EXPECTED}); a rerun resumes", flush=True)
+    print(
+        f"real-data run in {run} ({size} size); {expected_duration()}; a rerun resumes", flush=True
+    )
     started = time.perf_counter()
     run_upworthy(args.upworthy, run, SIZES[size], log=lambda m: print(m, flush=True))
     readme = Path(args.readme) if size != "small" else None
     command = f"pushgen results --upworthy {args.upworthy}" + (
         "" if size == "full" else f" --upworthy-size {size}"
     )
-    publish(run, out, readme, command=command)
+    publish(run, out, readme, command=command, size=size)
     print(
         f"done in {time.perf_counter() - started:.0f} s: {out}" + (f", {readme}" if readme else "")
     )
