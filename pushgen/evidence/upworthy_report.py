@@ -200,8 +200,9 @@ def render_section(results: dict) -> str:
         f"best arm in {_pct(s['pick_is_best'])} of tests.",
         "",
         f"**Ranker recipe** (held-out test stories, {r['test_pairs']} decided pairs; chosen by "
-        f"accuracy on significant pairs, setting `ranker_recipe={r['setting']}`): "
-        f"**{r['chosen']}**.",
+        f"accuracy on significant pairs when `ranker_recipe=auto`; this run's setting: "
+        f"`ranker_recipe={r['setting']}`): the release selects with **{r['chosen']}**; the best "
+        f"measured is **{r.get('best_measured', r['chosen'])}**.",
         "",
         "| recipe | accuracy, all pairs | accuracy, significant pairs (p<0.05) | McNemar vs chosen |",
         "|---|---|---|---|",
