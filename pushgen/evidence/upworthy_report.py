@@ -60,50 +60,52 @@ def gold_set_quality(encoder: str | None = None) -> dict:
     }
 
 
+def _maybe(path: Path) -> dict | None:
+    return _read(path) if path.exists() else None
+
+
+STAGE_FILES = {
+    "ingest": "data/ingest_report.json",
+    "clean": "clean/report.json",
+    "label": "label/report.json",
+    "sft": "sft/run_metrics.json",
+    "rankers": "rankers/choice.json",
+    "select": "select/select.json",
+    "generate": "generate/generate.json",
+}
+CLEAN_KEYS = ("rows_in", "removed_hard", "removed_soft", "rows_out", "not_applied", "config")
+SFT_KEYS = (
+    "base_model",
+    "n_train",
+    "n_val",
+    "steps",
+    "train_loss",
+    "val_loss",
+    "initial_val_loss",
+    "final_val_loss",
+    "trainable_params",
+    "total_params",
+    "train_seconds",
+    "categories",
+)
+
+
 def collect(run: Path, cfg: Any) -> dict:
-    """Every figure of the run in one dict (what results.json holds)."""
-    sft = _read(run / "sft" / "run_metrics.json")
+    """Every figure of the run in one dict (what results.json holds); a stage that has not
+    finished is None and listed under `missing_stages`."""
+    got = {name: _maybe(run / f) for name, f in STAGE_FILES.items()}
+    if got["clean"] is not None:
+        got["clean"] = {k: v for k, v in got["clean"].items() if k in CLEAN_KEYS}
+    if got["sft"] is not None:
+        got["sft"] = {k: got["sft"].get(k) for k in SFT_KEYS}
+    split = _maybe(run / "split.json")
     return {
         "settings": asdict(cfg),
-        "ingest": _read(run / "data" / "ingest_report.json"),
-        "split": {k: len(v) for k, v in _read(run / "split.json").items()},
-        "clean": {
-            k: v
-            for k, v in _read(run / "clean" / "report.json").items()
-            if k
-            in (
-                "rows_in",
-                "removed_hard",
-                "removed_soft",
-                "rows_out",
-                "not_applied",
-                "removed_hard_by_rule",
-                "config",
-            )
-        },
-        "label": _read(run / "label" / "report.json"),
+        **got,
+        "split": {k: len(v) for k, v in split.items()} if split else None,
         "gold": gold_set_quality(cfg.encoder),
-        "sft": {
-            k: sft.get(k)
-            for k in (
-                "base_model",
-                "n_train",
-                "n_val",
-                "steps",
-                "train_loss",
-                "val_loss",
-                "initial_val_loss",
-                "final_val_loss",
-                "trainable_params",
-                "total_params",
-                "train_seconds",
-                "categories",
-            )
-        },
-        "rankers": _read(run / "rankers" / "choice.json"),
-        "select": _read(run / "select" / "select.json"),
-        "generate": _read(run / "generate" / "generate.json"),
-        "timings_s": _read(run / "timings.json"),
+        "timings_s": _maybe(run / "timings.json") or {},
+        "missing_stages": [name for name, v in got.items() if v is None],
     }
 
 
@@ -170,21 +172,8 @@ def _ci(ci: list | tuple | None, digits: int = 1) -> str:
     return "" if not ci else f" [{_pct(ci[0], digits)}, {_pct(ci[1], digits)}]"
 
 
-def render_section(results: dict) -> str:
-    """The README's real-data section, every figure from `results` (results.json)."""
-    r, s, g, gold = results["rankers"], results["select"], results["generate"], results["gold"]
-    sft, ing, cl = results["sft"], results["ingest"], results["clean"]
-    t = results["timings_s"]
-    lines = [
-        UPWORTHY_START,
-        "",
-        f"Run: `{results.get('command') or 'pushgen results --upworthy PATH'}` "
-        f"({results.get('size') or '?'} size, {results.get('machine') or 'this machine'}) on "
-        f"{ing['rows_read']} arms ({ing['stories']} stories, {ing['tests']} tests) of the Upworthy "
-        f"Research Archive; {ing['arms_rejected']} arms set aside ({ing['rejected_by_reason']}). "
-        f"Stories split train / judge / test: {results['split']['train']} / "
-        f"{results['split']['judge']} / {results['split']['test']}. 95% bootstrap intervals.",
-        "",
+def _select_lines(s: dict) -> list[str]:
+    return [
         "**Selection on real clicks** (test stories' A/B tests, arms with the same image and "
         f"different headlines, {s['groups']} tests; recipe `{s['recipe']}`):",
         "",
@@ -199,8 +188,14 @@ def render_section(results: dict) -> str:
         f"{_pct(s['relative_uplift']['mean'])}{_ci(s['relative_uplift']['ci'])}; the pick is the "
         f"best arm in {_pct(s['pick_is_best'])} of tests.",
         "",
-        f"**Ranker recipe** (held-out test stories, {r['test_pairs']} decided pairs; chosen by "
-        f"accuracy on significant pairs when `ranker_recipe=auto`; this run's setting: "
+    ]
+
+
+def _ranker_lines(r: dict) -> list[str]:
+    scope = "significant pairs only" if r.get("eval_max_p", 1.0) < 1.0 else "all decided pairs"
+    lines = [
+        f"**Ranker recipe** (held-out test stories, {r['test_pairs']} pairs scored, {scope}; "
+        f"`ranker_recipe=auto` picks the best on significant pairs; this run's setting: "
         f"`ranker_recipe={r['setting']}`): the release selects with **{r['chosen']}**; the best "
         f"measured is **{r.get('best_measured', r['chosen'])}**.",
         "",
@@ -218,37 +213,83 @@ def render_section(results: dict) -> str:
             f"| {name} | {_pct(f['accuracy'])} | {_pct(f['accuracy_significant'])}"
             f"{_ci(f.get('accuracy_significant_ci'))} (n={f['significant_pairs']}) | {mc} |"
         )
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _generate_lines(g: dict, sft: dict | None) -> list[str]:
+    trained = (
+        f"LoRA SFT of `{sft['base_model']}` (`default`: SmolLM2-135M-Instruct), {sft['steps']} "
+        f"steps on {sft['n_train']} headlines, validation loss {sft['initial_val_loss']:.3f} -> "
+        f"{sft['final_val_loss']:.3f}"
+        if sft
+        else "SFT not finished"
+    )
+    return [
         f"**Generated headlines** ({g['stories']} test stories, {g['candidates']} candidates; "
-        f"generator: LoRA SFT of `{sft['base_model']}` (SmolLM2-135M-Instruct when `default`), "
-        f"{sft['steps']} steps on {sft['n_train']} headlines, validation loss "
-        f"{sft['initial_val_loss']:.3f} -> {sft['final_val_loss']:.3f}). Judge: "
-        f"`{g['judge']['recipe']}` trained on the {g['judge']['stories']} judge stories only.",
+        f"generator: {trained}). Judge: `{g['judge']['recipe']}` trained on the "
+        f"{g['judge']['stories']} judge stories only.",
         "",
         "| figure | value |",
         "|---|---|",
-        f"| chosen headline beats the story's human headlines (judge) | {_pct(g['beat_rate_vs_humans']['mean'])}{_ci(g['beat_rate_vs_humans']['ci'])} |",
-        f"| chosen headline beats the story's best human headline (judge) | {_pct(g['beat_rate_vs_best_human']['mean'])}{_ci(g['beat_rate_vs_best_human']['ci'])} |",
-        f"| controllability (labeller agrees with the requested category) | {_pct(g['controllability'])}{_ci(g['controllability_ci'])} |",
+        f"| chosen headline beats the story's human headlines (judge) | "
+        f"{_pct(g['beat_rate_vs_humans']['mean'])}{_ci(g['beat_rate_vs_humans']['ci'])} |",
+        f"| chosen headline beats the story's best human headline (judge) | "
+        f"{_pct(g['beat_rate_vs_best_human']['mean'])}{_ci(g['beat_rate_vs_best_human']['ci'])} |",
+        f"| controllability (labeller agrees with the requested category) | "
+        f"{_pct(g['controllability'])}{_ci(g['controllability_ci'])} |",
         f"| guard rejection rate | {_pct(g['guard_rejection_rate'])} ({g['guard_reasons']}) |",
-        f"| distinctness between categories (1 - mean cosine) | {g['distinctness']:.3f} |",
+        f"| distinctness between categories (1 - mean cosine) | "
+        f"{'n/a' if g['distinctness'] is None else format(g['distinctness'], '.3f')} |",
         f"| distinct guarded texts per story | {g['distinct_texts_per_story']:.2f} |",
         "",
     ]
-    if gold:
-        lines.append(
-            f"**Label quality**: the embedding labeller agrees with {gold['items']} hand-labelled "
-            f"real headlines ({Path('docs/results/upworthy/gold_rules.md')}) on "
-            f"{_pct(gold['accuracy'])}{_ci(gold['accuracy_ci'])} (majority class "
-            f"{_pct(gold['majority_class_share'])})."
-        )
-        lines.append("")
-    lines += [
-        f"**Clean**: {cl['rows_in']} train headlines in, {cl['rows_out']} kept; not applied: "
-        + "; ".join(f"{k} ({v})" for k, v in cl["not_applied"].items())
-        + ".",
+
+
+def render_section(results: dict) -> str:
+    """The README's real-data section, every figure from `results` (results.json); a stage the
+    run has not finished is named as missing rather than left out silently."""
+    ing, gold, t = results["ingest"], results["gold"], results["timings_s"]
+    split = results["split"] or {}
+    lines = [
+        UPWORTHY_START,
         "",
+        f"Run: `{results.get('command') or 'pushgen results --upworthy PATH'}` "
+        f"({results.get('size') or '?'} size, {results.get('machine') or 'this machine'}) on "
+        f"{ing['rows_read']} arms ({ing['stories']} stories, {ing['tests']} tests) of the Upworthy "
+        f"Research Archive; {ing['arms_rejected']} arms set aside ({ing['rejected_by_reason']}). "
+        f"Stories split train / judge / test: {split.get('train')} / {split.get('judge')} / "
+        f"{split.get('test')}. 95% bootstrap intervals.",
+        "",
+    ]
+    if results.get("missing_stages"):
+        lines += [
+            f"**Not finished in this run**: {', '.join(results['missing_stages'])} "
+            "(rerun the command: it resumes).",
+            "",
+        ]
+    if results.get("select"):
+        lines += _select_lines(results["select"])
+    if results.get("rankers"):
+        lines += _ranker_lines(results["rankers"])
+    if results.get("generate"):
+        lines += _generate_lines(results["generate"], results.get("sft"))
+    if gold:
+        lines += [
+            f"**Label quality**: the embedding labeller agrees with {gold['items']} hand-labelled "
+            "real headlines (`docs/results/upworthy/gold_rules.md`) on "
+            f"{_pct(gold['accuracy'])}{_ci(gold['accuracy_ci'])} (majority class "
+            f"{_pct(gold['majority_class_share'])}).",
+            "",
+        ]
+    cl = results.get("clean")
+    if cl:
+        lines += [
+            f"**Clean**: {cl['rows_in']} train headlines in, {cl['rows_out']} kept; not applied: "
+            + "; ".join(f"{k} ({v})" for k, v in cl["not_applied"].items())
+            + ".",
+            "",
+        ]
+    lines += [
         "Stage times on this machine (s): " + ", ".join(f"{k} {v}" for k, v in t.items()) + ".",
         "Side by side: `docs/results/upworthy/side_by_side.html`; every candidate: "
         "`docs/results/upworthy/generated.parquet`.",
@@ -283,11 +324,13 @@ def publish(
     results = _read(run / "results.json")
     results["command"], results["size"] = command, size
     results["machine"] = describe_machine()
-    cands = pd.read_parquet(run / "generate" / "candidates.parquet")
-    cands[list(GENERATED_COLUMNS)].to_parquet(out / "generated.parquet", index=False)
-    (out / "side_by_side.html").write_text(side_by_side_html(run, n_side))
+    if (run / "generate" / "candidates.parquet").exists():
+        cands = pd.read_parquet(run / "generate" / "candidates.parquet")
+        cands[list(GENERATED_COLUMNS)].to_parquet(out / "generated.parquet", index=False)
+        (out / "side_by_side.html").write_text(side_by_side_html(run, n_side))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    shutil.copyfile(run / "sft" / "run_metrics.json", out / "sft_metrics.json")
+    if (run / "sft" / "run_metrics.json").exists():
+        shutil.copyfile(run / "sft" / "run_metrics.json", out / "sft_metrics.json")
     if readme is not None:
         replace_section(readme, render_section(results))
     return results
