@@ -207,7 +207,8 @@ def _ranker_lines(r: dict) -> list[str]:
         mc = (
             "chosen"
             if pv is None
-            else f"p={pv['p_value']:.3f} ({pv['model_only']} vs {pv['floor_only']})"
+            else f"p={pv['p_value']:.2g}; only the chosen right {pv['model_only']}, "
+            f"only this right {pv['floor_only']}"
         )
         lines.append(
             f"| {name} | {_pct(f['accuracy'])} | {_pct(f['accuracy_significant'])}"
