@@ -91,7 +91,9 @@ def test_real_data_path_end_to_end(tmp_path, tiny_causal_lm_dir, tiny_encoder_di
     assert tuple(generated.columns) == GENERATED_COLUMNS
     assert generated["clickability_test_id"].nunique() == 6
     text = readme.read_text()
-    assert "Selection on real clicks" in text and "PLACEHOLDER" not in text and text.endswith("rest\n")
+    assert (
+        "Selection on real clicks" in text and "PLACEHOLDER" not in text and text.endswith("rest\n")
+    )
     assert "<table>" in (tmp_path / "docs" / "side_by_side.html").read_text()
 
     # served: the release deploys like any other; a lede in, a headline out
