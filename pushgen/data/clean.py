@@ -145,16 +145,34 @@ def _hard_rules(cfg: CleanConfig) -> list[tuple[str, str, callable]]:
     ]
 
 
+def unavailable_rules(pushes: pd.DataFrame, cfg: CleanConfig) -> dict[str, str]:
+    """`{rule: why}` for the hard rules this data cannot be judged by: its column is absent or
+    never measured (real data without viewing metrics, e.g. the Upworthy archive has no SVR)."""
+    out = {}
+    for name, col, _ in _hard_rules(cfg):
+        if col not in pushes.columns:
+            out[name] = f"column {col} absent from the data"
+        elif pushes[col].isna().all():
+            out[name] = f"column {col} never measured (all null)"
+    return out
+
+
 def hard_filter(pushes: pd.DataFrame, cfg: CleanConfig) -> tuple[np.ndarray, pd.Series]:
     """Boolean keep-mask, and per row the failed rules ('hard: ctr<=0.006; pv<=800'; '' if kept).
 
     Reasons are built from a bitmask over the few distinct failure combinations, not per row,
-    so a million rows cost a handful of vectorised comparisons.
+    so a million rows cost a handful of vectorised comparisons. A rule whose column is absent or
+    all null is not applied (`unavailable_rules` says which); a null value in a measured column
+    fails nothing (it cannot be judged).
     """
     rules = _hard_rules(cfg)
+    skip = unavailable_rules(pushes, cfg)
     code = np.zeros(len(pushes), dtype=np.int16)
-    for bit, (_, col, keep) in enumerate(rules):
-        code |= (~keep(pushes[col].to_numpy())).astype(np.int16) << bit
+    for bit, (name, col, keep) in enumerate(rules):
+        if name in skip:
+            continue
+        values = pushes[col].to_numpy(dtype=np.float64)
+        code |= (~keep(values) & ~np.isnan(values)).astype(np.int16) << bit
     names = {
         c: "hard: " + "; ".join(name for bit, (name, _, _) in enumerate(rules) if c >> bit & 1)
         for c in np.unique(code)
@@ -249,7 +267,8 @@ def clean_pushes(
     valid, invalid = validate("pushes", pushes, known_video_ids=known)
     invalid["reject_reason"] = "invalid: " + invalid["reject_reason"].astype(str)
     for col in ("ctr", "svr", "lvtr", "htr"):
-        valid[col] = pd.to_numeric(valid[col])  # validate() checked they parse; make them floats
+        if col in valid.columns:  # validate() checked they parse; make them floats
+            valid[col] = pd.to_numeric(valid[col], errors="coerce")
 
     # 1. hard filter (the paper's thresholds)
     keep_hard, hard_reason = hard_filter(valid, cfg)
@@ -272,6 +291,11 @@ def clean_pushes(
     parts = [df for df in (invalid, hard_dropped, soft_dropped) if len(df)] or [invalid]
     removed = pd.concat(parts, ignore_index=True)
     report = clean_report(cfg, len(pushes), invalid, hard_dropped, soft_dropped, valid, cleaned)
+    report["not_applied"] = unavailable_rules(valid, cfg)
+    if valid["cluster"].nunique() == 1 and str(valid["cluster"].iloc[0]) == "<unknown>":
+        report["not_applied"]["clusters"] = (
+            "no topic in the data: the CTR quantile crop runs over one cluster (all pushes)"
+        )
     return CleanResult(cleaned.reset_index(drop=True), removed, report)
 
 
@@ -285,7 +309,8 @@ def clean_report(
     cleaned: pd.DataFrame,
 ) -> dict:
     """Counts removed by each filter, overall, per hard rule, per cluster and per category."""
-    rules = [name for name, _, _ in _hard_rules(cfg)]
+    skipped = unavailable_rules(valid, cfg) if len(valid) else {}
+    rules = [name for name, _, _ in _hard_rules(cfg) if name not in skipped]
     # few distinct reason strings: count those, then split them into rules
     per_reason = hard_dropped["reject_reason"].value_counts()
     report = {
@@ -336,6 +361,8 @@ def clean_metrics(report: dict) -> dict[str, float]:
     }
     for rule, n in report["removed_hard_by_rule"].items():
         flat[f"removed_hard.{rule.split('<')[0].split('>')[0]}"] = float(n)
+    for rule in report.get("not_applied", {}):  # 1: this filter could not be applied here
+        flat[f"not_applied.{rule.split('<')[0].split('>')[0]}"] = 1.0
     for group in ("by_cluster", "by_category"):
         for name, counts in report.get(group, {}).items():
             for what, n in counts.items():

@@ -32,6 +32,9 @@ class Contract:
     texts: tuple[str, ...] = ()  # non-empty, at most MAX_TEXT_CHARS
     required: tuple[str, ...] = ()  # must be present and not null
     video_ref: bool = False  # has a video_id that must be known
+    # may be absent or null (not measured, e.g. real data without viewing metrics); a value that
+    # is there is still checked
+    optional: tuple[str, ...] = ()
 
 
 CONTRACTS: dict[str, Contract] = {
@@ -66,6 +69,7 @@ CONTRACTS: dict[str, Contract] = {
         texts=("text",),
         required=("push_id", "video_id"),
         video_ref=True,
+        optional=("svr", "lvtr", "htr"),
     ),
     "ab_tests": Contract(
         "ab_tests",
@@ -114,7 +118,7 @@ def get_contract(name: str) -> Contract:
 def check_columns(name: str, df: pd.DataFrame) -> None:
     """Raise if `df` lacks a contract column or has no rows."""
     contract = get_contract(name)
-    missing = [c for c in contract.columns if c not in df.columns]
+    missing = [c for c in contract.columns if c not in df.columns and c not in contract.optional]
     if missing:
         raise DataContractError(f"{name}: missing column(s) {missing}; got {list(df.columns)}")
     if df.empty:
@@ -143,8 +147,11 @@ def _reasons(contract: Contract, df: pd.DataFrame, known_video_ids) -> pd.Series
         clicks = pd.to_numeric(df["clicks"], errors="coerce")
         mark(clicks > pv, "clicks > pv")
     for col in contract.rates:
+        if col not in df.columns:
+            continue  # an optional rate that was not measured
         rate = pd.to_numeric(df[col], errors="coerce")
-        mark(rate.isna() | (rate < 0) | (rate > 1), f"{col} not in [0, 1]")
+        measured = df[col].notna() if col in contract.optional else True
+        mark(measured & (rate.isna() | (rate < 0) | (rate > 1)), f"{col} not in [0, 1]")
     for col in contract.texts:
         text = df[col].astype("string")
         mark(text.isna() | (text.str.strip() == ""), f"empty {col}")

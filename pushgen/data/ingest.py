@@ -7,6 +7,10 @@ rejected rows go to `rejected.parquet` with their reason and table, and are coun
 
     load_source("", "runs/data", n_videos=30)          # simulate
     load_source("s3://lake/pushes/2026-11", "runs/data")  # ingest
+    load_source("upworthy_ab.parquet", "runs/data")      # one file in the Upworthy archive layout
+
+A single local `.parquet`/`.csv` file is read as an A/B archive in the Upworthy layout
+(`pushgen.data.upworthy`): stories become items, headlines pushes, arms A/B tests.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pandas as pd
 from pushgen.core.errors import DataContractError
 from pushgen.core.store import ArtifactStore, hash_paths, is_remote, sha256_file
 from pushgen.data.contracts import read_table, validate, write_table
+from pushgen.data.upworthy import ingest_upworthy, is_upworthy_file
 
 TABLES = ("videos", "pushes", "ab_tests")
 SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -32,6 +37,8 @@ def load_source(data_location: str, out_dir: str, n_videos: int = 200, seed: int
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if is_upworthy_file(data_location.strip()):
+        return ingest_upworthy(data_location.strip(), out)
     if data_location.strip():
         raw = _read_tables(data_location.strip(), out / "raw")
         # Real data has no ground truth; a simulated world written earlier travels with its tables.
@@ -106,6 +113,8 @@ def content_hash(data_location: str, n_videos: int = 200, seed: int = 0) -> str:
     location = data_location.strip()
     if not location:
         return hashlib.sha256(f"simulate:n_videos={n_videos}:seed={seed}".encode()).hexdigest()
+    if is_upworthy_file(location):
+        return hashlib.sha256(f"upworthy\0{sha256_file(location)}".encode()).hexdigest()
     store = ArtifactStore.from_uri(location)
     if not is_remote(location) and not Path(store.uri).is_dir():
         raise DataContractError(f"data location {location} does not exist or is not a directory")

@@ -1,4 +1,6 @@
-"""`pushgen caption|clean|label|features`: the data steps, one subcommand each.
+"""`pushgen ingest|caption|clean|label|features`: the data steps, one subcommand each.
+
+    pushgen ingest --format upworthy upworthy.csv --out runs/uw/data
 
     pushgen caption --videos runs/sim/videos.parquet --out runs/x/captions.parquet
     pushgen clean --pushes runs/sim/pushes.parquet --videos runs/sim/videos.parquet \\
@@ -27,7 +29,8 @@ CLEAN_OPTIONS = ("weighting", "cluster_by", "min_ctr", "max_svr", "min_lvtr", "m
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the caption, clean, label and features subcommands."""
+    """Add the ingest, caption, clean, label and features subcommands."""
+    _register_ingest(sub)
     _register_caption(sub)
     _register_clean(sub)
     _register_label(sub)
@@ -53,6 +56,46 @@ def _write_outputs(out: str, table, rejected, report: dict, step: str) -> None:
     print(f"wrote {len(table)} rows to {out}; {len(rejected)} set aside", end="")
     print(f" in {rejected_path}" if len(rejected) else "", end="")
     print(f"; report {report_path}")
+
+
+# --- ingest ---
+
+
+def _register_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="read a history (contract tables, or an Upworthy-layout A/B file) into the contracts",
+        description="Write videos/pushes/ab_tests.parquet (and rejected.parquet, with a reason "
+        "per row set aside) from a directory of contract tables or, with --format upworthy, one "
+        "parquet/CSV file of A/B arms in the Upworthy Research Archive layout.",
+    )
+    p.add_argument("path", help="a directory/s3:// prefix of tables, or an Upworthy-layout file")
+    p.add_argument("--out", required=True, help="directory to write the contract tables to")
+    p.add_argument(
+        "--format",
+        choices=["tables", "upworthy"],
+        default="tables",
+        help="tables: videos/pushes/ab_tests files; upworthy: one row per A/B arm",
+    )
+    p.set_defaults(func=run_ingest)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from pushgen.data.ingest import load_source
+    from pushgen.data.upworthy import ingest_upworthy
+
+    if args.format == "upworthy":
+        if Path(args.path).is_dir() or Path(args.path).suffix not in (".parquet", ".csv"):
+            raise ConfigError(f"--format upworthy needs one .parquet or .csv file, got {args.path}")
+        report = ingest_upworthy(args.path, args.out)
+    else:
+        if not args.path.startswith("s3://") and not Path(args.path).is_dir():
+            raise ConfigError(f"--format tables needs a directory or s3:// prefix, got {args.path}")
+        report = load_source(args.path, args.out)
+    rows = ", ".join(f"{n} {k}" for k, n in report["rows"].items())
+    aside = sum(report["rejected"].values())
+    print(f"wrote {rows} to {args.out}; {aside} rows set aside in {args.out}/rejected.parquet")
+    return 0
 
 
 # --- caption ---

@@ -104,7 +104,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--readme", default="README.md", help="README whose Results section is rewritten"
     )
-    p.add_argument("--upworthy", help="an `eval-ranker --format upworthy --json` report to include")
+    p.add_argument(
+        "--upworthy",
+        help="an Upworthy-layout archive (.parquet/.csv): run the whole method on it "
+        "(pushgen.evidence.upworthy_run); or an `eval-ranker --format upworthy --json` report",
+    )
+    p.add_argument(
+        "--upworthy-size",
+        default="full",
+        help="real-data run size: full, 2core (fits 2 CPU cores) or small",
+    )
     p.set_defaults(func=run_results)
 
 
@@ -112,6 +121,10 @@ def run_results(args: argparse.Namespace) -> int:
     """Simulate + train (skipped when the run exists) -> replay -> report --readme."""
     from pushgen.cli.demo import DemoConfig, make_data, run_pipeline
 
+    if args.upworthy and Path(args.upworthy).suffix in (".parquet", ".csv"):
+        from pushgen.evidence.upworthy_run import run_upworthy_results
+
+        return run_upworthy_results(args)
     if args.held_out < 1 or args.held_out >= args.videos:
         raise ConfigError("--held-out must be >= 1 and below --videos")
     out = Path(args.out)
