@@ -81,6 +81,7 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
     before = set(store.versions())
     if not before:
         raise ConfigError(f"{cfg.store}: no production version yet; run the training pipeline")
+    previous = store.resolve("latest")["version"]  # what serves before this pass
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     world = World.load(data / "world.json")
@@ -122,4 +123,32 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
         manifest = store.resolve(made[-1])
         result["status"] = manifest.get("status")
         result["gate"] = manifest.get("gate")
+        if result["status"] == "promoted" and "ranker" in result["retrain_targets"]:
+            result["previous_offered"] = offer_previous(cfg, previous)
     return result
+
+
+def offer_previous(cfg: LoopConfig, previous: str) -> dict:
+    """The gate's other answer: the ranker that served before, offered again as a candidate
+    against what serves now (after a promotion, it should be rejected if the retrain is better
+    by more than the tolerance). Nothing is registered; returns the gate's decision."""
+    import tempfile
+
+    from pushgen.core.store import ArtifactStore
+    from pushgen.loop.gate import GateConfig, GateInputs, run_gate
+
+    data = Path(cfg.data)
+    with tempfile.TemporaryDirectory(prefix="pushgen-previous-") as tmp:
+        prev = ArtifactStore.from_uri(cfg.store).fetch(previous, Path(tmp), names=["ranker"])
+        inputs = GateInputs(
+            generator_dir=str(prev / "generator"),  # not read: only the ranker is compared
+            ranker_dir=str(prev / "ranker"),
+            captions=str(data / "captions.parquet"),
+            pushes=str(data / "pushes.parquet"),
+            ab_tests=str(data / "ab_tests.parquet"),
+            world=str(data / "world.json"),
+            store_uri=str(Path(cfg.store).resolve()),
+            parts=("ranker",),
+        )
+        decision = run_gate(inputs, GateConfig(n_videos=cfg.gate_videos))
+    return {**decision, "candidate_version": previous}
