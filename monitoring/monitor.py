@@ -22,9 +22,6 @@ from monitoring.config import MonitorConfig
 from monitoring.requests import request_table, split_windows
 from serving.explore import SERVED
 
-RETRAIN_PART = {"generator": "generator", "ranker": "ranker"}  # inputs: fix the data, not a model
-
-
 def _reference(
     reference: pd.DataFrame | None, reference_feedback: pd.DataFrame | None
 ) -> tuple[pd.DataFrame | None, str]:
@@ -40,7 +37,15 @@ def _reference(
     if fb is None and {"pv", "clicks"} <= set(reference.columns):
         fb = reference[["request_id", "pv", "clicks"]].dropna().drop_duplicates("request_id")
     req, _, _ = request_table(reference, fb)
-    return req, f"the reference serving log ({len(req)} requests)"
+    return req.assign(mature=True), f"the reference serving log ({len(req)} requests)"
+
+
+def mark_mature(req: pd.DataFrame, cfg: MonitorConfig) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """`mature`: served at least `feedback_delay_h` before `as_of` (its clicks are all in)."""
+    as_of = pd.Timestamp(cfg.as_of) if cfg.as_of else pd.Timestamp.now(tz="UTC")
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+    cutoff = as_of - pd.Timedelta(hours=cfg.feedback_delay_h)
+    return req.assign(mature=req["served_at"] <= cutoff), as_of
 
 
 def ctr_interval(req: pd.DataFrame, seed: int = 0, n_boot: int = 500) -> dict:
@@ -100,10 +105,14 @@ def evaluate(
     reference: pd.DataFrame | None = None,
     reference_feedback: pd.DataFrame | None = None,
     cfg: MonitorConfig | None = None,
+    set_aside: pd.DataFrame | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """(JSON-ready summary, rejected rows) for the latest window of `serving_log`."""
+    """(JSON-ready summary, rejected rows) for the latest window of `serving_log`; `set_aside`:
+    rows a reader already set aside (malformed lines), counted with the rest."""
     cfg = cfg or MonitorConfig()
-    req, rejected, counts = request_table(serving_log, feedback)
+    req, rejected, counts = request_table(serving_log, feedback, set_aside)
+    req, as_of = mark_mature(req, cfg)
+    missing = list(counts["missing_columns"]) + (["feedback"] if feedback is None else [])
     windows = split_windows(req, cfg.window_requests, cfg.window)
     ref, ref_note = _reference(reference, reference_feedback)
     if ref is None:  # the log's own earlier windows are the healthy reference
@@ -112,15 +121,24 @@ def evaluate(
     history = windows[-cfg.history_windows :]
     cals: dict[int, Calibration] = {}
     enough_ref = len(ref) >= cfg.min_reference_requests
+    pooled = pd.concat(windows[-cfg.pool_windows :], ignore_index=True)
+    pooled_cal = None
+    if enough_ref and len(windows) > 1:  # the exploration lift, on the pooled windows
+        pooled_cal = calibrate(
+            ref, len(pooled), max(cfg.n_boot // 4, 20), cfg.false_alarm_rate, cfg.warn_rate
+        )
     judged = []
-    for w in history:
+    for i, w in enumerate(history):
         if not enough_ref:
             break
         if len(w) not in cals:
             cals[len(w)] = calibrate(
                 ref, len(w), cfg.n_boot, cfg.false_alarm_rate, cfg.warn_rate, cfg.seed
             )
-        judged.append(judge(w, cals[len(w)]))
+        last = i == len(history) - 1
+        judged.append(
+            judge(w, cals[len(w)], missing, pooled if last else None, pooled_cal if last else None)
+        )
     if judged:
         checks = judged[-1]
         v = verdict(checks)
@@ -129,10 +147,14 @@ def evaluate(
         v = {
             "verdict": "not evaluated",
             "blamed": None,
+            "evidence": {},
             "also_alerting": [],
             "warning": [],
             "parts": {},
             "not_evaluated": ["all"],
+            "retrain": False,
+            "retrain_targets": [],
+            "retrain_reason": "the window cannot be judged",
         }
     if not enough_ref:
         v["reason"] = (
@@ -146,7 +168,6 @@ def evaluate(
             f"{needs[0] if needs else '?'} requests, all of them from {needs[-1] if needs else '?'}"
         )
     parts = v.get("parts", {})
-    blamed = v["blamed"]
     window_counts = {
         "requests": len(current),
         "served": int((current["status"] == SERVED).sum()),
@@ -154,13 +175,18 @@ def evaluate(
         "all_rejected": int((current["status"] == "all_rejected").sum()),
         "explored": int(current["explored"].sum()),
     }
+    mature = current[current["status"] == SERVED]["mature"]
     summary = {
         **v,
         "input_drift": parts.get("inputs") == "alert",
         "style_collapse": parts.get("generator") == "alert",
         "reward_drift": parts.get("ranker") == "alert",
-        "retrain": blamed in RETRAIN_PART,
-        "retrain_targets": [RETRAIN_PART[blamed]] if blamed in RETRAIN_PART else [],
+        "feedback": {
+            "as_of": str(as_of),
+            "delay_h": cfg.feedback_delay_h,
+            "mature_share": float(mature.mean()) if len(mature) else None,
+            "pooled_requests": len(pooled),
+        },
         "checks": [c.to_dict() for c in checks],
         "history": [
             {

@@ -84,8 +84,11 @@ def test_stream_has_the_server_log_schema_and_feedback_for_every_request(world):
     # the columns are exactly what the transformer writes (serving.explore.log_rows)
     choice = choose([1.0], [True], 0.0)
     cand = [{"category": "Humor", "text": "x", "score": 1.0, "guard_ok": True}]
+    cand[0] |= {"style": "Humor", "win_prob": None}  # what the transformer adds per candidate
+    extra = {f"latency_{k}_ms": 1.0 for k in ("feast", "generate", "rank")}
+    extra |= {"generator_version": "g", "ranker_version": "r"}
     server_row = log_rows(
-        "r", "v", cand, choice, epsilon=0.05, model_version="m", served_at="t", caption="c"
+        "r", "v", cand, choice, epsilon=0.05, model_version="m", served_at="t", caption="c", extra=extra
     )[0]
     assert set(log.columns) == set(server_row)
     per_request = log.groupby("request_id")
