@@ -10,7 +10,7 @@ split over both sides for two-sided signals) and any warn band with `warn_rate`.
 entropy and latency-quantile signals use a normal band (the windows' sd, widened by
 sqrt(1 + n/N) because the reference itself is a sample of N requests); distances (Jensen-Shannon)
 a gamma fit. No band is narrower than the signal's `floor`, which does not shrink as windows grow
-(for latencies, a share of the reference value). A window with fewer units than the sample-size
+(for latencies and click rates, a share of the reference value). A window with fewer units than the sample-size
 rule (`monitoring.sample_size.required_n`) says `not evaluated` and how many it needs; a check
 whose columns the log lacks says `not evaluated: column X missing`. The explored share is judged
 against the epsilon the server logged (a binomial test), and alerts when exploration is off.
@@ -137,9 +137,8 @@ def _band(
             needed,
         )
     sd = float(np.std(boot, ddof=1)) * math.sqrt(inflate)
-    floor = sig.floor * abs(center) if sig.unit == "ms" else sig.floor
-    if sig.unit in ("ctr", "ratio"):
-        floor = 0.0
+    relative = sig.unit in ("ms", "ctr", "ratio")  # these floors are a share of the center
+    floor = sig.floor * abs(center) if relative else sig.floor
     da, dw = max(_z(aa) * sd, floor), max(_z(aw) * sd, floor / 2)
     lo = sig.direction in ("down", "both")
     hi = sig.direction in ("up", "both")
