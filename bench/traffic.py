@@ -327,11 +327,11 @@ class Traffic:
             log = log[list(CONTRACT)]
         return log.reset_index(drop=True), fb
 
-    def week(self, requests_per_day: int = 2000, days: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def week(
+        self, requests_per_day: int = 2000, days: int = 7
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """A healthy reference: `days` days of traffic from the epoch."""
-        return self.stream(
-            requests_per_day * days, EPOCH, requests_per_day, seed=999, prefix="9"
-        )
+        return self.stream(requests_per_day * days, EPOCH, requests_per_day, seed=999, prefix="9")
 
     def window(
         self, n: int, fault: str = "healthy", day: float = 10.0, seed: int = 0, per_day: int = 2000

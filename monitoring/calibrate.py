@@ -233,7 +233,9 @@ def _exploration(window: pd.DataFrame, a_alert: float, a_warn: float) -> tuple[s
         return "alert", 10.0, f"no explored request out of {can} at logged epsilon {eps:.3f}"
     p = float(stats.binomtest(explored, can, eps).pvalue)
     detail = f"{explored} of {can} explored at logged epsilon {eps:.3f} (binomial p = {p:.2g})"
-    strength = abs(explored / can - eps) / max(math.sqrt(eps * (1 - eps) / can) * _z(a_alert / 2), 1e-9)
+    strength = abs(explored / can - eps) / max(
+        math.sqrt(eps * (1 - eps) / can) * _z(a_alert / 2), 1e-9
+    )
     if p < a_alert:
         return "alert", strength, detail
     return ("warn" if p < a_warn else "ok"), strength, detail

@@ -22,6 +22,7 @@ from monitoring.config import MonitorConfig
 from monitoring.requests import request_table, split_windows
 from serving.explore import SERVED
 
+
 def _reference(
     reference: pd.DataFrame | None, reference_feedback: pd.DataFrame | None
 ) -> tuple[pd.DataFrame | None, str]:
@@ -75,8 +76,8 @@ def exploration_evidence(req: pd.DataFrame) -> dict:
     served = req[(req["status"] == SERVED) & (req["pv"].fillna(0) > 0)]
     out: dict = {"explored_requests": int(served["explored"].sum())}
     prop = served["chosen_propensity"].astype(float)
-    if served.empty or prop.isna().all():
-        return out
+    if served.empty or prop.isna().all() or not out["explored_requests"]:
+        return out  # nothing explored (epsilon 0): no estimate of a uniformly drawn push
     ctr = served["clicks"] / served["pv"]
     k = served["n_guarded"].clip(lower=1).astype(float)
     is_top = served["chosen_score_pct"] >= 1.0  # the ranker's top candidate was served

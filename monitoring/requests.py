@@ -169,7 +169,10 @@ def _candidate_rows(log: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame]
         valid[col] = parsed[valid.index].astype(bool)
     score = pd.to_numeric(valid["reward_score"], errors="coerce")
     valid, bad = _aside(
-        valid, valid["reward_score"].notna() & score.isna(), "non-numeric reward_score", "serving_log"
+        valid,
+        valid["reward_score"].notna() & score.isna(),
+        "non-numeric reward_score",
+        "serving_log",
     )
     aside.append(bad)
     valid["reward_score"] = score[valid.index].astype(float)
@@ -299,7 +302,9 @@ def _rejected_frame(aside: list[pd.DataFrame]) -> pd.DataFrame:
     rejected = pd.concat(parts, ignore_index=True)
     for col in rejected.columns:
         if rejected[col].dtype == object or str(rejected[col].dtype).startswith("datetime"):
-            rejected[col] = rejected[col].map(lambda v: None if v is None or v is pd.NaT else str(v))
+            rejected[col] = rejected[col].map(
+                lambda v: None if v is None or v is pd.NaT else str(v)
+            )
     return rejected
 
 

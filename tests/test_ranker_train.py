@@ -238,7 +238,7 @@ def test_unknown_head_is_a_config_error(tiny_encoder_dir, tmp_path):
 
 
 def test_calibration_fits_a_temperature_on_held_out_pairs_and_keeps_the_choices(planted_run):
-    from pushgen.ranker.calibrate import calibration_tests, fit_temperature, read_calibration
+    from pushgen.ranker.calibrate import calibration_tests, read_calibration
 
     out, metrics, _ = planted_run
     record = read_calibration(out)

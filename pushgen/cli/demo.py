@@ -316,7 +316,9 @@ def loop_pass(cfg: DemoConfig, out: Path, train: Path) -> dict:
             f"{'promoted' if again['promote'] else 'rejected'} ({again['reason']})"
         )
     elif result.get("status") != "promoted":
-        console.print(f"no version promoted: {(result.get('gate') or {}).get('reason', 'no retrain')}")
+        console.print(
+            f"no version promoted: {(result.get('gate') or {}).get('reason', 'no retrain')}"
+        )
     return result
 
 

@@ -101,9 +101,11 @@ def load_config(path: str | None, window: str | None, window_requests: int | Non
 
 
 def _read_log(path: str):
-    """A serving log from a table file, the server's log directory, or the windows it shipped
-    to an artifact store (`s3://…/serving-log/<pod>` or a local store directory)."""
-    from pushgen.data.contracts import read_table
+    """(serving log, lines set aside) from a table file, the server's log directory, or the
+    windows it shipped to an artifact store (`s3://…/serving-log/<pod>` or a local store
+    directory). A malformed JSONL line (a half-written last line) is set aside, never fatal."""
+    from pushgen.data.contracts import check_columns, read_table
+    from serving.serving_log import SERVING_LOG_GLOB, read_jsonl_files
 
     if path.startswith("s3://") or (Path(path) / "windows").is_dir():
         from serving.serving_log import load_serving_windows
@@ -111,18 +113,17 @@ def _read_log(path: str):
         log = load_serving_windows(path)  # validated (rejected rows kept aside) by the monitor
         if log.empty:
             raise DataContractError(f"no serving-log windows under {path}/windows")
-        return log
-    if Path(path).is_dir():
-        import pandas as pd
-
-        from serving.serving_log import SERVING_LOG_GLOB
-
-        files = sorted(Path(path).glob(SERVING_LOG_GLOB))
-        if not files:
+        return log, None
+    if Path(path).is_dir() or path.endswith(".jsonl"):
+        files = sorted(Path(path).glob(SERVING_LOG_GLOB)) if Path(path).is_dir() else [Path(path)]
+        if not files or not all(f.exists() for f in files):
             raise DataContractError(f"no {SERVING_LOG_GLOB} files in {path}")
-        frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return read_table(path, "serving_log")
+        log, bad = read_jsonl_files(files)
+        if log.empty:
+            raise DataContractError(f"{path}: no readable serving-log row ({len(bad)} set aside)")
+        check_columns("serving_log", log)
+        return log, bad
+    return read_table(path, "serving_log"), None
 
 
 def run_monitor(args: argparse.Namespace) -> int:
@@ -147,11 +148,13 @@ def run_monitor(args: argparse.Namespace) -> int:
     from pushgen.data.contracts import read_table
 
     cfg = load_config(args.config, args.window, args.window_requests)
-    log = _read_log(args.log)
+    log, bad_lines = _read_log(args.log)
     feedback = read_table(args.feedback, "feedback") if args.feedback else None
-    reference = _read_log(args.reference) if args.reference else None
+    reference = _read_log(args.reference)[0] if args.reference else None
     ref_fb = read_table(args.reference_feedback, "feedback") if args.reference_feedback else None
-    summary = run_monitoring(log, feedback, reference, args.out, cfg, reference_feedback=ref_fb)
+    summary = run_monitoring(
+        log, feedback, reference, args.out, cfg, reference_feedback=ref_fb, set_aside=bad_lines
+    )
     print("\n".join(alert_lines(summary)))
     counts = summary["counts"]
     rejected = {k: v for k, v in counts.items() if k.startswith("rejected_")}

@@ -1,0 +1,62 @@
+"""The monitor on traffic it did not simulate (bench/traffic.py shares no code with logsim).
+
+Fast tier: a small reference, one window of each fault of issue #27's table and a few healthy
+windows at 240 requests, each judged right. The full table (100 healthy windows and 5 seeds per
+fault at 240 and 1,000 requests; `python -m bench.detection`) is the slow test, and its results
+file (docs/results/monitor_detection.json) is what the README's table comes from.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.detection import judge_window, main
+from bench.traffic import FAULTS, Traffic
+from monitoring.calibrate import calibrate
+from monitoring.config import MonitorConfig
+from monitoring.requests import request_table
+
+
+@pytest.fixture(scope="module")
+def setup():
+    traffic = Traffic(seed=0, n_videos=200)
+    ref_log, ref_fb = traffic.week(requests_per_day=800, days=4)
+    reference, _, _ = request_table(ref_log, ref_fb)
+    cfg = MonitorConfig(n_boot=80)
+    return traffic, calibrate(reference.assign(mature=True), 240, 80), cfg
+
+
+def test_the_traffic_generator_shares_no_code_with_logsim():
+    source = Path("bench/traffic.py").read_text()
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not any(m.startswith("monitoring") for m in imported)
+    assert "logsim" not in source.replace("monitoring/logsim.py", "")
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "healthy"])
+def test_each_fault_is_judged_right(setup, fault):
+    traffic, cal, cfg = setup
+    row = judge_window(traffic, 240, fault, 0, cal, cfg)
+    assert row["right"], row
+
+
+def test_healthy_windows_with_daily_rhythm_raise_no_alert(setup):
+    traffic, cal, cfg = setup
+    rows = [judge_window(traffic, 240, "healthy", seed, cal, cfg) for seed in range(6)]
+    assert all(r["right"] for r in rows), [r for r in rows if not r["right"]]
+
+
+@pytest.mark.slow
+def test_full_detection_table(tmp_path):
+    assert main(["--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "monitor_detection.json").read_text())
+    assert doc["all_right"], [r for r in doc["rows"] if r["right"] < r["windows"]]
+    assert all(rate <= 0.02 for rate in doc["false_alarm_rate"].values())
