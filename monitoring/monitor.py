@@ -6,8 +6,12 @@ The log becomes one row per request (monitoring/requests.py) and is cut into win
 window is judged against bands calibrated on the reference (monitoring/calibrate.py), and the
 last `history_windows` windows are judged too, for the charts. The reference is an earlier,
 healthy serving-log window; without one (or given historical pushes, which carry no candidates),
-the log's own earlier windows serve as the reference. Evidence (counts as shares, the CTR of picks
-with a confidence interval, exploration estimates) is reported beside the checks, never as alerts.
+the log's own earlier windows serve as the reference. Feedback is mature `feedback_delay_h` after
+serving (as of `as_of`, default now): click checks read mature requests only, and the share of
+mature requests with feedback is itself a check. The exploration lift pools the last
+`pool_windows` windows (one window has too few explored requests). Evidence (counts as shares, the
+CTR of picks with a confidence interval, exploration estimates) is reported beside the checks,
+never as alerts.
 """
 
 from __future__ import annotations

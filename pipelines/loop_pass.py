@@ -7,7 +7,9 @@ The serving log is simulated from the data's world (`monitoring.logsim`): a few 
 then one whose ranker prefers invented, sensational pushes (`ranker_invented`), so the monitor
 (judging the latest window against the earlier ones) blames the ranker; the monitoring pipeline
 then runs through kfp's local runner exactly as scheduled on a cluster: ingest-feedback, the
-nested training pipeline (generator carried over, ranker retrained), gate, register.
+nested training pipeline (generator carried over, ranker retrained), gate, register. After a
+promotion, `offer_previous` offers the ranker that served before to the gate again, against what
+serves now: the gate's other answer (rejected, when the retrain is better beyond tolerance).
 """
 
 from __future__ import annotations

@@ -60,3 +60,11 @@ def test_full_detection_table(tmp_path):
     doc = json.loads((tmp_path / "monitor_detection.json").read_text())
     assert doc["all_right"], [r for r in doc["rows"] if r["right"] < r["windows"]]
     assert all(rate <= 0.02 for rate in doc["false_alarm_rate"].values())
+
+
+def test_readme_detection_section_is_rendered_from_the_results_file():
+    from bench.detection import read_section, render_section
+
+    doc = json.loads(Path("docs/results/monitor_detection.json").read_text())
+    assert read_section() == render_section(doc), "run `python -m bench.detection --readme-only`"
+    assert doc["all_right"] and all(rate <= 0.02 for rate in doc["false_alarm_rate"].values())
