@@ -6,8 +6,9 @@ scaling divides the logit of P(a beats b) by one fitted `T > 0`, which is monoto
 its side of 0.5, so the ranker's choices (Copeland wins) do not change, only its probabilities.
 
 `T` is fitted (maximum likelihood of the decided labels under the symmetrised prediction, which is
-what the metrics and the server use) on a *calibration half* of the held-out tests, chosen by a
-hash of `test_id`, and written to `ranker_config.json` (`temperature`, read by
+what the metrics and the server use; T in [0.2, 10]) on a *calibration half* of the held-out
+tests, chosen by a hash of `test_id` (on all of them when a half would hold fewer than
+`MIN_SPLIT_PAIRS` decided pairs), and written to `ranker_config.json` (`temperature`, read by
 `PairwiseRanker.score_pairs`) and `calibration.json` (the fitted T, the calibration test ids, the
 ECE before and after on the other half). The gate leaves the calibration tests out of its held-out
 pairs, so calibrated ECE is compared with calibrated ECE on pairs neither model was fitted on.
@@ -32,6 +33,9 @@ from pushgen.ranker.metrics import expected_calibration_error, pairwise_accuracy
 
 CALIBRATION_FILE = "calibration.json"
 MIN_PAIRS = 8  # fewer decided calibration pairs: T stays 1 (nothing to fit on), said in the file
+MIN_SPLIT_PAIRS = 30  # a calibration half with fewer decided pairs: T is fitted on all held-out
+# pairs instead (no test is then left out by the gate: both rankers are measured on the pairs
+# their temperatures were fitted on, like with like; a one-parameter fit cannot change accuracy)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -57,7 +61,7 @@ def fit_temperature(p_ab: np.ndarray, p_ba: np.ndarray, y: np.ndarray) -> float:
         p = np.minimum(p, 1 - 1e-9)
         return float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
 
-    best = minimize_scalar(loss, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    best = minimize_scalar(loss, bounds=(math.log(0.2), math.log(10.0)), method="bounded")
     return float(math.exp(best.x))
 
 
@@ -99,6 +103,13 @@ def calibrate_ranker(
     in_cal = keys.isin(cal_ids).to_numpy()
     p_ab, p_ba = score_both_orders(ranker, pairs_val)
     y = pairs_val["label"].to_numpy(float)
+    note = None
+    if int((in_cal & (y != 0.5)).sum()) < MIN_SPLIT_PAIRS:  # too few to split: fit on all
+        note = (
+            f"fewer than {MIN_SPLIT_PAIRS} decided pairs in a calibration half: T fitted on all "
+            "held-out pairs, none left out by the gate"
+        )
+        cal_ids, in_cal = set(), np.ones(len(y), bool)
     temperature = fit_temperature(p_ab[in_cal], p_ba[in_cal], y[in_cal])
     check = ~in_cal if (~in_cal).any() else in_cal
     raw = symmetrised(p_ab[check], p_ba[check])
@@ -113,7 +124,7 @@ def calibrate_ranker(
         "ece_after": expected_calibration_error(cal, y[check]),
         "accuracy_before": pairwise_accuracy(raw, y[check]),
         "accuracy_after": pairwise_accuracy(cal, y[check]),
-        "note": None
+        "note": note
         if int((in_cal & (y != 0.5)).sum()) >= MIN_PAIRS
         else f"fewer than {MIN_PAIRS} decided calibration pairs: T left at 1",
     }
