@@ -12,6 +12,7 @@ import ast
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.detection import judge_window, main
@@ -68,3 +69,27 @@ def test_readme_detection_section_is_rendered_from_the_results_file():
     doc = json.loads(Path("docs/results/monitor_detection.json").read_text())
     assert read_section() == render_section(doc), "run `python -m bench.detection --readme-only`"
     assert doc["all_right"] and all(rate <= 0.02 for rate in doc["false_alarm_rate"].values())
+
+
+def test_clicks_not_yet_mature_are_not_judged_and_the_banner_says_so(setup, tmp_path, capsys):
+    from monitoring.report import headline
+    from pushgen.cli.main import main
+
+    traffic, _, _ = setup
+    ref_log, ref_fb = traffic.window(720, seed=11, day=2)
+    log, fb = traffic.window(240, seed=12, day=9)
+    end = pd.to_datetime(log["served_at"], format="ISO8601").max()
+    paths = {}
+    for name, df in (("log", log), ("fb", fb), ("ref", ref_log), ("ref_fb", ref_fb)):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        df.to_parquet(paths[name])
+    out = tmp_path / "out"
+    args = ["monitor", "--log", paths["log"], "--feedback", paths["fb"], "--out", str(out)]
+    args += ["--reference", paths["ref"], "--reference-feedback", paths["ref_fb"]]
+    assert main([*args, "--as-of", str(end), "--feedback-delay-h", "24"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    ctr = next(c for c in summary["checks"] if c["name"] == "chosen_ctr")
+    assert ctr["level"] == "not evaluated" and "mature feedback" in ctr["detail"]
+    assert summary["feedback"]["mature_share"] == 0.0
+    assert "chosen_ctr (0 of" in headline(summary) and not summary["retrain"]
+    assert "retrain: no" in capsys.readouterr().out

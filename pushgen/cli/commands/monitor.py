@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--window", help="split the log by served_at into windows (pandas offset: 1D, 6h)"
     )
     p.add_argument("--window-requests", type=int, help="requests per window (default 240)")
+    p.add_argument(
+        "--feedback-delay-h",
+        type=float,
+        help="hours until a request's clicks are all in (default 24): younger ones are not judged",
+    )
+    p.add_argument("--as-of", help="when the feedback was read (ISO time; default now)")
     p.add_argument("--screenshot", help="also render report.html to this PNG (headless Chromium)")
     p.add_argument("--fail-on-alert", action="store_true", help="exit 1 when an alert fires")
     p.add_argument(
@@ -73,7 +79,12 @@ def report(args: argparse.Namespace) -> int:
     return print_report(args)
 
 
-def load_config(path: str | None, window: str | None, window_requests: int | None = None):
+def load_config(
+    path: str | None,
+    window: str | None,
+    window_requests: int | None = None,
+    **more: object,
+):
     """MonitorConfig from an optional JSON/YAML file, with `--window` on top."""
     from monitoring.config import MonitorConfig
 
@@ -97,6 +108,7 @@ def load_config(path: str | None, window: str | None, window_requests: int | Non
         values["window"] = window
     if window_requests is not None:
         values["window_requests"] = window_requests
+    values.update({k: v for k, v in more.items() if v is not None})
     return MonitorConfig.from_dict(values)
 
 
@@ -147,7 +159,13 @@ def run_monitor(args: argparse.Namespace) -> int:
     from monitoring.report import alert_lines, run_monitoring
     from pushgen.data.contracts import read_table
 
-    cfg = load_config(args.config, args.window, args.window_requests)
+    cfg = load_config(
+        args.config,
+        args.window,
+        args.window_requests,
+        feedback_delay_h=args.feedback_delay_h,
+        as_of=args.as_of,
+    )
     log, bad_lines = _read_log(args.log)
     feedback = read_table(args.feedback, "feedback") if args.feedback else None
     reference = _read_log(args.reference)[0] if args.reference else None
