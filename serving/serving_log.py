@@ -8,7 +8,10 @@ Columns: the contract's (`request_id`, `video_id`, `category`, `text`, `reward_s
 `model_version`, `served_at`) plus `guard_ok`, `guard_reasons`, `degraded` and, per
 `serving.explore.log_rows`, `candidate_index`, `n_candidates`, `chosen_index`, `propensity`,
 `explored`, `epsilon`, `status` (served | degraded | all_rejected), `topic`, `caption_chars`,
-`caption_sha`. A request whose candidates were all rejected still has its rows (none selected).
+`caption_sha`, and from the transformer `style` (the text's detected style), `win_prob`,
+`latency_{feast,generate,rank,total}_ms`, `generator_version`, `ranker_version` (docs/design.md
+lists which monitor check reads which). A request whose candidates were all rejected still has its
+rows (none selected). `read_jsonl` sets a malformed line (a half-written last line) aside.
 
 Windows to the artifact store (`ship_to`, a local directory or `s3://bucket/prefix`): a file is
 also closed after `window_s` seconds, and every closed file is written as parquet to
