@@ -129,3 +129,11 @@ def test_a_log_with_only_the_contract_columns_says_which_columns_are_missing(tra
     assert "guard_ok" in summary["counts"]["missing_columns"]
     assert summary["verdict"] != "alert" and not summary["retrain"]
     assert summary["parts"]["inputs"] == "not evaluated"  # no topic, no caption columns
+
+
+def test_a_log_with_no_readable_line_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "serving_log-20261201T000000-00001.jsonl"
+    path.write_text('{"request_id": "1\n[1, 2]\n', encoding="utf-8")
+    assert main(["monitor", "--log", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no readable serving-log row (2 set aside)" in err
