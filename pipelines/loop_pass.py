@@ -139,9 +139,13 @@ def offer_previous(cfg: LoopConfig, previous: str) -> dict:
     from pushgen.core.store import ArtifactStore
     from pushgen.loop.gate import GateConfig, GateInputs, run_gate
 
-    data = Path(cfg.data)
+    # the data this pass trained on (its serving feedback ingested as A/B tests), as its gate read
+    ingested = sorted(Path(cfg.out).glob("pipeline/pushgen-monitoring-*/ingest-feedback/data"))
+    data = ingested[-1] if ingested else Path(cfg.data)
+    store = ArtifactStore.from_uri(cfg.store)
     with tempfile.TemporaryDirectory(prefix="pushgen-previous-") as tmp:
-        prev = ArtifactStore.from_uri(cfg.store).fetch(previous, Path(tmp), names=["ranker"])
+        prev = store.fetch(previous, Path(tmp) / "previous", names=["ranker"])
+        now = store.fetch("latest", Path(tmp) / "latest", names=["ranker"])
         inputs = GateInputs(
             generator_dir=str(prev / "generator"),  # not read: only the ranker is compared
             ranker_dir=str(prev / "ranker"),
@@ -151,6 +155,7 @@ def offer_previous(cfg: LoopConfig, previous: str) -> dict:
             world=str(data / "world.json"),
             store_uri=str(Path(cfg.store).resolve()),
             parts=("ranker",),
+            heldout_dir=str(now / "ranker"),  # the same held-out pairs as the promotion's gate
         )
         decision = run_gate(inputs, GateConfig(n_videos=cfg.gate_videos))
     return {**decision, "candidate_version": previous}

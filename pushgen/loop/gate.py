@@ -62,6 +62,7 @@ class GateInputs:
     store_uri: str  # the artifact store holding the production version
     parts: tuple[str, ...] = PARTS  # the parts this run trained (others were carried over)
     production: str = "latest"  # the version to compare with ("latest": what serves now)
+    heldout_dir: str | None = None  # whose split.json/calibration.json pick the held-out pairs
 
 
 def parse_parts(text: str) -> tuple[str, ...]:
@@ -167,12 +168,13 @@ def score_rankers(rankers: dict[str, Any], inputs: GateInputs) -> dict[str, dict
 
     source = read_ab_tests(inputs.ab_tests)
     arms = source.arms
-    split_file = Path(inputs.ranker_dir) / "split.json"
+    heldout = inputs.heldout_dir or inputs.ranker_dir  # default: the candidate's own split
+    split_file = Path(heldout) / "split.json"
     if split_file.exists():
         val = set(json.loads(split_file.read_text()).get("val_test_ids", []))
         held = arms[arms["test_id"].astype(str).isin(val)]
         arms = held if len(held) else arms
-    cal_ids = set((read_calibration(inputs.ranker_dir) or {}).get("calibration_test_ids", []))
+    cal_ids = set((read_calibration(heldout) or {}).get("calibration_test_ids", []))
     in_cal = arms["test_id"].astype(str).isin(cal_ids)
     cfg = PairConfig(match_on=source.match_on)
     pairs = build_pairs_report(arms[~in_cal] if (~in_cal).any() else arms, cfg).pairs
