@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import pandas as pd
+
 from pushgen.core.errors import ConfigError
 
 
@@ -30,6 +32,9 @@ class MonitorConfig:
     text_drift_threshold: float = 0.1
     score_drift_method: str = "ks"
     score_drift_threshold: float = 0.05
+    feedback_delay_h: float = 24.0  # clicks of a request are complete this long after serving
+    as_of: str | None = None  # when the feedback was read (ISO time); None: now
+    pool_windows: int = 12  # the exploration lift pools the explored requests of this many windows
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -39,7 +44,17 @@ class MonitorConfig:
                 raise ConfigError(f"{name} must lie in (0, 1), got {value}")
         if self.warn_rate < self.false_alarm_rate:
             raise ConfigError("warn_rate must be at least false_alarm_rate")
-        for name in ("window_requests", "history_windows", "n_boot", "min_reference_requests"):
+        if self.feedback_delay_h < 0:
+            raise ConfigError(f"feedback_delay_h must be >= 0, got {self.feedback_delay_h}")
+        if self.as_of is not None and pd.isna(pd.to_datetime(self.as_of, errors="coerce")):
+            raise ConfigError(f"as_of must be an ISO time, got {self.as_of!r}")
+        for name in (
+            "window_requests",
+            "history_windows",
+            "n_boot",
+            "min_reference_requests",
+            "pool_windows",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 

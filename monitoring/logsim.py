@@ -10,7 +10,8 @@ rare degraded (ranker down) and all-rejected requests, and feedback Binomial(pv,
 
     log, feedback = simulate_log(world, StreamConfig(n_requests=240, fault="random_ranker"))
 
-Faults: `full_collapse`, `partial_collapse` (20% of requests), `ranker_invented` (+1.5 logit for
+Faults: `full_collapse` (every requested category answered, and logged, but every text written in
+one style, as a collapsed generator does), `partial_collapse` (20% of requests), `ranker_invented` (+1.5 logit for
 sensational candidates), `random_ranker`, `topic_shift` (3 of 10 topics take 60% of traffic),
 `caption_outage` (20% of requests: empty or stale caption).
 """
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pushgen.core.errors import ConfigError
-from pushgen.data.simulator import INVENTED_NAMES, TEMPLATES, World, true_ctr
+from pushgen.data.simulator import INVENTED_NAMES, TEMPLATES, World, true_ctr, true_style
 from pushgen.generator.guard import check_candidate
 from pushgen.ranker.aggregate import copeland_scores
 from serving.explore import ALL_REJECTED, choose, log_rows
@@ -154,12 +155,11 @@ def _candidates(
 ) -> list[tuple[str, str, bool]]:
     """(category, text, sensational) per category, written from `source`'s entities."""
     cats = cache.world.categories
-    if collapsed:
-        text = _write(source, TEMPLATES[cfg.collapse_category][0])
-        return [(cfg.collapse_category, text, False)] * len(cats)
     out = []
     for category in cats:
-        options = TEMPLATES[category]
+        # a collapsed generator still answers every requested category (and the server logs the
+        # requested one), but writes every text in one style
+        options = TEMPLATES[cfg.collapse_category if collapsed else category]
         text = _write(source, options[int(rng.integers(len(options)))])
         u = rng.random()
         if u < cfg.invent_rate:
@@ -226,6 +226,8 @@ def simulate_log(
                     "guard_ok": ok,
                     "guard_reasons": reasons,
                     "sensational": sensational,
+                    "style": true_style(text) or "none",
+                    "win_prob": None,
                 }
             )
         ok_idx = [j for j, c in enumerate(cands) if c["guard_ok"]]
@@ -250,6 +252,13 @@ def simulate_log(
             served_at=served_at,
             caption=caption,
             topic=video["topic"],
+            extra={
+                "latency_feast_ms": round(float(rng.lognormal(math.log(4), 0.3)), 2),
+                "latency_generate_ms": round(float(rng.lognormal(math.log(900), 0.25)), 2),
+                "latency_rank_ms": round(float(rng.lognormal(math.log(40), 0.3)), 2),
+                "generator_version": cfg.model_version.split("+")[0],
+                "ranker_version": cfg.model_version.split("+")[-1],
+            },
         )
         if choice.status == ALL_REJECTED:  # nothing was sent: zero exposures, still reported
             feedback.append({"request_id": request_id, "pv": 0, "clicks": 0})

@@ -6,8 +6,12 @@ The log becomes one row per request (monitoring/requests.py) and is cut into win
 window is judged against bands calibrated on the reference (monitoring/calibrate.py), and the
 last `history_windows` windows are judged too, for the charts. The reference is an earlier,
 healthy serving-log window; without one (or given historical pushes, which carry no candidates),
-the log's own earlier windows serve as the reference. Evidence (counts as shares, the CTR of picks
-with a confidence interval, exploration estimates) is reported beside the checks, never as alerts.
+the log's own earlier windows serve as the reference. Feedback is mature `feedback_delay_h` after
+serving (as of `as_of`, default now): click checks read mature requests only, and the share of
+mature requests with feedback is itself a check. The exploration lift pools the last
+`pool_windows` windows (one window has too few explored requests). Evidence (counts as shares, the
+CTR of picks with a confidence interval, exploration estimates) is reported beside the checks,
+never as alerts.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ from monitoring.calibrate import Calibration, calibrate, judge, verdict
 from monitoring.config import MonitorConfig
 from monitoring.requests import request_table, split_windows
 from serving.explore import SERVED
-
-RETRAIN_PART = {"generator": "generator", "ranker": "ranker"}  # inputs: fix the data, not a model
 
 
 def _reference(
@@ -40,7 +42,15 @@ def _reference(
     if fb is None and {"pv", "clicks"} <= set(reference.columns):
         fb = reference[["request_id", "pv", "clicks"]].dropna().drop_duplicates("request_id")
     req, _, _ = request_table(reference, fb)
-    return req, f"the reference serving log ({len(req)} requests)"
+    return req.assign(mature=True), f"the reference serving log ({len(req)} requests)"
+
+
+def mark_mature(req: pd.DataFrame, cfg: MonitorConfig) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """`mature`: served at least `feedback_delay_h` before `as_of` (its clicks are all in)."""
+    as_of = pd.Timestamp(cfg.as_of) if cfg.as_of else pd.Timestamp.now(tz="UTC")
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+    cutoff = as_of - pd.Timedelta(hours=cfg.feedback_delay_h)
+    return req.assign(mature=req["served_at"] <= cutoff), as_of
 
 
 def ctr_interval(req: pd.DataFrame, seed: int = 0, n_boot: int = 500) -> dict:
@@ -70,8 +80,8 @@ def exploration_evidence(req: pd.DataFrame) -> dict:
     served = req[(req["status"] == SERVED) & (req["pv"].fillna(0) > 0)]
     out: dict = {"explored_requests": int(served["explored"].sum())}
     prop = served["chosen_propensity"].astype(float)
-    if served.empty or prop.isna().all():
-        return out
+    if served.empty or prop.isna().all() or not out["explored_requests"]:
+        return out  # nothing explored (epsilon 0): no estimate of a uniformly drawn push
     ctr = served["clicks"] / served["pv"]
     k = served["n_guarded"].clip(lower=1).astype(float)
     is_top = served["chosen_score_pct"] >= 1.0  # the ranker's top candidate was served
@@ -100,10 +110,14 @@ def evaluate(
     reference: pd.DataFrame | None = None,
     reference_feedback: pd.DataFrame | None = None,
     cfg: MonitorConfig | None = None,
+    set_aside: pd.DataFrame | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """(JSON-ready summary, rejected rows) for the latest window of `serving_log`."""
+    """(JSON-ready summary, rejected rows) for the latest window of `serving_log`; `set_aside`:
+    rows a reader already set aside (malformed lines), counted with the rest."""
     cfg = cfg or MonitorConfig()
-    req, rejected, counts = request_table(serving_log, feedback)
+    req, rejected, counts = request_table(serving_log, feedback, set_aside)
+    req, as_of = mark_mature(req, cfg)
+    missing = list(counts["missing_columns"]) + (["feedback"] if feedback is None else [])
     windows = split_windows(req, cfg.window_requests, cfg.window)
     ref, ref_note = _reference(reference, reference_feedback)
     if ref is None:  # the log's own earlier windows are the healthy reference
@@ -112,15 +126,24 @@ def evaluate(
     history = windows[-cfg.history_windows :]
     cals: dict[int, Calibration] = {}
     enough_ref = len(ref) >= cfg.min_reference_requests
+    pooled = pd.concat(windows[-cfg.pool_windows :], ignore_index=True)
+    pooled_cal = None
+    if enough_ref and len(windows) > 1:  # the exploration lift, on the pooled windows
+        pooled_cal = calibrate(
+            ref, len(pooled), max(cfg.n_boot // 4, 20), cfg.false_alarm_rate, cfg.warn_rate
+        )
     judged = []
-    for w in history:
+    for i, w in enumerate(history):
         if not enough_ref:
             break
         if len(w) not in cals:
             cals[len(w)] = calibrate(
                 ref, len(w), cfg.n_boot, cfg.false_alarm_rate, cfg.warn_rate, cfg.seed
             )
-        judged.append(judge(w, cals[len(w)]))
+        last = i == len(history) - 1
+        judged.append(
+            judge(w, cals[len(w)], missing, pooled if last else None, pooled_cal if last else None)
+        )
     if judged:
         checks = judged[-1]
         v = verdict(checks)
@@ -129,10 +152,14 @@ def evaluate(
         v = {
             "verdict": "not evaluated",
             "blamed": None,
+            "evidence": {},
             "also_alerting": [],
             "warning": [],
             "parts": {},
             "not_evaluated": ["all"],
+            "retrain": False,
+            "retrain_targets": [],
+            "retrain_reason": "the window cannot be judged",
         }
     if not enough_ref:
         v["reason"] = (
@@ -146,7 +173,6 @@ def evaluate(
             f"{needs[0] if needs else '?'} requests, all of them from {needs[-1] if needs else '?'}"
         )
     parts = v.get("parts", {})
-    blamed = v["blamed"]
     window_counts = {
         "requests": len(current),
         "served": int((current["status"] == SERVED).sum()),
@@ -154,13 +180,18 @@ def evaluate(
         "all_rejected": int((current["status"] == "all_rejected").sum()),
         "explored": int(current["explored"].sum()),
     }
+    mature = current[current["status"] == SERVED]["mature"]
     summary = {
         **v,
         "input_drift": parts.get("inputs") == "alert",
         "style_collapse": parts.get("generator") == "alert",
         "reward_drift": parts.get("ranker") == "alert",
-        "retrain": blamed in RETRAIN_PART,
-        "retrain_targets": [RETRAIN_PART[blamed]] if blamed in RETRAIN_PART else [],
+        "feedback": {
+            "as_of": str(as_of),
+            "delay_h": cfg.feedback_delay_h,
+            "mature_share": float(mature.mean()) if len(mature) else None,
+            "pooled_requests": len(pooled),
+        },
         "checks": [c.to_dict() for c in checks],
         "history": [
             {

@@ -39,6 +39,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2%}"
     if unit == "chars":
         return f"{value:.1f}"
+    if unit == "ms":
+        return f"{value:.0f} ms"
     return f"{value:.3f}"
 
 
@@ -53,26 +55,48 @@ def _band_text(c: dict) -> str:
     return f"{fmt(lo, c['unit'])} … {fmt(hi, c['unit'])}"
 
 
+def _why_not(c: dict) -> str:
+    """Why a check was not evaluated, in a few words."""
+    detail = c["detail"]
+    if detail.startswith("column "):
+        return detail.split(";")[0]
+    if "mature feedback" in detail:
+        return f"{c['units']} of {c['needed']} requests with mature feedback"
+    if "units in this window" in detail:
+        return f"{c['units']} of {c['needed']} units"
+    return detail.split(";")[0]
+
+
+def unevaluated(summary: dict, limit: int = 4) -> str:
+    """The checks that were not evaluated, each with why ('' when none)."""
+    skipped = [c for c in summary["checks"] if c["level"] == "not evaluated"]
+    if not skipped:
+        return ""
+    named = "; ".join(f"{c['name']} ({_why_not(c)})" for c in skipped[:limit])
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"not evaluated: {named}{more}"
+
+
 def headline(summary: dict) -> str:
     """The banner sentence, derived from the checks it sits above."""
     checks = summary["checks"]
     level = summary["verdict"]
+    skipped = unevaluated(summary)
+    tail_skip = f". {skipped[0].upper()}{skipped[1:]}" if skipped else ""
     if level == "alert":
         firing = [c for c in checks if c["level"] == "alert" and c["part"] == summary["blamed"]]
         what = "; ".join(
             f"{c['name']} {fmt(c['value'], c['unit'])} (healthy {_band_text(c)})" for c in firing
         )
         also = summary.get("also_alerting") or []
-        tail = f". Downstream also moved: {', '.join(also)}" if also else ""
+        tail = f". Also alerting, on weaker evidence: {', '.join(also)}" if also else ""
         return f"ALERT: look at the {summary['blamed']}: {what}{tail}"
     if level == "warn":
         near = [c["name"] for c in checks if c["level"] == "warn"]
-        return f"WARN: no alert, but {', '.join(near)} left the inner band"
+        return f"WARN: no alert, but {', '.join(near)} left the inner band{tail_skip}"
     if level == "ok":
         n = sum(c["level"] == "ok" for c in checks)
-        skipped = sum(c["level"] == "not evaluated" for c in checks)
-        extra = f"; {skipped} not evaluated (too few units)" if skipped else ""
-        return f"OK: all {n} evaluated checks inside their healthy bands{extra}"
+        return f"OK: all {n} evaluated checks inside their healthy bands{tail_skip}"
     return f"NOT EVALUATED: {summary.get('reason', 'too little data')}"
 
 
@@ -88,7 +112,11 @@ def alert_lines(summary: dict) -> list[str]:
                 f" (healthy {_band_text(c)})"
             )
     targets = ", ".join(summary["retrain_targets"]) or "nothing"
-    lines.append(f"retrain: {'yes' if summary['retrain'] else 'no'} ({targets})")
+    why = summary.get("retrain_reason")
+    lines.append(
+        f"retrain: {'yes' if summary['retrain'] else 'no'} ({targets})"
+        + (f": {why}" if why else "")
+    )
     return lines
 
 
@@ -214,7 +242,14 @@ def page(summary: dict, evidently: list[dict] | None = None) -> str:
             f"top {pct(expl.get('ctr_top_ips'))} vs uniformly drawn "
             f"{pct(expl.get('ctr_random_ips'))} on {expl.get('explored_requests', 0)} explored "
             f"requests; score rank vs CTR (Spearman, explored) "
-            f"{rho_text}",
+            f"{rho_text}"
+            if expl.get("explored_requests")
+            else "no explored request in this window (exploration off or too few requests): "
+            "no unbiased estimate",
+        ),
+        (
+            "retrain",
+            f"{'yes' if summary['retrain'] else 'no'}: {summary.get('retrain_reason', '')}",
         ),
         (
             "rows set aside",
@@ -278,6 +313,7 @@ def run_monitoring(
     out_dir: str | Path,
     cfg: MonitorConfig | None = None,
     reference_feedback: pd.DataFrame | None = None,
+    set_aside: pd.DataFrame | None = None,
 ) -> dict:
     """Judge the latest window of a serving log; write report.html, summary.json, rejected rows.
 
@@ -285,7 +321,9 @@ def run_monitoring(
     set aside in `rejected.parquet` and counted in `summary["counts"]`.
     """
     cfg = cfg or MonitorConfig()
-    summary, rejected = evaluate(serving_log, feedback, reference, reference_feedback, cfg)
+    summary, rejected = evaluate(
+        serving_log, feedback, reference, reference_feedback, cfg, set_aside
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_rejected(rejected, out_dir, "monitor")

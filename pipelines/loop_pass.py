@@ -7,7 +7,9 @@ The serving log is simulated from the data's world (`monitoring.logsim`): a few 
 then one whose ranker prefers invented, sensational pushes (`ranker_invented`), so the monitor
 (judging the latest window against the earlier ones) blames the ranker; the monitoring pipeline
 then runs through kfp's local runner exactly as scheduled on a cluster: ingest-feedback, the
-nested training pipeline (generator carried over, ranker retrained), gate, register.
+nested training pipeline (generator carried over, ranker retrained), gate, register. After a
+promotion, `offer_previous` offers the ranker that served before to the gate again, against what
+serves now: the gate's other answer (rejected, when the retrain is better beyond tolerance).
 
 It lives with the pipelines because it runs one; the loop's parts (gate, carry-over, feedback)
 are in `pushgen.loop`.
@@ -84,6 +86,7 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
     before = set(store.versions())
     if not before:
         raise ConfigError(f"{cfg.store}: no production version yet; run the training pipeline")
+    previous = store.resolve("latest")["version"]  # what serves before this pass
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     world = World.load(data / "world.json")
@@ -125,4 +128,37 @@ def run_loop_pass(cfg: LoopConfig) -> dict:
         manifest = store.resolve(made[-1])
         result["status"] = manifest.get("status")
         result["gate"] = manifest.get("gate")
+        if result["status"] == "promoted" and "ranker" in result["retrain_targets"]:
+            result["previous_offered"] = offer_previous(cfg, previous)
     return result
+
+
+def offer_previous(cfg: LoopConfig, previous: str) -> dict:
+    """The gate's other answer: the ranker that served before, offered again as a candidate
+    against what serves now (after a promotion, it should be rejected if the retrain is better
+    by more than the tolerance). Nothing is registered; returns the gate's decision."""
+    import tempfile
+
+    from pushgen.core.store import ArtifactStore
+    from pushgen.loop.gate import GateConfig, GateInputs, run_gate
+
+    # the data this pass trained on (its serving feedback ingested as A/B tests), as its gate read
+    ingested = sorted(Path(cfg.out).glob("pipeline/pushgen-monitoring-*/ingest-feedback/data"))
+    data = ingested[-1] if ingested else Path(cfg.data)
+    store = ArtifactStore.from_uri(cfg.store)
+    with tempfile.TemporaryDirectory(prefix="pushgen-previous-") as tmp:
+        prev = store.fetch(previous, Path(tmp) / "previous", names=["ranker"])
+        now = store.fetch("latest", Path(tmp) / "latest", names=["ranker"])
+        inputs = GateInputs(
+            generator_dir=str(prev / "generator"),  # not read: only the ranker is compared
+            ranker_dir=str(prev / "ranker"),
+            captions=str(data / "captions.parquet"),
+            pushes=str(data / "pushes.parquet"),
+            ab_tests=str(data / "ab_tests.parquet"),
+            world=str(data / "world.json"),
+            store_uri=str(Path(cfg.store).resolve()),
+            parts=("ranker",),
+            heldout_dir=str(now / "ranker"),  # the same held-out pairs as the promotion's gate
+        )
+        decision = run_gate(inputs, GateConfig(n_videos=cfg.gate_videos))
+    return {**decision, "candidate_version": previous}

@@ -93,11 +93,14 @@ def log_rows(
     served_at: str,
     caption: str | None,
     topic: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One serving-log row per candidate (`category`, `text`, `score`, `guard_ok`, `guard_reasons`).
+    """One serving-log row per candidate (`category`, `text`, `score`, `guard_ok`, `guard_reasons`,
+    and `style`, `win_prob` when the candidate carries them).
 
-    Rows of a request share `request_id`, `chosen_index`, `explored`, `status`; a request where
-    the guard rejected everything still writes its rows (all `selected: false`), so it is counted.
+    Rows of a request share `request_id`, `chosen_index`, `explored`, `status` and `extra`
+    (per-request fields: latency per stage, model versions); a request where the guard rejected
+    everything still writes its rows (all `selected: false`), so it is counted.
     """
     cap = caption_fields(caption)
     rows = []
@@ -125,6 +128,8 @@ def log_rows(
                 "status": choice.status,
                 "topic": topic,
                 **cap,
+                **{k: c[k] for k in ("style", "win_prob") if k in c},
+                **(extra or {}),
             }
         )
     return rows

@@ -9,7 +9,10 @@ Columns: the contract's (`request_id`, `video_id`, `category`, `text`, `reward_s
 `model_version`, `served_at`) plus `guard_ok`, `guard_reasons`, `degraded` and, per
 `serving.explore.log_rows`, `candidate_index`, `n_candidates`, `chosen_index`, `propensity`,
 `explored`, `epsilon`, `status` (served | degraded | all_rejected), `topic`, `caption_chars`,
-`caption_sha`. A request whose candidates were all rejected still has its rows (none selected).
+`caption_sha`, and from the transformer `style` (the text's detected style), `win_prob`,
+`latency_{feast,generate,rank,total}_ms`, `generator_version`, `ranker_version` (docs/design.md
+lists which monitor check reads which). A request whose candidates were all rejected still has its
+rows (none selected). `read_jsonl` sets a malformed line (a half-written last line) aside.
 
 Windows to the artifact store (`ship_to`, a local directory or `s3://bucket/prefix`): a file is
 also closed after `window_s` seconds, and every closed file is written as parquet to
@@ -154,8 +157,54 @@ class ServingLog:
                 )
 
 
+def read_jsonl(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows, lines set aside) of one JSONL file. Values keep their JSON types (a digit-only id
+    written as a string stays a string); a line that is not a JSON object (a half-written last
+    line after a crash) is set aside with `file`, `line`, `raw` and `reject_reason`, never fatal."""
+    path = Path(path)
+    rows, bad = [], []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                why = f"malformed JSON line ({getattr(exc, 'msg', exc)})"
+                bad.append(
+                    {"file": path.name, "line": number, "raw": line[:500], "reject_reason": why}
+                )
+                continue
+            if not isinstance(obj, dict):
+                why = "a JSON line that is not an object"
+                bad.append(
+                    {"file": path.name, "line": number, "raw": line[:500], "reject_reason": why}
+                )
+                continue
+            rows.append(obj)
+    return pd.DataFrame(rows), pd.DataFrame(bad, columns=["file", "line", "raw", "reject_reason"])
+
+
+def read_jsonl_files(paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every JSONL file in `paths`, concatenated, and every line set aside (`source`: the file)."""
+    frames, bad = [], []
+    for path in paths:
+        rows, aside = read_jsonl(path)
+        frames.append(rows)
+        bad.append(aside.assign(source="serving_log_file"))
+    frames = [f for f in frames if not f.empty]
+    bad = [b for b in bad if not b.empty]
+    return (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+        pd.concat(bad, ignore_index=True) if bad else pd.DataFrame(columns=["reject_reason"]),
+    )
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    return pd.read_json(path, lines=True, dtype=False) if path.stat().st_size else pd.DataFrame()
+    rows, bad = read_jsonl(path)
+    if len(bad):
+        logger.warning("%s: %d malformed line(s) set aside", path.name, len(bad))
+    return rows
 
 
 def ship_window(path: Path, store) -> str:

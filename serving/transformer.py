@@ -34,9 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from kserve.errors import InvalidInput
 
 from pushgen.data.categories import DEFAULT_CATEGORIES
+from pushgen.data.simulator import true_style
 from serving.base import PushgenModel
 from serving.envelope import PUSH_V2
 from serving.explore import DEFAULT_EPSILON, choose, log_rows, request_rng
@@ -183,7 +185,7 @@ class PushgenTransformer(PushgenModel):
         if not self.config.degrade_without_ranker:
             self.ranker.check_open()
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+        t0 = t_request = time.perf_counter()
         video_id, caption, topic = await self._caption(req)
         timings["feast"] = (time.perf_counter() - t0) * 1000
 
@@ -210,6 +212,10 @@ class PushgenTransformer(PushgenModel):
                     "guard_ok": verdict.ok,
                     "guard_reasons": verdict.reasons,
                     "selected": False,
+                    # the style the text is written in (cue phrases; "none": no cue), logged so
+                    # the monitor sees a collapse the requested category hides
+                    "style": true_style(c["text"]) or "none",
+                    "win_prob": None,
                 }
             )
         ok = [c for c in cands if c["guard_ok"]]
@@ -223,6 +229,11 @@ class PushgenTransformer(PushgenModel):
                 )
                 for c, s in zip(ok, ranked["scores"], strict=True):
                     c["score"] = float(s)
+                wins = ranked.get("win_matrix")
+                if wins is not None and len(ok) > 1:  # mean P(beats each other candidate)
+                    w = np.asarray(wins, float)
+                    for i, c in enumerate(ok):
+                        c["win_prob"] = float((w[i].sum() - w[i, i]) / (len(ok) - 1))
                 rank_version = ranked.get("model_version")
             except UpstreamUnavailable as exc:
                 if not self.config.degrade_without_ranker:
@@ -243,6 +254,7 @@ class PushgenTransformer(PushgenModel):
         if chosen is not None:
             chosen["selected"] = True
         version = f"{gen.get('model_version')}+{rank_version or 'none'}"
+        timings["total"] = (time.perf_counter() - t_request) * 1000
         assert self.log is not None
         self.log.write(
             log_rows(
@@ -255,6 +267,11 @@ class PushgenTransformer(PushgenModel):
                 served_at=datetime.now(UTC).isoformat(),
                 caption=caption,
                 topic=topic,
+                extra={
+                    **{f"latency_{k}_ms": round(v, 2) for k, v in timings.items()},
+                    "generator_version": gen.get("model_version"),
+                    "ranker_version": rank_version,
+                },
             )
         )
         return {
@@ -264,6 +281,8 @@ class PushgenTransformer(PushgenModel):
             "text": chosen["text"] if chosen else None,
             "category": chosen["category"] if chosen else None,
             "score": chosen["score"] if chosen else None,
+            # what a reader understands: mean P(the push beats each other guarded candidate)
+            "win_prob": chosen["win_prob"] if chosen else None,
             "alternatives": cands,
             "degraded": degraded,
             "explored": choice.explored,

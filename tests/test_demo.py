@@ -37,7 +37,9 @@ def test_demo_serves_every_new_video_and_writes_the_report(demo):
     report = out / "monitor" / "report.html"
     assert report.exists() and report.stat().st_size > 10_000
     monitor = json.loads((out / "monitor" / "summary.json").read_text())
-    assert {"style_collapse", "reward_drift", "retrain"} <= set(monitor)
+    assert {"style_collapse", "reward_drift", "retrain", "retrain_reason"} <= set(monitor)
+    # the push's score is a probability a reader understands, not a Copeland count
+    assert all(r["win_prob"] is None or 0 <= r["win_prob"] <= 1 for r in result["served"])
 
 
 def test_new_videos_had_no_training_pushes(demo):

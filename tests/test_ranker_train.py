@@ -235,3 +235,43 @@ def test_unknown_head_is_a_config_error(tiny_encoder_dir, tmp_path):
         train_ranker(
             build_pairs(planted_ab_tests(4)), None, tmp_path, RankerTrainConfig(head="mlp")
         )
+
+
+def test_calibration_fits_a_temperature_on_held_out_pairs_and_keeps_the_choices(planted_run):
+    from pushgen.ranker.calibrate import calibration_tests, read_calibration
+
+    out, metrics, _ = planted_run
+    record = read_calibration(out)
+    assert record == metrics["calibration"] and record["method"] == "temperature"
+    assert record["temperature"] > 0 and record["calibration_pairs"] >= 8
+    assert json.loads((out / "ranker_config.json").read_text())["temperature"] == pytest.approx(
+        record["temperature"]
+    )
+    # monotone: every pair keeps its side of 0.5, so accuracy and the choices are unchanged
+    assert record["accuracy_after"] == pytest.approx(record["accuracy_before"])
+    ranker = PairwiseRanker.from_pretrained(out, device="cpu")
+    texts = ["the team sings live today", "did the team really sing live?", "a chef cooks pasta"]
+    calibrated = ranker.win_matrix(texts)
+    ranker.settings.temperature = 1.0
+    raw = ranker.win_matrix(texts)
+    assert ((calibrated > 0.5) == (raw > 0.5)).all()
+    # the ids split into two non-empty halves, stably
+    ids = [f"t{i}" for i in range(40)]
+    assert calibration_tests(ids) == calibration_tests(list(reversed(ids)))
+    assert 0 < len(calibration_tests(ids)) < 40
+
+
+def test_fit_temperature_undoes_overconfidence():
+    from pushgen.ranker.calibrate import fit_temperature, scaled
+    from pushgen.ranker.metrics import expected_calibration_error, symmetrised
+
+    rng = np.random.default_rng(0)
+    true_p = rng.uniform(0.2, 0.8, 4000)
+    y = (rng.random(4000) < true_p).astype(float)
+    over = scaled(true_p, 1 / 3.0)  # logits three times too large
+    t = fit_temperature(over, 1 - over, y)
+    assert t == pytest.approx(3.0, rel=0.15)
+    before = expected_calibration_error(symmetrised(over, 1 - over), y)
+    after = expected_calibration_error(symmetrised(scaled(over, t), scaled(1 - over, t)), y)
+    assert after < before / 3
+    assert fit_temperature(over[:3], 1 - over[:3], y[:3]) == 1.0  # too few pairs: left at 1

@@ -163,7 +163,8 @@ def test_push_by_caption_v1_v2_and_serving_log(stack):
     assert resp.status_code == 200, resp.text
     push = resp.json()["predictions"][0]
     assert push["request_id"] == "req-log-1" and len(push["alternatives"]) == 8
-    assert set(push["timings_ms"]) == {"feast", "generate", "rank"}
+    assert set(push["timings_ms"]) == {"feast", "generate", "rank", "total"}
+    assert 0 < push["win_prob"] < 1  # mean P(the push beats each other guarded candidate)
     # the tiny generator writes TINY_PUSHES: two fail the guard, six pass, all differ
     alts = {a["category"]: a for a in push["alternatives"]}
     assert {c: a["text"] for c, a in alts.items()} == TINY_PUSHES
@@ -193,6 +194,12 @@ def test_push_by_caption_v1_v2_and_serving_log(stack):
     assert len(mine) == 8 and mine.selected.sum() == 1  # guard rejections are logged too
     assert set(mine[~mine.guard_ok.astype(bool)].category) == set(TINY_GUARD_FAILS)
     assert mine[mine.selected.astype(bool)].text.tolist() == [push["text"]]
+    # what the monitor's checks read (docs/design.md, serving_log): the detected style per
+    # candidate, latency per stage, epsilon and both model versions per request
+    assert mine["style"].notna().all() and mine["epsilon"].notna().all()
+    for col in ("latency_feast_ms", "latency_generate_ms", "latency_rank_ms", "latency_total_ms"):
+        assert (mine[col] >= 0).all() and mine[col].nunique() == 1, col
+    assert mine["generator_version"].notna().all() and mine["ranker_version"].notna().all()
     assert rejected.empty
 
 

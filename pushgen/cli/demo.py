@@ -206,7 +206,7 @@ def serve_new_videos(
                     "video_id": video_id,
                     "category": answer.get("category"),
                     "push": chosen,
-                    "score": answer.get("score"),
+                    "win_prob": answer.get("win_prob"),
                     "true_ctr": true_ctr(world, video_id, chosen) if chosen else float("nan"),
                     "mean_candidate_ctr": float(np.mean(ctrs)),
                     "best_candidate_ctr": float(np.max(ctrs)),
@@ -214,10 +214,14 @@ def serve_new_videos(
             )
     console.print("[bold]pushes for new videos[/bold] (true CTR from the simulator's truth)")
     for r in rows:
-        score = f"{r['score']:.2f}" if r["score"] is not None else "-"
+        score = (
+            f"beats the other candidates {r['win_prob']:.0%} of the time (ranker)"
+            if r["win_prob"] is not None
+            else "no ranker score"
+        )
         console.print(
             f"  {r['video_id']}  [{r['category']}]  {r['push']!r}\n"
-            f"      score {score}   true CTR {r['true_ctr']:.2%}   candidates: mean "
+            f"      {score}   true CTR {r['true_ctr']:.2%}   candidates: mean "
             f"{r['mean_candidate_ctr']:.2%}, best {r['best_candidate_ctr']:.2%}",
             highlight=False,
         )
@@ -305,6 +309,16 @@ def loop_pass(cfg: DemoConfig, out: Path, train: Path) -> dict:
         console.print(f"retraining run: {result['new_version']} ({result['gate']['run_reason']})")
         console.print(decision_markdown(result["gate"]))
     console.print(f"status: {result.get('status')}; LATEST is {result['latest']}")
+    again = result.get("previous_offered")
+    if again:  # the gate's other answer: the ranker that served before, offered again
+        console.print(
+            f"the ranker of {again['candidate_version']}, offered again against LATEST: "
+            f"{'promoted' if again['promote'] else 'rejected'} ({again['reason']})"
+        )
+    elif result.get("status") != "promoted":
+        console.print(
+            f"no version promoted: {(result.get('gate') or {}).get('reason', 'no retrain')}"
+        )
     return result
 
 

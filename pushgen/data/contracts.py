@@ -202,7 +202,8 @@ def read_table(path: str | Path, name: str | None = None) -> pd.DataFrame:
         elif path.suffix == ".csv":
             df = pd.read_csv(path)
         elif path.suffix in (".jsonl", ".json"):
-            df = pd.read_json(path, lines=path.suffix == ".jsonl")
+            # dtype=False: a digit-only id stays the string it was written as ("00123")
+            df = pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
         else:
             df = pd.read_parquet(path)
     except DataContractError:

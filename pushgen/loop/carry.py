@@ -77,7 +77,7 @@ def retrain_request(summary: dict) -> dict[str, str]:
     targets = [t for t in summary.get("retrain_targets", []) if t in PARTS]
     part = targets[0] if len(set(targets)) == 1 else "both"
     fired = [s for s in ("style_collapse", "reward_drift", "input_drift") if summary.get(s) is True]
-    why = summary.get("reason") or ""
+    why = summary.get("reason") or summary.get("retrain_reason") or ""
     reason = f"monitoring alert: {', '.join(fired) or 'retrain'}; retrain {part}"
     if summary.get("blamed"):
         reason += f" (blamed: {summary['blamed']})"

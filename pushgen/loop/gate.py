@@ -62,6 +62,7 @@ class GateInputs:
     store_uri: str  # the artifact store holding the production version
     parts: tuple[str, ...] = PARTS  # the parts this run trained (others were carried over)
     production: str = "latest"  # the version to compare with ("latest": what serves now)
+    heldout_dir: str | None = None  # whose split.json/calibration.json pick the held-out pairs
 
 
 def parse_parts(text: str) -> tuple[str, ...]:
@@ -155,7 +156,11 @@ def score_generators(
 
 
 def score_rankers(rankers: dict[str, Any], inputs: GateInputs) -> dict[str, dict]:
-    """{name: {pairs, accuracy, ece}} for each ranker on the candidate's held-out A/B pairs."""
+    """{name: {pairs, accuracy, ece, temperature}} for each ranker on the candidate's held-out
+    A/B pairs, the tests its temperature was fitted on left out (pushgen/ranker/calibrate.py).
+    A ranker saved without a temperature (older than calibration) is fitted on those calibration
+    pairs here, so calibrated ECE is compared with calibrated ECE."""
+    from pushgen.ranker.calibrate import fit_temperature, read_calibration, scaled
     from pushgen.ranker.metrics import pairwise_metrics
     from pushgen.ranker.pairs import PairConfig, build_pairs_report
     from pushgen.ranker.recipe import read_ab_tests
@@ -163,20 +168,37 @@ def score_rankers(rankers: dict[str, Any], inputs: GateInputs) -> dict[str, dict
 
     source = read_ab_tests(inputs.ab_tests)
     arms = source.arms
-    split_file = Path(inputs.ranker_dir) / "split.json"
+    heldout = inputs.heldout_dir or inputs.ranker_dir  # default: the candidate's own split
+    split_file = Path(heldout) / "split.json"
     if split_file.exists():
         val = set(json.loads(split_file.read_text()).get("val_test_ids", []))
         held = arms[arms["test_id"].astype(str).isin(val)]
         arms = held if len(held) else arms
-    pairs = build_pairs_report(arms, PairConfig(match_on=source.match_on)).pairs
+    cal_ids = set((read_calibration(heldout) or {}).get("calibration_test_ids", []))
+    in_cal = arms["test_id"].astype(str).isin(cal_ids)
+    cfg = PairConfig(match_on=source.match_on)
+    pairs = build_pairs_report(arms[~in_cal] if (~in_cal).any() else arms, cfg).pairs
+    cal_pairs = build_pairs_report(arms[in_cal], cfg).pairs if in_cal.any() else pairs.iloc[:0]
     out = {}
     for name, ranker in rankers.items():
         if pairs.empty:
             out[name] = {"pairs": 0, "accuracy": None, "ece": None}
             continue
         p_ab, p_ba = score_both_orders(ranker, pairs)
+        temperature = float(getattr(ranker.settings, "temperature", 1.0))
+        refit = temperature == 1.0 and not cal_pairs.empty and not hasattr(ranker, "score_sets")
+        if refit:  # uncalibrated: fit it on the same calibration pairs as the candidate's
+            c_ab, c_ba = score_both_orders(ranker, cal_pairs)
+            temperature = fit_temperature(c_ab, c_ba, cal_pairs["label"].to_numpy(float))
+            p_ab, p_ba = scaled(p_ab, temperature), scaled(p_ba, temperature)
         m = pairwise_metrics(p_ab, pairs["label"], p_ba=p_ba)
-        out[name] = {"pairs": m["pairs"], "accuracy": m["accuracy"], "ece": m["ece"]}
+        out[name] = {
+            "pairs": m["pairs"],
+            "accuracy": m["accuracy"],
+            "ece": m["ece"],
+            "temperature": temperature,
+            "temperature_fitted_by_gate": refit,
+        }
     return out
 
 

@@ -25,6 +25,7 @@ class RankerSettings:
     batch_size: int = 256  # pairs per forward pass at inference (all K(K-1) pairs for K <= 16)
     head: str = "cls"  # the pairwise head (`pushgen.ranker.model.HEADS`); older models: "cls"
     pool_layers: int = 1  # segment_diff: last N layers averaged before pooling; older models: 1
+    temperature: float = 1.0  # P = sigmoid(logit / T), fitted after training (ranker/calibrate.py)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> RankerSettings:

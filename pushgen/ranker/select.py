@@ -128,6 +128,8 @@ class PairwiseRanker:
                 ).to(self.device)
                 # the sigmoid in fp32: bf16 would round probabilities near 0.5 to steps of 0.002
                 logits = self.model(**enc).logits[:, 0].float()
+                # temperature scaling (pushgen/ranker/calibrate.py): monotone, same choices
+                logits = logits / float(getattr(self.settings, "temperature", 1.0) or 1.0)
                 out.append(torch.sigmoid(logits).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 

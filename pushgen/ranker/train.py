@@ -114,6 +114,10 @@ def train_ranker(
         pool_layers=cfg.pool_layers,
     ).save(out)
     if pairs_val is not None and not pairs_val.empty:
+        # calibrate: temperature scaling on half the held-out tests (monotone: same choices)
+        from pushgen.ranker.calibrate import calibrate_ranker
+
+        metrics["calibration"] = calibrate_ranker(out, pairs_val, cfg.device)
         ranker = PairwiseRanker.from_pretrained(out, device=cfg.device)
         metrics["val"] = score_and_measure(ranker, pairs_val)
     return metrics

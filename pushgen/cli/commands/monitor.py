@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--window", help="split the log by served_at into windows (pandas offset: 1D, 6h)"
     )
     p.add_argument("--window-requests", type=int, help="requests per window (default 240)")
+    p.add_argument(
+        "--feedback-delay-h",
+        type=float,
+        help="hours until a request's clicks are all in (default 24): younger ones are not judged",
+    )
+    p.add_argument("--as-of", help="when the feedback was read (ISO time; default now)")
     p.add_argument("--screenshot", help="also render report.html to this PNG (headless Chromium)")
     p.add_argument("--fail-on-alert", action="store_true", help="exit 1 when an alert fires")
     p.add_argument(
@@ -73,7 +79,12 @@ def report(args: argparse.Namespace) -> int:
     return print_report(args)
 
 
-def load_config(path: str | None, window: str | None, window_requests: int | None = None):
+def load_config(
+    path: str | None,
+    window: str | None,
+    window_requests: int | None = None,
+    **more: object,
+):
     """MonitorConfig from an optional JSON/YAML file, with `--window` on top."""
     from monitoring.config import MonitorConfig
 
@@ -97,14 +108,18 @@ def load_config(path: str | None, window: str | None, window_requests: int | Non
         values["window"] = window
     if window_requests is not None:
         values["window_requests"] = window_requests
+    values.update({k: v for k, v in more.items() if v is not None})
     return MonitorConfig.from_dict(values)
 
 
 def _read_log(path: str):
-    """A serving log from a table file, the server's log directory, or the windows it shipped
-    to an artifact store (`s3://…/serving-log/<namespace>/pushgen` or a local store directory)."""
+    """(serving log, lines set aside) from a table file, the server's log directory, or the
+    windows it shipped to an artifact store (`s3://…/serving-log/<namespace>/pushgen` or a local
+    store directory). A malformed JSONL line (a half-written last line) is set aside, never
+    fatal."""
     from pushgen.core.store import is_remote
-    from pushgen.data.contracts import read_table
+    from pushgen.data.contracts import check_columns, read_table
+    from serving.serving_log import SERVING_LOG_GLOB, read_jsonl_files
 
     if is_remote(path) or (Path(path) / "windows").is_dir():
         from serving.serving_log import load_serving_windows
@@ -112,18 +127,17 @@ def _read_log(path: str):
         log = load_serving_windows(path)  # validated (rejected rows kept aside) by the monitor
         if log.empty:
             raise DataContractError(f"no serving-log windows under {path}/windows")
-        return log
-    if Path(path).is_dir():
-        import pandas as pd
-
-        from serving.serving_log import SERVING_LOG_GLOB
-
-        files = sorted(Path(path).glob(SERVING_LOG_GLOB))
-        if not files:
+        return log, None
+    if Path(path).is_dir() or path.endswith(".jsonl"):
+        files = sorted(Path(path).glob(SERVING_LOG_GLOB)) if Path(path).is_dir() else [Path(path)]
+        if not files or not all(f.exists() for f in files):
             raise DataContractError(f"no {SERVING_LOG_GLOB} files in {path}")
-        frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return read_table(path, "serving_log")
+        log, bad = read_jsonl_files(files)
+        if log.empty:
+            raise DataContractError(f"{path}: no readable serving-log row ({len(bad)} set aside)")
+        check_columns("serving_log", log)
+        return log, bad
+    return read_table(path, "serving_log"), None
 
 
 def run_monitor(args: argparse.Namespace) -> int:
@@ -147,12 +161,20 @@ def run_monitor(args: argparse.Namespace) -> int:
     from monitoring.report import alert_lines, run_monitoring
     from pushgen.data.contracts import read_table
 
-    cfg = load_config(args.config, args.window, args.window_requests)
-    log = _read_log(args.log)
+    cfg = load_config(
+        args.config,
+        args.window,
+        args.window_requests,
+        feedback_delay_h=args.feedback_delay_h,
+        as_of=args.as_of,
+    )
+    log, bad_lines = _read_log(args.log)
     feedback = read_table(args.feedback, "feedback") if args.feedback else None
-    reference = _read_log(args.reference) if args.reference else None
+    reference = _read_log(args.reference)[0] if args.reference else None
     ref_fb = read_table(args.reference_feedback, "feedback") if args.reference_feedback else None
-    summary = run_monitoring(log, feedback, reference, args.out, cfg, reference_feedback=ref_fb)
+    summary = run_monitoring(
+        log, feedback, reference, args.out, cfg, reference_feedback=ref_fb, set_aside=bad_lines
+    )
     print("\n".join(alert_lines(summary)))
     counts = summary["counts"]
     rejected = {k: v for k, v in counts.items() if k.startswith("rejected_")}
