@@ -114,9 +114,7 @@ def completion(
 ) -> Completion:
     """The OpenAI `Completion` for (text, new tokens) choices, in request order."""
     choices = [
-        CompletionChoice(
-            index=i, text=text, finish_reason="length" if n >= max_tokens else "stop"
-        )
+        CompletionChoice(index=i, text=text, finish_reason="length" if n >= max_tokens else "stop")
         for i, (text, n) in enumerate(texts)
     ]
     produced = sum(n for _, n in texts)

@@ -166,11 +166,11 @@ class GeneratorModel(PushgenModel, CompletionModel):
             # text is tokenised as vLLM does for completions: with the tokenizer's special tokens
             ids = tokenizer(p)["input_ids"] if isinstance(p, str) else list(p)
             if len(ids) > MAX_PROMPT_TOKENS:
-                raise InvalidInput(
-                    f"prompt: {len(ids)} tokens; the limit is {MAX_PROMPT_TOKENS}"
-                )
+                raise InvalidInput(f"prompt: {len(ids)} tokens; the limit is {MAX_PROMPT_TOKENS}")
             if max(ids) >= vocab:
-                raise InvalidInput(f"prompt: token id {max(ids)} is not in the {vocab}-token vocabulary")
+                raise InvalidInput(
+                    f"prompt: token id {max(ids)} is not in the {vocab}-token vocabulary"
+                )
             prompts.append(ids)
         return prompts
 

@@ -57,7 +57,9 @@ def test_a_planted_cycle_breaks_the_contract(tree_copy: Path):
 def test_a_planted_upward_import_breaks_the_contract(tree_copy: Path):
     # the core importing the CLI: an arrow pointing up
     errors = tree_copy / "pushgen/core/errors.py"
-    errors.write_text(errors.read_text() + "\n\ndef _planted():\n    import pushgen.cli.main  # noqa\n")
+    errors.write_text(
+        errors.read_text() + "\n\ndef _planted():\n    import pushgen.cli.main  # noqa\n"
+    )
     result = lint_imports(tree_copy)
     assert result.returncode != 0
     assert "Every arrow points down" in result.stdout and "BROKEN" in result.stdout

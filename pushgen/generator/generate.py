@@ -192,7 +192,9 @@ class CandidateGenerator:
     ) -> list[list[int]]:
         """Token ids of each category's prompt for `caption` (what `generate` feeds the model)."""
         cfg = cfg or GenerationConfig()
-        prompts = CategoryPrompts(self.tokenizer, self._template_for(cfg), self.category_descriptions)
+        prompts = CategoryPrompts(
+            self.tokenizer, self._template_for(cfg), self.category_descriptions
+        )
         return prompts.prompt_ids(caption, categories)
 
     def complete(

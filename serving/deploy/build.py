@@ -28,6 +28,7 @@ from serving.deploy.config import (
     LOG_MOUNT,
     MODEL_MOUNT,
     NAMES,
+    TMP_MOUNT,
     DeployConfig,
     check_version_uri,
     concurrency_bounds,
@@ -92,6 +93,13 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
         name="POD_NAME",
         value_from=V1EnvVarSource(field_ref=V1ObjectFieldSelector(field_path="metadata.name")),
     )
+    # the transformer builds the generator's prompts from the release's tokenizer and template
+    generator_flags = ["--generator-dir", f"{uri}/generator", "--cache-dir", f"{TMP_MOUNT}/models"]
+    if cfg.generator_runtime == "huggingface":
+        from serving.deploy.llm_runtime import openai_model_name
+
+        model = openai_model_name(cfg.llm_release, cfg.generator_merge)
+        generator_flags += ["--generator-model", model]
     transformer = make_container(
         cfg,
         cfg.cpu_image,
@@ -100,6 +108,7 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
         [
             "--generator-url",
             service_url(cfg, NAMES["generator"]),
+            *generator_flags,
             "--ranker-url",
             service_url(cfg, NAMES["ranker"]),
             "--feature-repo",
@@ -162,7 +171,37 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
             False,
         ),
     }
-    graph = V1alpha1InferenceGraph(
+    graph: Any = None
+    if cfg.generator_runtime == "huggingface":  # vLLM answers OpenAI, not our v1 graph step
+        from serving.deploy.llm_runtime import build_hf_generator
+
+        isvcs["generator"] = build_hf_generator(cfg, cfg.llm_release, cfg.generator_merge)
+    else:
+        graph = _graph(cfg)
+    config_map = V1ConfigMap(
+        api_version="v1",
+        kind="ConfigMap",
+        metadata=V1ObjectMeta(
+            name="pushgen-feature-store",
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+        ),
+        data={"feature_store.yaml": feature_store_yaml(cfg)},
+    )
+    built = {
+        "serviceaccount": make_service_account(cfg),
+        "feature-store": config_map,
+        "features-pvc": make_pvc(cfg, cfg.features_claim, "5Gi"),
+        "serving-log-pvc": make_pvc(cfg, cfg.serving_log_claim, "20Gi"),
+        "networkpolicy": make_network_policy(cfg),
+        **isvcs,
+    }
+    return built | ({"graph": graph} if graph is not None else {})
+
+
+def _graph(cfg: DeployConfig) -> V1alpha1InferenceGraph:
+    """InferenceGraph `pushgen-graph`: a Sequence generator -> ranker over v1."""
+    return V1alpha1InferenceGraph(
         api_version="serving.kserve.io/v1alpha1",
         kind="InferenceGraph",
         metadata=V1ObjectMeta(
@@ -189,22 +228,3 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
             }
         ),
     )
-    config_map = V1ConfigMap(
-        api_version="v1",
-        kind="ConfigMap",
-        metadata=V1ObjectMeta(
-            name="pushgen-feature-store",
-            namespace=cfg.namespace,
-            labels={"app.kubernetes.io/part-of": "pushgen"},
-        ),
-        data={"feature_store.yaml": feature_store_yaml(cfg)},
-    )
-    return {
-        "serviceaccount": make_service_account(cfg),
-        "feature-store": config_map,
-        "features-pvc": make_pvc(cfg, cfg.features_claim, "5Gi"),
-        "serving-log-pvc": make_pvc(cfg, cfg.serving_log_claim, "20Gi"),
-        "networkpolicy": make_network_policy(cfg),
-        **isvcs,
-        "graph": graph,
-    }

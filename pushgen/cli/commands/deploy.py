@@ -66,6 +66,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--feast-online-store", default="sqlite", choices=["sqlite", "redis", "postgres"]
     )
     p.add_argument("--hub-online", action="store_true", help="let the generator reach the HF hub")
+    p.add_argument(
+        "--generator-runtime",
+        default="pushgen",
+        choices=["pushgen", "huggingface"],
+        help="huggingface: KServe's HF ServingRuntime with vLLM, the adapter as a LoRA module",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="huggingface runtime: serve the release's merged weights instead of base + LoRA",
+    )
     p.add_argument("--no-prometheus", action="store_true", help="no scrape annotations")
     p.set_defaults(func=run)
 
@@ -99,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
                 "pushgen): a pod could not verify it; register it again"
             )
     base = _generator_base(store, version)
-    if base and not args.hub_online:
+    llm = _llm_release(store, version, base) if args.generator_runtime == "huggingface" else None
+    if args.merge and llm is None:
+        raise ConfigError("--merge applies to --generator-runtime huggingface only")
+    if base and not args.hub_online and not args.merge:
         raise ConfigError(
             f"version {version!r}'s generator is trained on the hub model {base!r}; the pod must "
             "download it: pass --hub-online (HF_HUB_OFFLINE=0 for the generator)"
@@ -121,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         s3_use_https=not args.s3_no_https,
         feast_online_store=args.feast_online_store,
         hf_hub_offline=not args.hub_online,
+        generator_runtime=args.generator_runtime,
+        llm_release=llm,
+        generator_merge=args.merge,
     )
     if args.gpu_toleration is not None:
         cfg = replace(cfg, gpu_tolerations=tuple(args.gpu_toleration))
@@ -146,3 +163,25 @@ def _generator_base(store, version: str) -> str | None:
         return None
     base = str(store.get_json(key).get("base_model") or "")
     return base if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not base.startswith(".") else None
+
+
+def _llm_release(store, version: str, base: str | None):  # noqa: ANN001, ANN202 - store, LLMRelease
+    """What KServe's HF runtime needs to know of the version's generator, read from the store."""
+    from serving.deploy.llm_runtime import LLMRelease
+
+    prefix = f"versions/{version}/generator"
+    adapter = f"{prefix}/adapter_config.json"
+    rank = int(store.get_json(adapter).get("r", 0)) if store.exists(adapter) else None
+    tokenizer_config = f"{prefix}/tokenizer_config.json"
+    has_template = store.exists(f"{prefix}/chat_template.jinja") or (
+        store.exists(tokenizer_config)
+        and bool(store.get_json(tokenizer_config).get("chat_template"))
+    )
+    return LLMRelease(
+        version=version,
+        base_model=base,
+        lora_rank=rank,
+        has_merged=store.exists(f"{prefix}/merged/config.json"),
+        has_tokenizer=store.exists(f"{prefix}/tokenizer.json") or store.exists(tokenizer_config),
+        has_chat_template=has_template,
+    )
