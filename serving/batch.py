@@ -72,7 +72,9 @@ def load_items(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = pd.read_parquet(path) if path.suffix != ".csv" else pd.read_csv(path)
     missing = [c for c in ("video_id", "caption") if c not in table.columns]
     if missing:
-        raise PushgenError(f"items table {path} has no {missing} column(s); it needs video_id, caption")
+        raise PushgenError(
+            f"items table {path} has no {missing} column(s); it needs video_id, caption"
+        )
     table = table[["video_id", "caption"]].copy()
     table["video_id"] = table["video_id"].astype(str)
     caption = table["caption"].astype("string").str.strip()
@@ -309,11 +311,15 @@ def merge_shards(items_path: str | Path, out_uri: str, shards: int) -> dict[str,
         chosen = cands[cands["selected"]].set_index("video_id")
         pushes = items.set_index("video_id").join(chosen[["category", "text", "score"]])
         pushes = pushes.reset_index()
-        pushes["reason"] = pushes["text"].isna().map({True: "no candidate passed the guard", False: None})
+        pushes["reason"] = (
+            pushes["text"].isna().map({True: "no candidate passed the guard", False: None})
+        )
         summary = {
             "items": int(len(items)),
             "set_aside": int(len(rejected)),
-            "set_aside_reasons": rejected["reason"].value_counts().to_dict() if len(rejected) else {},
+            "set_aside_reasons": rejected["reason"].value_counts().to_dict()
+            if len(rejected)
+            else {},
             "candidates": int(len(cands)),
             "guard_rejections": int((~cands["guard_ok"]).sum()),
             "pushes": int(pushes["text"].notna().sum()),
