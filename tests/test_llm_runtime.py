@@ -97,3 +97,39 @@ def test_hf_runtime_bad_input_is_one_line_exit_2(store, tmp_path, capsys):
     args = ["deploy", "--store", store.uri, "--version", "v1", "--out", str(tmp_path / "o")]
     assert main([*args, "--merge"]) == 2
     assert "huggingface only" in capsys.readouterr().err
+
+
+def test_runtimes_record_of_a_generator_dir(tmp_path):
+    """The tiny generator: LoRA on a local base (vLLM cannot fetch it), no merged weights."""
+    from pushgen.generator.runtimes import HF_RUNTIME, describe_dir
+    from serving.tiny import build_tiny_models
+
+    models = build_tiny_models(tmp_path / "m")
+    record = describe_dir(models / "generator")
+    hf = record[HF_RUNTIME]
+    assert record["pushgen"]["ok"] and hf["tokenizer"] and hf["adapter"]["format"] == "peft-lora"
+    assert not hf["ok"] and "hub model id" in " ".join(hf["lora_problems"])
+    store = ArtifactStore.from_uri(tmp_path / "store")
+    store.register(
+        "v2",
+        {"generator": models / "generator", "ranker": models / "ranker"},
+        extra={"runtimes": record},
+    )
+    assert store.resolve("v2")["runtimes"] == json.loads(json.dumps(record))
+    args = ["deploy", "--store", store.uri, "--version", "v2", "--out", str(tmp_path / "o")]
+    assert main([*args, "--generator-runtime", "huggingface"]) == 2
+
+
+def test_a_dora_adapter_is_refused_for_vllm(store, tmp_path, capsys):
+    from pushgen.generator.runtimes import describe_dir
+
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 8, "use_dora": True})
+    )
+    (gen / "adapter_model.safetensors").write_bytes(b"0")
+    (gen / "tokenizer.json").write_text("{}")
+    (gen / "pushgen_generator.json").write_text(json.dumps({"base_model": BASE}))
+    hf = describe_dir(gen)["kserve-huggingfaceserver"]
+    assert not hf["ok"] and hf["lora_problems"] == ["vLLM does not support DoRA"]

@@ -53,33 +53,32 @@ GENERATOR_RUNTIMES = ("pushgen", "huggingface")
 
 @dataclass(frozen=True)
 class LLMRelease:
-    """What the runtime needs to know about a release's generator (read from the store)."""
+    """A release's generator as the runtime sees it: its version and its runtimes record
+    (`pushgen.generator.runtimes.describe`, kept in the release manifest under `runtimes`)."""
 
     version: str  # the release's version: the LoRA module's (and the OpenAI model's) name
-    base_model: str | None  # the hub id the adapter was trained on (None: a local base)
-    lora_rank: int | None  # adapter_config.json `r` (None: no adapter)
-    has_merged: bool  # generator/merged/ holds base+adapter merged weights
-    has_tokenizer: bool  # tokenizer files beside the adapter
-    has_chat_template: bool  # the tokenizer carries a chat template
+    record: dict  # the `kserve-huggingfaceserver` entry of the runtimes record
+
+    @property
+    def base_model(self) -> str | None:
+        return self.record.get("base_model")
+
+    @property
+    def lora_rank(self) -> int | None:
+        adapter = self.record.get("adapter") or {}
+        return adapter.get("rank")
 
 
 def runtime_support(release: LLMRelease, merge: bool) -> list[str]:
-    """Why the HF runtime (vLLM) cannot serve this release; empty when it can."""
-    problems = []
-    if not release.has_tokenizer:
-        problems.append("the generator has no tokenizer files (tokenizer.json)")
+    """Why the HF runtime (vLLM) cannot serve this release as asked; empty when it can."""
+    rec = release.record
+    if not rec.get("tokenizer"):
+        return ["the generator has no tokenizer files (tokenizer.json)"]
     if merge:
-        if not release.has_merged:
-            problems.append("--merge needs merged weights in generator/merged/ (none stored)")
-        return problems
-    if release.lora_rank is None:
-        problems.append("the generator has no LoRA adapter (adapter_config.json)")
-    elif release.lora_rank > MAX_LORA_RANKS[-1]:
-        problems.append(f"LoRA rank {release.lora_rank} is over vLLM's {MAX_LORA_RANKS[-1]}")
-    if release.base_model is None:
-        problems.append(
-            "the adapter's base is not a hub model vLLM can download; deploy with --merge"
-        )
+        return [] if rec.get("merged") else ["--merge needs merged weights in generator/merged/"]
+    problems = list(rec.get("lora_problems") or [])
+    if problems and rec.get("merged"):
+        problems.append("deploy with --merge to serve its merged weights")
     return problems
 
 

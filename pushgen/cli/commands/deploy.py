@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 "pushgen): a pod could not verify it; register it again"
             )
     base = _generator_base(store, version)
-    llm = _llm_release(store, version, base) if args.generator_runtime == "huggingface" else None
+    hf = args.generator_runtime == "huggingface"
+    llm = _llm_release(store, version, manifest) if hf else None
     if args.merge and llm is None:
         raise ConfigError("--merge applies to --generator-runtime huggingface only")
     if base and not args.hub_online and not args.merge:
@@ -165,23 +166,16 @@ def _generator_base(store, version: str) -> str | None:
     return base if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not base.startswith(".") else None
 
 
-def _llm_release(store, version: str, base: str | None):  # noqa: ANN001, ANN202 - store, LLMRelease
-    """What KServe's HF runtime needs to know of the version's generator, read from the store."""
+def _llm_release(store, version: str, manifest: dict):  # noqa: ANN001, ANN202 - store, LLMRelease
+    """The version's runtimes record: the one registered with it, else read from its files."""
+    from pushgen.generator.runtimes import HF_RUNTIME, describe
     from serving.deploy.llm_runtime import LLMRelease
 
-    prefix = f"versions/{version}/generator"
-    adapter = f"{prefix}/adapter_config.json"
-    rank = int(store.get_json(adapter).get("r", 0)) if store.exists(adapter) else None
-    tokenizer_config = f"{prefix}/tokenizer_config.json"
-    has_template = store.exists(f"{prefix}/chat_template.jinja") or (
-        store.exists(tokenizer_config)
-        and bool(store.get_json(tokenizer_config).get("chat_template"))
-    )
-    return LLMRelease(
-        version=version,
-        base_model=base,
-        lora_rank=rank,
-        has_merged=store.exists(f"{prefix}/merged/config.json"),
-        has_tokenizer=store.exists(f"{prefix}/tokenizer.json") or store.exists(tokenizer_config),
-        has_chat_template=has_template,
-    )
+    record = (manifest.get("runtimes") or {}).get(HF_RUNTIME)
+    if record is None:  # a release registered before runtimes were recorded
+        prefix = f"versions/{version}/generator"
+        record = describe(
+            lambda name: store.exists(f"{prefix}/{name}"),
+            lambda name: store.get_json(f"{prefix}/{name}"),
+        )[HF_RUNTIME]
+    return LLMRelease(version=version, record=record)
