@@ -206,3 +206,16 @@ def test_generate_batch_cli_and_bad_input_exit_2(models_dir, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
         assert not (tmp_path / "o").exists()
+
+
+def test_readme_benchmark_block_is_the_results_file():
+    """README's generation-benchmark table is rendered from docs/results/openai_bench.json."""
+    from pathlib import Path
+
+    from bench.bench_openai import README_END, README_START, render_readme
+
+    repo = Path(__file__).resolve().parents[1]
+    figures = json.loads((repo / "docs" / "results" / "openai_bench.json").read_text())
+    text = (repo / "README.md").read_text()
+    block = text[text.index(README_START) : text.index(README_END) + len(README_END)]
+    assert block == render_readme(figures), "run python -m bench.bench_openai --readme README.md"
