@@ -38,7 +38,13 @@ def render_readme(figures: dict) -> str:
     rows = [
         README_START,
         f"K={figures['k']} candidates x {figures['max_new_tokens']} new tokens, "
-        f"{figures['models']}, {figures['requests']} requests, on {figures['machine']}:",
+        f"{figures['models']}, {figures['requests']} requests, on {figures['machine']}"
+        + (
+            f" (load average {figures['load_average'][0]} before, "
+            f"{figures['load_average'][1]} after):"
+            if "load_average" in figures
+            else ":"
+        ),
         "",
         "| path | p50 ms | p95 ms |",
         "| --- | --- | --- |",
@@ -61,6 +67,7 @@ def update_readme(readme: Path, figures: dict) -> None:
     text = readme.read_text()
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
     readme.write_text(text[:start] + render_readme(figures) + text[end:])
+
 
 CAPTIONS = [
     "A chef in Rome folds 5 kinds of dumplings for her grandmother",
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     from serving.stack import LocalStack, StackConfig
     from serving.tiny import build_default_models, build_tiny_models
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         models = (build_tiny_models if args.tiny else build_default_models)(tmp / "models")
@@ -146,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         "direct_generate_ms": {"p50": round(d50, 1), "p95": round(d95, 1)},
         "batch_items": args.items,
         "batch": {str(k): {n: round(v, 3) for n, v in b.items()} for k, b in batch.items()},
+        # the machine is shared: its 1-minute load average before and after the run
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
     print("| path | p50 ms | p95 ms |\n| --- | --- | --- |")
     print(f"| OpenAI completions (transformer -> generator) | {o50:.0f} | {o95:.0f} |")
