@@ -60,6 +60,7 @@ def register(
     from pathlib import Path
 
     from pushgen.core.store import publish_release
+    from pushgen.generator.runtimes import describe_dir
 
     result = publish_release(
         store_uri,
@@ -75,6 +76,7 @@ def register(
         metrics=dict(eval_metrics.metadata),
         source_data_hash=source_data_hash,
         gate=json.loads(Path(gate_decision.path).read_text()),
+        runtimes=describe_dir(generator.path),  # which runtimes can serve it (vLLM: LoRA/merged)
     )
     Path(manifest.path).write_text(json.dumps(result, indent=2, sort_keys=True))
     status = result.get("status", "promoted")

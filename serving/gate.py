@@ -7,7 +7,7 @@ It runs in front of kserve's FastAPI app and answers, in this order, before kser
 | request headers over `max_header_bytes` (e.g. a 4 MB `x-request-id`) | 431 |
 | a method other than POST on an inference route (`:predict`, `:explain`, `/infer`) | 405 |
 | `api_key` set and a POST without `Authorization: Bearer KEY` or `x-api-key: KEY` | 401 |
-| an inference POST without a JSON Content-Type | 415 |
+| an inference POST with a Content-Type that is neither JSON nor, on a v2 `/infer` carrying the binary tensor extension's `Inference-Header-Content-Length`, `application/octet-stream` | 415 |
 | `max_inflight` inference requests already admitted | 503 `busy`, `Retry-After: 1` |
 | a body over `max_body_bytes`, declared (Content-Length) or counted while it streams in | 413 |
 | a body not complete within `body_timeout_s` (a slow or half-sent upload) | 408 |
@@ -17,6 +17,13 @@ The body is read here, at most `max_body_bytes` of it (chunked uploads included:
 counted as they arrive and reading stops at the limit), then handed to kserve as one message.
 Memory per request is bounded by the limit, and uvicorn stops reading the socket meanwhile.
 Every answer is `{"error": message}`.
+
+A request with no Content-Type is read as JSON, as the Open Inference Protocol's clients send it
+(tritonclient's HTTP `infer` sets none): the gate names it `application/json` for FastAPI,
+which parses a body as JSON only under a JSON type. A v2 `/infer` with the binary tensor extension's
+`Inference-Header-Content-Length` and no Content-Type is handed to kserve as
+`application/octet-stream`, the type under which kserve's dataplane decodes it
+(`kserve/protocol/dataplane.py`, `decode_inference_request` -> `InferRequest.from_bytes`).
 """
 
 from __future__ import annotations
@@ -42,8 +49,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INFERENCE_ROUTE = re.compile(
     r"^/v1/models/[^/]+:(predict|explain)$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$"
+    r"|^/openai/v1/completions$"
 )
+V2_INFER = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 JSON_TYPES = {"application/json", "application/cloudevents+json", "application/ld+json"}
+BINARY_TYPE = "application/octet-stream"
+# the binary tensor extension's header: the JSON part's length, binary tensors after it
+BINARY_HEADER = b"inference-header-content-length"
 
 
 # True while the current task serves an inference route: kserve asks a model `healthy()` before
@@ -138,13 +150,16 @@ class RequestGate:
                 )
         if inference:
             ctype = found.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
-            if ctype not in JSON_TYPES:
-                got = f"'{ctype}'" if ctype else "none"
+            binary = BINARY_HEADER in found and bool(V2_INFER.match(path))
+            if ctype and ctype not in JSON_TYPES and not (binary and ctype == BINARY_TYPE):
                 return (
                     HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                    f"send JSON with 'Content-Type: application/json' (got {got})",
+                    f"send JSON with 'Content-Type: application/json' (got '{ctype}')",
                     None,
                 )
+            if not ctype:  # FastAPI reads a body as JSON only under a JSON Content-Type
+                given = BINARY_TYPE if binary else "application/json"
+                scope["headers"] = [*headers, (b"content-type", given.encode())]
         length = found.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body_bytes:
             return (

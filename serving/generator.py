@@ -8,6 +8,11 @@ v1: `{"instances": [{"caption": "...", "categories": [...], "n_per_category": 1}
     `{"predictions": [{"candidates": [{"category", "text", "guard_ok", "guard_reasons"}], ...}]}`
 v2: inputs `caption` (BYTES [1]), optional `categories` (BYTES [n]), parameter `n_per_category`;
     outputs `category`, `text` (BYTES [K]) and `guard_ok` (BOOL [K]).
+OpenAI completions (`POST /openai/v1/completions`, serving/completions.py), as KServe's
+    Hugging Face runtime serves them: `{"model", "prompt": [[token ids], ...], "n", "max_tokens",
+    "temperature", "top_p", "seed"}`, answered from ONE batched generate call, the same one v1/v2
+    make (`CandidateGenerator.complete`), so token-id prompts give the same text. The model is
+    named `--name` or the release's version (`model_version`, the adapter's name on vLLM).
 
     python -m serving.generator --model-dir runs/models/generator --port 8081
 """
@@ -20,8 +25,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kserve.errors import InvalidInput
+from openai.types import Completion
+
 from pushgen.core.models import DTYPES, resolve_dtype
 from serving.base import PushgenModel
+from serving.completions import MAX_PROMPT_TOKENS, CompletionBody, CompletionModel, completion
 from serving.envelope import GENERATOR_V2
 from serving.protocol import GenerateRequest, RequestLimits, generate_request
 from serving.server import add_server_args, serve, server_config
@@ -58,7 +67,7 @@ def _local_base_model(model_dir: Path) -> Path | None:
     return Path(base) if base and Path(base).is_dir() else None
 
 
-class GeneratorModel(PushgenModel):
+class GeneratorModel(PushgenModel, CompletionModel):
     """KServe predictor for the category-controlled generator."""
 
     signature = GENERATOR_V2
@@ -144,6 +153,46 @@ class GeneratorModel(PushgenModel):
 
     async def infer(self, requests: list[GenerateRequest], headers=None) -> list[dict]:
         return await self.run_blocking(self._generate, requests)
+
+    # --- OpenAI completions ---
+    def completion_names(self) -> list[str]:
+        return [self.name, self.version] if self.version else [self.name]
+
+    def _token_prompts(self, request: CompletionBody) -> list[list[int]]:
+        tokenizer = self.generator.tokenizer
+        vocab = len(tokenizer)
+        prompts = []
+        for p in request.prompts():
+            # text is tokenised as vLLM does for completions: with the tokenizer's special tokens
+            ids = tokenizer(p)["input_ids"] if isinstance(p, str) else list(p)
+            if len(ids) > MAX_PROMPT_TOKENS:
+                raise InvalidInput(f"prompt: {len(ids)} tokens; the limit is {MAX_PROMPT_TOKENS}")
+            if max(ids) >= vocab:
+                raise InvalidInput(
+                    f"prompt: token id {max(ids)} is not in the {vocab}-token vocabulary"
+                )
+            prompts.append(ids)
+        return prompts
+
+    def _complete(self, request: CompletionBody) -> Completion:
+        from pushgen.generator.generate import GenerationConfig
+
+        prompts = self._token_prompts(request)
+        temperature = 1.0 if request.temperature is None else request.temperature
+        max_tokens = request.max_tokens or 16
+        cfg = GenerationConfig(
+            max_new_tokens=max_tokens,
+            do_sample=temperature > 0,  # temperature 0 is greedy, as in vLLM
+            temperature=temperature or 1.0,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            seed=request.seed,
+        )
+        texts = self.generator.complete(prompts, request.n or 1, cfg)
+        used = sum(len(p) for p in prompts)
+        return completion(request.model, texts, used, max_tokens, fingerprint=self.version)
+
+    async def create_completion(self, request: CompletionBody) -> Completion:
+        return await self.run_blocking(self._complete, request)
 
     def v2_outputs(self, result: dict) -> list[tuple[str, str, list[int], Any]]:
         cands = result["candidates"]

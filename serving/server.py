@@ -143,6 +143,10 @@ class _PushgenRESTServer(RESTServer):
         super().create_application()
         from kserve.model_server import app
 
+        from serving.completions import register_completion_routes
+
+        # the OpenAI completions routes of KServe's LLM runtime, for models that serve them
+        register_completion_routes(app, self.dataplane.model_registry)
         install_pushgen_handlers(app, self.pushgen_config)
 
 

@@ -94,6 +94,7 @@ class LocalStack:
         self.models = str(models)
         self.feature_repo = Path(feature_repo) if feature_repo else None
         self.servers: list[_Server] = []
+        self.generator_args: list[str] = []  # set by start(): the transformer's generator flags
 
     # --- URLs ---
     def _url(self, port: int) -> str:
@@ -155,6 +156,14 @@ class LocalStack:
         if not cfg.ranker_batching:
             rank_args.append("--no-batching")
         rank = _Server("ranker", "ranker", ports["ranker"], rank_args)
+        self.generator_args = [  # what a transformer needs to build this generator's prompts
+            "--generator-dir",
+            str(local / "generator"),
+            "--model-root",
+            str(local),
+            "--max-new-tokens",
+            str(cfg.max_new_tokens),
+        ]
         trans_args = [
             "--port",
             str(ports["transformer"]),
@@ -162,6 +171,7 @@ class LocalStack:
             cfg.host,
             "--generator-url",
             self._url(gen.port),
+            *self.generator_args,
             "--ranker-url",
             self._url(rank.port),
             "--log-dir",

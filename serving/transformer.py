@@ -1,7 +1,10 @@
 """The `pushgen` transformer: video id -> Feast caption -> generator -> guard -> ranker -> one push.
 
 For `{video_id}` it reads the caption (and video features) from Feast's online store; a caption
-may also be given directly. It asks the generator for one candidate per category, drops the
+may also be given directly. It asks the generator for one candidate per category over the OpenAI
+completions protocol (one request, the K category prompts as token ids built from the release's
+tokenizer and template, the model named by the release: our CPU generator and KServe's vLLM
+runtime answer it alike, serving/completions.py), drops the
 candidates the guard rejects (invented names or numbers, over length), asks the ranker to rank the
 rest, serves the top one (or, for a share `explore_epsilon` of requests, a uniformly drawn guarded
 one: serving/explore.py), logs every candidate, its score, the chosen index and its propensity to
@@ -20,6 +23,7 @@ upstream, never its URL or body (see `serving.upstream`). `x-request-id` is vali
 never served twice (409).
 
     python -m serving.transformer --generator-url http://127.0.0.1:8081 \
+        --generator-dir runs/demo/models/generator \
         --ranker-url http://127.0.0.1:8082 --feature-repo runs/demo/feature_repo --port 8080
 """
 
@@ -64,6 +68,15 @@ class TransformerConfig:
     ranker_url: str = "http://127.0.0.1:8082"  # base URL of the ranker ModelServer
     generator_name: str = "generator"  # model names in their URLs
     ranker_name: str = "ranker"
+    # the generator release (dir or s3:// URI): its tokenizer and prompt template build the prompts
+    generator_dir: str | None = None
+    generator_model: str | None = None  # OpenAI `model`: None = the release's model_version
+    max_new_tokens: int = 24  # generation budget per candidate (GeneratorServeConfig's)
+    temperature: float = 0.8  # sampling when n_per_category > 1 (greedy for 1, as the generator)
+    top_p: float = 0.95
+    seed: int | None = 0  # the same caption gets the same candidates
+    model_root: Path = Path("/")  # local generator dirs must lie inside this
+    cache_dir: Path = Path("runs/model-cache")  # where an s3:// generator's tokenizer goes
     feature_repo: Path | None = None  # Feast repo; None: only direct captions are accepted
     deadline_s: float = 45.0  # a whole request, every step included; past it: 503
     generator_timeout_s: float = 40.0  # one generator call (a queued CPU generation: seconds)
@@ -123,6 +136,8 @@ class PushgenTransformer(PushgenModel):
             FeatureLookup(self.config.feature_repo) if self.config.feature_repo else None
         )
         self.log: ServingLog | None = None
+        self.prompts: Any = None  # pushgen.generator.generate.CategoryPrompts, set by load()
+        self.generator_model = self.config.generator_model or ""
         self.request_ids = RequestIds()
         cfg = self.config
         key = ServerConfig().resolved_api_key()  # the same Secret guards the upstreams
@@ -139,9 +154,59 @@ class PushgenTransformer(PushgenModel):
     def load(self) -> bool:
         if self.features is not None:
             self.features.open()
+        self._load_prompts()
         self.log = ServingLog(self.config.log)
         self.ready = True
         return self.ready
+
+    def _load_prompts(self) -> None:
+        """The release's tokenizer and template (no weights), and the model name to ask for."""
+        from pushgen.core.errors import ConfigError
+        from pushgen.generator.generate import CategoryPrompts
+        from serving.storage import StorageConfig, model_version, resolve_model_location
+
+        if not self.config.generator_dir:
+            raise ConfigError(
+                "the transformer needs --generator-dir (the generator release) to build prompts"
+            )
+        storage = StorageConfig(root=self.config.model_root, cache_dir=self.config.cache_dir)
+        local = resolve_model_location(self.config.generator_dir, storage)
+        self.prompts = CategoryPrompts.from_pretrained(local)
+        self.generator_model = self.config.generator_model or model_version(local)
+
+    async def _generate(
+        self, caption: str, categories: list[str], n: int, started: float
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One OpenAI completions request for the K category prompts: (candidates, version)."""
+        from pushgen.generator.prompts import clean_generation
+
+        assert self.prompts is not None
+        prompt_ids = self.prompts.prompt_ids(caption, categories)
+        cfg = self.config
+        answer = await self.generator.complete(
+            {
+                "model": self.generator_model,
+                "prompt": prompt_ids,
+                "n": n,
+                "max_tokens": cfg.max_new_tokens,
+                # greedy for one candidate per category, sampling for more (GeneratorServeConfig)
+                "temperature": 0.0 if n == 1 else cfg.temperature,
+                "top_p": cfg.top_p,
+                "seed": cfg.seed,
+            },
+            self._remaining(started),
+        )
+        rows = [c for c in categories for _ in range(n)]
+        choices = sorted(answer["choices"], key=lambda c: c["index"])
+        if len(choices) != len(rows):
+            raise UpstreamUnavailable(
+                f"the generator answered {len(choices)} completions for {len(rows)} prompts"
+            )
+        cands = [
+            {"category": c, "text": clean_generation(ch["text"])}
+            for c, ch in zip(rows, choices, strict=True)
+        ]
+        return cands, answer.get("system_fingerprint") or answer["model"]
 
     def parse_instance(self, instance: Any) -> PushRequest:
         return push_request(instance, self.limits)
@@ -190,19 +255,14 @@ class PushgenTransformer(PushgenModel):
         timings["feast"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
-        gen = await self.generator.predict(
-            {
-                "caption": caption,
-                "video_id": video_id,
-                "categories": list(req.categories or DEFAULT_CATEGORIES),
-                "n_per_category": req.n_per_category,
-            },
-            self._remaining(started),
+        categories = list(req.categories or DEFAULT_CATEGORIES)
+        generated, gen_version = await self._generate(
+            caption, categories, req.n_per_category, started
         )
         timings["generate"] = (time.perf_counter() - t0) * 1000
 
         cands = []
-        for c in gen["candidates"]:
+        for c in generated:
             verdict = check_candidate(c["text"], caption, self.config.max_chars)
             cands.append(
                 {
@@ -253,7 +313,7 @@ class PushgenTransformer(PushgenModel):
         chosen = cands[choice.index] if choice.index is not None else None
         if chosen is not None:
             chosen["selected"] = True
-        version = f"{gen.get('model_version')}+{rank_version or 'none'}"
+        version = f"{gen_version}+{rank_version or 'none'}"
         timings["total"] = (time.perf_counter() - t_request) * 1000
         assert self.log is not None
         self.log.write(
@@ -269,7 +329,7 @@ class PushgenTransformer(PushgenModel):
                 topic=topic,
                 extra={
                     **{f"latency_{k}_ms": round(v, 2) for k, v in timings.items()},
-                    "generator_version": gen.get("model_version"),
+                    "generator_version": gen_version,
                     "ranker_version": rank_version,
                 },
             )
@@ -348,6 +408,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--generator-url", default="http://127.0.0.1:8081")
+    p.add_argument(
+        "--generator-dir",
+        required=True,
+        help="the generator release (dir or s3:// URI): tokenizer and prompt template",
+    )
+    p.add_argument(
+        "--generator-model",
+        default=None,
+        help="OpenAI model name to ask for (the adapter's name); default: the release's version",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=24, help="per candidate")
+    p.add_argument("--model-root", default="/", help="local generator dirs must lie inside this")
+    p.add_argument("--cache-dir", default="runs/model-cache", help="where s3:// releases go")
     p.add_argument("--ranker-url", default="http://127.0.0.1:8082")
     p.add_argument("--feature-repo", default=None, help="Feast repo with the video features")
     p.add_argument("--log-dir", default="runs/serving-log", help="serving log directory")
@@ -383,6 +456,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     config = TransformerConfig(
         generator_url=args.generator_url,
+        generator_dir=args.generator_dir,
+        generator_model=args.generator_model,
+        max_new_tokens=args.max_new_tokens,
+        model_root=Path(args.model_root),
+        cache_dir=Path(args.cache_dir),
         ranker_url=args.ranker_url,
         feature_repo=Path(args.feature_repo) if args.feature_repo else None,
         deadline_s=args.deadline_s,

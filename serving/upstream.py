@@ -1,6 +1,6 @@
 """How the transformer calls its upstream models and names its requests, failing fast and safely.
 
-- `Upstream`: one predictor (generator or ranker) behind short timeouts (connect, read) cut to
+- `Upstream`: one predictor (generator or ranker; v1 `predict`, or OpenAI `complete`) behind short timeouts (connect, read) cut to
   the request's remaining deadline, a `CircuitBreaker` that fails fast while the predictor is
   down, and a cached readiness probe. Errors name the predictor, never its URL or its body
   (those go to the server log, one line).
@@ -25,6 +25,7 @@ from serving.server import API_KEY_ENV, Overloaded, RequestConflict, UpstreamUna
 logger = logging.getLogger("kserve").getChild(__name__)  # kserve configures its handlers
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+COMPLETIONS_PATH = "/openai/v1/completions"  # KServe's LLM runtime (and our generator) serve it
 
 
 class RequestIds:
@@ -151,13 +152,33 @@ class Upstream:
 
     async def predict(self, instance: dict, remaining_s: float) -> dict:
         """POST one v1 instance; its prediction, or UpstreamUnavailable / InvalidInput."""
+        answer = await self._post(
+            f"/v1/models/{self.model}:predict", {"instances": [instance]}, remaining_s
+        )
+        return answer["predictions"][0]
+
+    async def complete(self, request: dict, remaining_s: float) -> dict:
+        """POST one OpenAI completions request (`/openai/v1/completions`, as KServe's LLM runtime
+        serves it); the `Completion`, checked against the `openai` package's type."""
+        from openai.types import Completion
+        from pydantic import ValidationError
+
+        answer = await self._post(f"{COMPLETIONS_PATH}", request, remaining_s)
+        try:
+            return Completion.model_validate(answer).model_dump()
+        except ValidationError as exc:
+            self.breaker.failed()
+            raise self._unavailable(f"answered no completion: {exc}") from None
+
+    async def _post(self, path: str, body: dict, remaining_s: float) -> dict:
+        """POST `body` to `path`; the JSON answer, or UpstreamUnavailable / InvalidInput."""
         self.check_open()
         read = max(0.05, min(self.timeout_s, remaining_s))
         timeout = httpx.Timeout(read, connect=min(self.connect_timeout_s, read))
-        url = f"{self.base_url}/v1/models/{self.model}:predict"
+        url = f"{self.base_url}{path}"
         self.breaker.before_call()
         try:
-            resp = await self.client.post(url, json={"instances": [instance]}, timeout=timeout)
+            resp = await self.client.post(url, json=body, timeout=timeout)
         except httpx.TimeoutException as exc:
             self.breaker.failed()
             raise self._unavailable(f"timed out after {read:.1f}s: {exc!r}") from None
@@ -180,7 +201,7 @@ class Upstream:
                 f"the {self.which} refused the request ({resp.status_code}); "
                 "check the caption and categories against the limits in serving/README.md"
             )
-        return resp.json()["predictions"][0]
+        return resp.json()
 
     async def ready(self, cache_s: float = 2.0) -> bool:
         """Whether the predictor says it is ready (cached `cache_s`); False while the breaker is open."""

@@ -450,7 +450,9 @@ def no_ranker_transformers(stack, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("fault_log")
     for mode in ("strict", "degrade"):
         port = free_port()
-        args = transformer_cmd(port, stack.generator_url, dead, log_dir / mode)
+        args = transformer_cmd(
+            port, stack.generator_url, dead, log_dir / mode, *stack.generator_args
+        )
         if mode == "degrade":
             args.append("--degrade-without-ranker")
         out = (log_dir / f"{mode}.out").open("wb")
@@ -673,12 +675,16 @@ def test_a_reused_request_id_is_a_409_and_logs_one_request(stack):
 
 
 def test_errors_have_one_shape_on_v1_and_v2(stack):
-    # F7: v2 schema errors are 400 {"error"}, not FastAPI's 422 {"detail"}; Content-Type required
+    # F7: v2 schema errors are 400 {"error"}, not FastAPI's 422 {"detail"}; no Content-Type is
+    # JSON (as tritonclient sends it, tests/test_serving_openai.py), a non-JSON one a 415
     v2 = _post(_v2(stack.ranker_url, "ranker"), {"inputs": [{"name": "texts", "data": ["a"]}]})
     assert v2.status_code == 400 and set(v2.json()) == {"error"}, v2.text
     assert "datatype" in v2.json()["error"] and "shape" in v2.json()["error"]
     for url in (_v1(stack.ranker_url, "ranker"), _v2(stack.ranker_url, "ranker")):
         resp = httpx.post(url, content=b'{"texts": ["a"]}', timeout=30)  # no Content-Type
+        assert resp.status_code != 415, resp.text
+        xml = {"Content-Type": "application/xml"}
+        resp = httpx.post(url, content=b'{"texts": ["a"]}', headers=xml, timeout=30)
         assert resp.status_code == 415 and "Content-Type" in resp.json()["error"], resp.text
 
 
@@ -722,6 +728,7 @@ def keyed_pair(stack, models_dir, tmp_path_factory):
             str(tport),
             "--generator-url",
             stack.generator_url,
+            *stack.generator_args,
             "--ranker-url",
             ranker_url,
             "--ranker-timeout-s",

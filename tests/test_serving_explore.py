@@ -38,7 +38,13 @@ def explorer(tmp_path_factory):
     with LocalStack(models, None, config=cfg) as stack:
         port, explore_log = free_port(), tmp_path_factory.mktemp("explore_log")
         args = transformer_cmd(
-            port, stack.generator_url, stack.ranker_url, explore_log, "--explore-epsilon", "0.5"
+            port,
+            stack.generator_url,
+            stack.ranker_url,
+            explore_log,
+            *stack.generator_args,
+            "--explore-epsilon",
+            "0.5",
         )
         out = (explore_log / "server.out").open("wb")
         proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "pushgen.cli.commands.pipeline",
     "pushgen.cli.commands.serve",
     "pushgen.cli.commands.deploy",
+    "pushgen.cli.commands.batch",
     "pushgen.cli.commands.monitor",
     "pushgen.cli.commands.demo",
     "pushgen.cli.commands.replay",

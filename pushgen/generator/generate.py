@@ -86,6 +86,41 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     return json.loads(manifest.read_text())
 
 
+@dataclass
+class CategoryPrompts:
+    """A generator's prompts without its weights: tokenizer, template and category descriptions.
+
+    What a client of an LLM server (the transformer, batch generation over the OpenAI protocol)
+    needs to send the exact token ids `CandidateGenerator.generate` feeds its model.
+    """
+
+    tokenizer: Any
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+    category_descriptions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike | None = None) -> CategoryPrompts:
+        """From a trained generator dir (its manifest and tokenizer), or any causal LM's tokenizer."""
+        from pushgen.core.models import load_tokenizer
+
+        path = Path(path_or_id) if path_or_id is not None else None
+        manifest = _read_manifest(path) if path is not None and path.is_dir() else None
+        if manifest is None:
+            return cls(load_tokenizer(path_or_id))
+        template = PromptTemplate.from_dict(manifest["template"])
+        return cls(load_tokenizer(path), template, manifest.get("categories", {}))
+
+    def prompt_ids(self, caption: str, categories: Sequence[str]) -> list[list[int]]:
+        """Token ids of each category's prompt for `caption`."""
+        if not isinstance(caption, str) or not caption.strip():
+            raise PushgenError("caption must be a non-empty string")
+        described = resolve_categories(categories, self.category_descriptions)
+        return [
+            encode_prompt(self.tokenizer, self.template, caption, c, described[c])
+            for c in categories
+        ]
+
+
 class CandidateGenerator:
     """A causal LM (optionally with a LoRA adapter) that writes one push per requested category."""
 
@@ -157,11 +192,26 @@ class CandidateGenerator:
     ) -> list[list[int]]:
         """Token ids of each category's prompt for `caption` (what `generate` feeds the model)."""
         cfg = cfg or GenerationConfig()
-        template = self._template_for(cfg)
-        described = self._descriptions(categories)
-        return [
-            encode_prompt(self.tokenizer, template, caption, c, described[c]) for c in categories
-        ]
+        prompts = CategoryPrompts(
+            self.tokenizer, self._template_for(cfg), self.category_descriptions
+        )
+        return prompts.prompt_ids(caption, categories)
+
+    def complete(
+        self, prompts: list[list[int]], n: int = 1, config: GenerationConfig | None = None
+    ) -> list[tuple[str, int]]:
+        """(raw text, new tokens) for `n` continuations of each prompt, prompt by prompt, from ONE
+        batched `generate` call: what `generate` decodes, and what the OpenAI completions route
+        (serving/completions.py) answers for token-id prompts."""
+        cfg = config or GenerationConfig()
+        if n < 1:
+            raise ConfigError("n_per_category must be at least 1")
+        if not prompts or any(not p for p in prompts):
+            raise PushgenError("give at least one non-empty prompt")
+        rows = [p for p in prompts for _ in range(n)]
+        prefix_len = common_prefix_length(prompts) if cfg.share_prefix else 0
+        prefix_len = min(prefix_len, min(len(p) for p in prompts) - 1)  # keep >= 1 own token
+        return self._generate_rows(rows, prefix_len, cfg)
 
     def generate(
         self,
@@ -178,11 +228,8 @@ class CandidateGenerator:
             raise ConfigError("n_per_category must be at least 1")
         categories = list(categories)
         prompts = self.prompt_ids(caption, categories, cfg)
-        rows = [p for p in prompts for _ in range(n_per_category)]
         row_categories = [c for c in categories for _ in range(n_per_category)]
-        prefix_len = common_prefix_length(prompts) if cfg.share_prefix else 0
-        prefix_len = min(prefix_len, min(len(p) for p in prompts) - 1)  # keep >= 1 own token
-        outputs = self._generate_rows(rows, prefix_len, cfg)
+        outputs = self.complete(prompts, n_per_category, cfg)
         candidates = []
         for category, (raw, n_tokens) in zip(row_categories, outputs, strict=True):
             text = clean_generation(raw)

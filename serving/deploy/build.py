@@ -26,6 +26,7 @@ from serving.deploy.config import (
     LOG_MOUNT,
     MODEL_MOUNT,
     NAMES,
+    TMP_MOUNT,
     DeployConfig,
     check_version_uri,
     concurrency_bounds,
@@ -95,6 +96,13 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
         ],
         [],
     )
+    # the transformer builds the generator's prompts from the release's tokenizer and template
+    generator_flags = ["--generator-dir", f"{uri}/generator", "--cache-dir", f"{TMP_MOUNT}/models"]
+    if cfg.generator_runtime == "huggingface":
+        from serving.deploy.llm_runtime import openai_model_name
+
+        model = openai_model_name(cfg.llm_release, cfg.generator_merge)
+        generator_flags += ["--generator-model", model]
     transformer = make_container(
         cfg,
         cfg.cpu_image,
@@ -103,6 +111,7 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
         [
             "--generator-url",
             service_url(cfg, NAMES["generator"]),
+            *generator_flags,
             "--ranker-url",
             service_url(cfg, NAMES["ranker"]),
             "--feature-repo",
@@ -155,7 +164,44 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
             False,
         ),
     }
-    graph = V1alpha1InferenceGraph(
+    graph: Any = None
+    if cfg.generator_runtime == "huggingface":  # vLLM answers OpenAI, not our v1 graph step
+        from serving.deploy.llm_runtime import build_hf_generator
+
+        isvcs["generator"] = build_hf_generator(cfg, cfg.llm_release, cfg.generator_merge)
+    else:
+        graph = _graph(cfg)
+    config_map = V1ConfigMap(
+        api_version="v1",
+        kind="ConfigMap",
+        metadata=V1ObjectMeta(
+            name="pushgen-feature-store",
+            namespace=cfg.namespace,
+            labels={"app.kubernetes.io/part-of": "pushgen"},
+        ),
+        data={"feature_store.yaml": feature_store_yaml(cfg)},
+    )
+    objects: dict[str, Any] = {
+        "serviceaccount": make_service_account(cfg),
+        "feature-store": config_map,
+        "networkpolicy": make_network_policy(cfg),
+        **isvcs,
+    }
+    if graph is not None:
+        objects["graph"] = graph
+    # not in the folder `kubectl apply -f` reads: the keys are the operator's to fill in
+    if not cfg.s3_role_arn:
+        objects["templates/s3-secret"] = make_s3_secret(cfg)
+    # the cluster-wide Knative flags the pod specs need (GPU scheduling only); the README names them
+    patch = knative_features_patch(knative_flags(gpu_pod))
+    if patch is not None:
+        objects["knative/config-features-patch"] = patch
+    return objects
+
+
+def _graph(cfg: DeployConfig) -> V1alpha1InferenceGraph:
+    """InferenceGraph `pushgen-graph`: a Sequence generator -> ranker over v1."""
+    return V1alpha1InferenceGraph(
         api_version="serving.kserve.io/v1alpha1",
         kind="InferenceGraph",
         metadata=V1ObjectMeta(
@@ -182,28 +228,3 @@ def build_manifests(cfg: DeployConfig | None = None) -> dict[str, Any]:
             }
         ),
     )
-    config_map = V1ConfigMap(
-        api_version="v1",
-        kind="ConfigMap",
-        metadata=V1ObjectMeta(
-            name="pushgen-feature-store",
-            namespace=cfg.namespace,
-            labels={"app.kubernetes.io/part-of": "pushgen"},
-        ),
-        data={"feature_store.yaml": feature_store_yaml(cfg)},
-    )
-    objects: dict[str, Any] = {
-        "serviceaccount": make_service_account(cfg),
-        "feature-store": config_map,
-        "networkpolicy": make_network_policy(cfg),
-        **isvcs,
-        "graph": graph,
-    }
-    # not in the folder `kubectl apply -f` reads: the keys are the operator's to fill in
-    if not cfg.s3_role_arn:
-        objects["templates/s3-secret"] = make_s3_secret(cfg)
-    # the cluster-wide Knative flags the pod specs need (GPU scheduling only); the README names them
-    patch = knative_features_patch(knative_flags(gpu_pod))
-    if patch is not None:
-        objects["knative/config-features-patch"] = patch
-    return objects

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kserve import (
     V1beta1InferenceService,
@@ -97,6 +98,11 @@ class DeployConfig:
     monitoring_namespace: str | None = "monitoring"  # Prometheus scrapes from here
     liveness_delay_s: int = 600  # model loading precedes the HTTP server; never kill a loading pod
     port: int = 8080  # container port KServe routes to
+    # "pushgen": our generator container; "huggingface": KServe's HF runtime, vLLM (llm_runtime.py)
+    generator_runtime: str = "pushgen"
+    llm_release: Any = None  # llm_runtime.LLMRelease, read from the store, for "huggingface"
+    generator_merge: bool = False  # HF runtime: serve generator/merged/ instead of base + LoRA
+    llm_max_model_len: int = 2048  # vLLM's context: a push prompt plus 24 new tokens fits
 
     def __post_init__(self) -> None:
         check_version_uri(self.version_uri)
@@ -123,6 +129,12 @@ class DeployConfig:
                 raise ConfigError(f"{flag} {size!r} is not a Kubernetes quantity (e.g. 20Gi)")
         for tol in self.gpu_tolerations:
             make_toleration(tol)
+        if self.generator_runtime not in ("pushgen", "huggingface"):
+            raise ConfigError(
+                f"--generator-runtime {self.generator_runtime!r}: pushgen or huggingface"
+            )
+        if self.generator_runtime == "huggingface" and self.llm_release is None:
+            raise ConfigError("the huggingface generator runtime needs the release's details")
 
 
 ManifestConfig = DeployConfig  # the name earlier code used

@@ -89,6 +89,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="20Gi",
         help="emptyDir for the hub's cache with --hub-online (sized for the base model)",
     )
+    p.add_argument(
+        "--generator-runtime",
+        default="pushgen",
+        choices=["pushgen", "huggingface"],
+        help="huggingface: KServe's HF ServingRuntime with vLLM, the adapter as a LoRA module",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="huggingface runtime: serve the release's merged weights instead of base + LoRA",
+    )
     p.add_argument("--no-prometheus", action="store_true", help="no scrape annotations")
     p.set_defaults(func=run)
 
@@ -122,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
                 "pushgen): a pod could not verify it; register it again"
             )
     base = _generator_base(store, version)
-    if base and not args.hub_online:
+    hf = args.generator_runtime == "huggingface"
+    llm = _llm_release(store, version, manifest) if hf else None
+    if args.merge and llm is None:
+        raise ConfigError("--merge applies to --generator-runtime huggingface only")
+    if base and not args.hub_online and not args.merge:
         raise ConfigError(
             f"version {version!r}'s generator is trained on the hub model {base!r}; the pod must "
             "download it: pass --hub-online (HF_HUB_OFFLINE=0 for the generator)"
@@ -147,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
         hf_hub_offline=not args.hub_online,
         hub_cache_size=args.hub_cache_size,
         monitoring_namespace=args.monitoring_namespace or None,
+        generator_runtime=args.generator_runtime,
+        llm_release=llm,
+        generator_merge=args.merge,
     )
     if args.ingress_namespace is not None:
         cfg = replace(cfg, ingress_namespaces=tuple(args.ingress_namespace))
@@ -174,3 +192,18 @@ def _generator_base(store, version: str) -> str | None:
         return None
     base = str(store.get_json(key).get("base_model") or "")
     return base if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not base.startswith(".") else None
+
+
+def _llm_release(store, version: str, manifest: dict):  # noqa: ANN001, ANN202 - store, LLMRelease
+    """The version's runtimes record: the one registered with it, else read from its files."""
+    from pushgen.generator.runtimes import HF_RUNTIME, describe
+    from serving.deploy.llm_runtime import LLMRelease
+
+    record = (manifest.get("runtimes") or {}).get(HF_RUNTIME)
+    if record is None:  # a release registered before runtimes were recorded
+        prefix = f"versions/{version}/generator"
+        record = describe(
+            lambda name: store.exists(f"{prefix}/{name}"),
+            lambda name: store.get_json(f"{prefix}/{name}"),
+        )[HF_RUNTIME]
+    return LLMRelease(version=version, record=record)

@@ -38,11 +38,13 @@ def publish_release(
     metrics: dict,
     source_data_hash: str,
     gate: dict | None = None,
+    runtimes: dict | None = None,
 ) -> dict:
     """Stage the release layout in a temp dir and register it as one version; returns the manifest.
 
     With a quality-gate `gate` decision, the manifest records `status` ("promoted"/"rejected")
-    and the decision; a rejected release is stored but never made `LATEST`.
+    and the decision; a rejected release is stored but never made `LATEST`. `runtimes` (which
+    serving runtimes can serve the generator, `pushgen.generator.runtimes`) is recorded as given.
     """
     if not store_uri.strip():
         raise ConfigError(
@@ -63,6 +65,8 @@ def publish_release(
         extra = (
             {} if gate is None else {"status": "promoted" if promote else "rejected", "gate": gate}
         )
+        if runtimes is not None:
+            extra["runtimes"] = runtimes
         return store.register(
             version,
             artifacts,
