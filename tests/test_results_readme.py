@@ -43,6 +43,10 @@ def test_results_come_from_the_current_code(results):
     if stale is None:
         pytest.skip(f"commit {commit[:12]} is not in this clone's history: cannot tell")
     assert not results["provenance"]["dirty"], "the results were made from uncommitted code"
+    for seed, r in results["seeds"].items():  # each seed's replay: the same replay code
+        replay_commit = r["replay"]["provenance"]["commit"]
+        assert not r["replay"]["provenance"]["dirty"], f"seed {seed}: replay from uncommitted code"
+        assert stale_files(replay_commit) == stale, f"seed {seed}: replay from other code"
     assert not stale, (
         f"README shows results from {commit[:12]}; replay-relevant code changed since "
         f"({', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}): rerun `make results`"

@@ -49,6 +49,7 @@ REPLAY_KEYS = (
     "coverage",
     "goals",
     "selection_methods",
+    "provenance",
 )
 
 
