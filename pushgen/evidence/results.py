@@ -266,7 +266,17 @@ def render_section(results: dict) -> str:
     summary = results["summary"]
     sizes = results.get("sizes", {})
     first = next(iter(seeds))
+    above = sum(r["replay"]["arms"][HEADLINE]["uplift_ci"][0] > 0 for r in seeds.values())
+    hs0 = summary["headline_uplift"]
+    bb = [r["replay"]["beat_baseline"]["sft"]["rate"] for r in seeds.values()]
     lines = [
+        f"**In short.** Over {len(seeds)} seeds of world and training ({summary['videos_replayed']} "
+        "never-seen simulated videos), the served push's true CTR is "
+        f"{hs0['mean']:+.1%} over the video's mean human push (geometric mean of per-video "
+        f"ratios; seeds from {hs0['min']:+.1%} to {hs0['max']:+.1%}); its 95% interval lies "
+        f"above 0 in {above} of {len(seeds)} seeds. {min(bb):.0%}–{max(bb):.0%} of SFT pushes "
+        "beat the mean human push (the paper: 83%).",
+        "",
         "Every figure below is generated from `docs/results/results.json`, written by "
         f"`{prov.get('command', 'make results')}` at commit `{str(prov.get('commit'))[:12]}` "
         f"on {machine}, {prov.get('started_at', '?')} ({prov.get('duration_s', 0) / 60:.0f} min; "
@@ -281,6 +291,17 @@ def render_section(results: dict) -> str:
             + f"; {len(seeds)} seeds of world and training, {summary['videos_replayed']} "
             "replayed videos in all. Replayed videos were never ingested (no push, no A/B arm, "
             "no validation use). " + str(results.get("size_note", "")),
+            "",
+        ]
+    timing = [r.get("timing", {}) for r in seeds.values()]
+    if all("training_s" in t and "replay_s" in t for t in timing):
+        train = [t["training_s"] / 60 for t in timing]
+        replay = [t["replay_s"] / 60 for t in timing]
+        lines += [
+            f"Time on {machine} (shared with other work, the seeds run side by side): training "
+            f"{min(train):.0f}–{max(train):.0f} min and replay {min(replay):.0f}–{max(replay):.0f} "
+            f"min per seed; the reports {prov.get('duration_s', 0) / 60:.0f} min. `pushgen results` "
+            "prints each seed's progress, the replay a bar per stage.",
             "",
         ]
     # headline

@@ -207,6 +207,7 @@ def run_results(args: argparse.Namespace) -> int:
             table = pd_read(out / "replay" / f"{name}.parquet")
             table.to_csv(seed_dir / f"{name}.csv", index=False, float_format="%.6g")
         per_seed[str(seed)] = compact(figures)
+        per_seed[str(seed)]["timing"] = _timing(out, replay)
     prov["duration_s"] = round(time.perf_counter() - start, 1)
     prov["training"] = (
         f"reused for seeds {reused['training']}" if reused["training"] else "rerun for every seed"
@@ -232,6 +233,21 @@ def run_results(args: argparse.Namespace) -> int:
         f"{prov['duration_s'] / 60:.1f} min"
     )
     return 0
+
+
+def _timing(out: Path, replay: dict) -> dict:
+    """Wall-clock seconds of a seed's training (world written -> run index written) and replay
+    (its recorded start -> replay.json written), read from the files, so reused runs have them."""
+    from datetime import datetime
+
+    world = out / "world" / "world.json"
+    index = out / "pipeline" / "last_run.json"
+    timing = {"training_s": round(index.stat().st_mtime - world.stat().st_mtime, 1)}
+    started = (replay.get("provenance") or {}).get("started_at")
+    if started:
+        end = (out / "replay" / "replay.json").stat().st_mtime
+        timing["replay_s"] = round(end - datetime.fromisoformat(started).timestamp(), 1)
+    return timing
 
 
 def pd_read(path: Path):
