@@ -46,6 +46,13 @@ def render_bench(doc: dict) -> str:
             f"| {r['module'].removeprefix('bench_')} | {r['case']} | {_seconds(r['seconds'])} "
             f"| {baseline} | {ratio} | {r['peak_mib']:.0f} MiB |"
         )
+    if doc.get("not_run"):
+        lines += [
+            "",
+            "Not run in that run (`python -m bench` with named benchmarks): "
+            + ", ".join(doc["not_run"])
+            + ".",
+        ]
     if doc.get("failed"):
         lines += ["", "Failed in that run: " + ", ".join(doc["failed"]) + "."]
     return "\n".join(lines) + "\n"
