@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--held-out", type=int, default=40, help="videos no step ever sees")
     p.add_argument("--sft-steps", type=int, default=20, help="LoRA SFT steps (batch 8)")
     p.add_argument(
-        "--replay-videos", type=int, default=30, help="never-seen videos replayed (0: all)"
+        "--replay-videos", type=int, default=24, help="never-seen videos replayed (0: all)"
     )
     p.add_argument("--results", default="docs/results", help="where results.json and PNGs go")
     p.add_argument(
