@@ -122,6 +122,11 @@ def assemble(per_seed: dict[str, dict], prov: dict, sizes: dict) -> dict:
             "about 500 held-out A/B pairs for the ranker), which takes hours on 2 shared CPU "
             f"cores; the full size is `{FULL_SIZE}`."
         )
+    if len(per_seed) < 3:
+        note += (
+            f" {len(per_seed)} seed(s) only, fewer than the 3 that `make results` runs: the "
+            "others did not finish on the shared machine (see the provenance's command)."
+        )
     return {
         "machine": prov.get("machine"),
         "provenance": prov,
