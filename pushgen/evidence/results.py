@@ -131,7 +131,7 @@ def assemble(per_seed: dict[str, dict], prov: dict, sizes: dict) -> dict:
         "machine": prov.get("machine"),
         "provenance": prov,
         "sizes": sizes,
-        "size_note": note,
+        "size_note": note.strip(),
         "seeds": per_seed,
         "summary": summarize(per_seed),
     }
