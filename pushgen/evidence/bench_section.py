@@ -29,8 +29,13 @@ def _seconds(s: float | None) -> str:
 def render_bench(doc: dict) -> str:
     """The Markdown between the bench markers (a pure function of bench.json)."""
     load = doc.get("load_average_at_end") or [float("nan")]
+    command = (
+        f"python -m bench {' '.join(doc.get('benchmarks', []))}"
+        if doc.get("not_run")
+        else "make bench"
+    )
     lines = [
-        f"Every figure below is from `docs/results/bench.json`, written by `make bench` "
+        f"Every figure below is from `docs/results/bench.json`, written by `{command}` "
         f"({'short settings' if doc.get('short') else 'full settings'}) on {doc['machine']}, "
         f"load average {load[0]:.1f} at the end (the machine is shared: times are upper bounds). "
         "Ratio: the naive baseline measured in the same run over this.",
@@ -49,7 +54,7 @@ def render_bench(doc: dict) -> str:
     if doc.get("not_run"):
         lines += [
             "",
-            "Not run in that run (`python -m bench` with named benchmarks): "
+            "Not run in that run (the shared machine's load; `make bench` runs them all): "
             + ", ".join(doc["not_run"])
             + ".",
         ]
