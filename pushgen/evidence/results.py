@@ -305,7 +305,7 @@ def render_section(results: dict) -> str:
         lines += [
             f"Time on {machine} (shared with other work, the seeds run side by side): training "
             f"{min(train):.0f}–{max(train):.0f} min and replay {min(replay):.0f}–{max(replay):.0f} "
-            f"min per seed; the reports {prov.get('duration_s', 0) / 60:.0f} min. `pushgen results` "
+            f"min per seed; the reports {prov.get('duration_s', 0) / 60:.1f} min. `pushgen results` "
             "prints each seed's progress, the replay a bar per stage.",
             "",
         ]

@@ -97,12 +97,13 @@ def run(args: argparse.Namespace) -> int:
                 run_art, w, out.parent / f"{out.name}-ablation" / w, args.weighting_steps or None
             )
             cfg.extra_generators[f"weighting_{w}"] = str(path)
+    from pushgen.evidence.provenance import provenance
+
+    prov = provenance(["pushgen", "replay", *_argv(args)])  # at the start: its time is the start
     report, candidates, per_video = run_replay(run_art, sim, cfg)
     report["goals"] = goals(report)
     report["run"], report["sim"] = str(Path(args.run)), str(Path(args.sim))
-    from pushgen.evidence.provenance import provenance
-
-    report["provenance"] = provenance(["pushgen", "replay", *_argv(args)])
+    report["provenance"] = prov
     write_outputs(out, report, candidates, per_video)
     print("\n".join(replay_lines(report)))
     print(f"wrote {out}/replay.json, videos.parquet, candidates.parquet")
