@@ -2,7 +2,8 @@
 
 `results.json` records `provenance()` of the run that made it. `stale_files(commit)` lists the
 replay-relevant files (`REPLAY_RELEVANT`: everything that trains the models, simulates the world
-or computes a figure) changed between that commit and the working tree; a test fails, and
+or computes a figure; the orchestration in `pushgen results` is left out, its settings are the
+recorded command line) changed between that commit and the working tree; a test fails, and
 `pushgen results --reuse` warns on top, when the list is not empty. Presentation code (tables,
 the README and HTML renderers, plots) is left out: re-rendering the same JSON needs no rerun.
 
@@ -30,7 +31,6 @@ REPLAY_RELEVANT: tuple[str, ...] = (
     "pushgen/evidence/stats.py",
     "pushgen/evidence/breakdown.py",
     "pushgen/cli/demo.py",
-    "pushgen/cli/commands/report.py",
     "pipelines/training.py",
     "components",
 )
