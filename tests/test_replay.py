@@ -384,6 +384,7 @@ def test_results_command_reuses_only_when_told_and_says_so(replayed, tmp_path, c
     docs = tmp_path / "docs"
     argv = ["results", "--out", str(out), "--seeds", "0", "--results", str(docs)]
     argv += ["--readme", str(readme), "--videos", "60", "--held-out", str(HELD_OUT), "--reuse"]
+    argv += ["--replay-videos", "8"]
     assert cli(argv) == 0
     said = capsys.readouterr().out
     assert "reusing the trained run" in said and "reusing the replay" in said
