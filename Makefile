@@ -64,11 +64,12 @@ format: install ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## Run every benchmark (short settings), one summary table, docs/results/bench.json
+bench: install ## Run every benchmark (short settings): docs/results/bench.json and README's measured figures
 	$(PY) -m bench
+	$(PY) -m pushgen.evidence.bench_section
 
-results: install ## Train at the demo's size, replay held-out videos, write docs/results + README Results
-	$(VENV)/bin/pushgen results
+results: install ## Per seed (0,1,2): simulate, train, replay never-seen videos; docs/results + README (REUSE=1: --reuse)
+	$(VENV)/bin/pushgen results $(if $(REUSE),--reuse)
 
 clean: ## Remove the venv and run outputs
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     doc = {
         "machine": describe_machine(),
+        "benchmarks": [n for n in names if not only or n in only],
+        "not_run": [n for n in names if only and n not in only],
         "load_average_at_end": load,
         "short": not full,
         "failed": failed,

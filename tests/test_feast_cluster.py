@@ -30,7 +30,9 @@ def redis(tmp_path_factory):
     proc.wait(10)
 
 
-def test_publish_fills_the_store_the_transformer_reads(redis, s3_env, sim, tmp_path, monkeypatch):
+def test_publish_fills_the_store_the_transformer_reads(
+    redis, s3_env, sim, tmp_path, monkeypatch, training_run
+):
     import boto3
 
     from pushgen.core.store import ArtifactStore
@@ -62,7 +64,13 @@ def test_publish_fills_the_store_the_transformer_reads(redis, s3_env, sim, tmp_p
     mounted.mkdir()
     (mounted / "feature_store.yaml").write_text(config)
     model = PushgenTransformer(
-        "pushgen", TransformerConfig(feature_repo=mounted, log=_log_config(tmp_path))
+        "pushgen",
+        TransformerConfig(
+            feature_repo=mounted,
+            log=_log_config(tmp_path),
+            # the release's tokenizer and template: the transformer builds the generator's prompts
+            generator_dir=str(training_run.release / "generator"),
+        ),
     )
     model.load()  # the registry on S3 has the feature service
     video = str(videos["video_id"].iloc[0])

@@ -233,19 +233,26 @@ def text_features(text: str, video: dict) -> dict:
     }
 
 
-def _text_logit(world: World, topic: str, feats: dict) -> float:
+def text_logit_terms(world: World, topic: str, feats: dict) -> dict[str, float]:
+    """The text's additive terms of the true click logit, one per feature (their sum is the
+    text's part of the logit; the video's popularity and quality are the rest)."""
     eff = world.effects
     style = feats["style"]
-    logit = 0.0
-    if style is not None:
-        logit += world.style_effect[style] + world.affinity[style][topic]
-    logit += eff.question * feats["question"]
-    logit += eff.faithful_number * feats["faithful_number"]
-    logit += eff.faithful_entity * feats["faithful_entities"]
-    logit += eff.invented_entity * feats["invented"]
-    logit += eff.emoji * feats["emoji"]
-    logit -= eff.length_penalty * max(0, feats["length"] - eff.length_optimum)
-    return logit
+    return {
+        "style_x_topic": (
+            world.style_effect[style] + world.affinity[style][topic] if style is not None else 0.0
+        ),
+        "question": eff.question * feats["question"],
+        "faithful_number": eff.faithful_number * feats["faithful_number"],
+        "faithful_entities": eff.faithful_entity * feats["faithful_entities"],
+        "invented_entities": eff.invented_entity * feats["invented"],
+        "emoji": eff.emoji * feats["emoji"],
+        "length": -eff.length_penalty * max(0, feats["length"] - eff.length_optimum),
+    }
+
+
+def _text_logit(world: World, topic: str, feats: dict) -> float:
+    return sum(text_logit_terms(world, topic, feats).values())
 
 
 def true_ctr(world: World, video_id: str, text: str) -> float:

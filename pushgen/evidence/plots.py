@@ -88,6 +88,7 @@ def plot_intervals(
     y = np.arange(len(rows))
     mid = np.array([r[1] for r in rows])
     err = np.array([[m - r[2][0], r[2][1] - m] for r, m in zip(rows, mid, strict=True)]).T
+    err = np.maximum(err, 0)  # a BCa interval can sit beside its estimate on skewed data
     ax.errorbar(mid, y, xerr=err, fmt="o", capsize=3, color="#4c72b0")
     if reference is not None:
         ax.axvline(reference, color="grey", ls="--", lw=1)

@@ -1,19 +1,24 @@
 """Offline replay of the whole method against the human pushes, on a simulated world.
 
-For held-out videos (neither model trained on them) the run's generator writes one candidate per
-category exactly as serving does (greedy, 24 new tokens, the guard), the run's ranker picks one,
-and the simulator's truth scores every text. Compared, per video, in true CTR:
+For held-out videos (never ingested by the run: no push, no A/B arm, no validation use) the run's
+generator writes one candidate per category exactly as serving does (greedy, 24 new tokens, the
+guard), the run's ranker picks one, and the simulator's truth scores every text. Compared, per
+video, in true CTR, against the video's **mean human push** (the expected editor):
 
-- the human push that was sent (the video's earliest), the best and the mean human push;
-- a random guarded candidate (the method without the ranker), each category's candidate;
-- the ranker's choice (Copeland, knockout, Bradley-Terry, listwise where the ranker has it);
-- the oracle best guarded candidate, and the best candidate before the guard;
-- ablations: the base model instead of the SFT one, no category control (K samples of one
-  prompt), and any extra generators given (e.g. SFT with another confidence weighting).
+- the human pushes: the earliest one (one draw of "the push that was sent"; `sent_redraws`
+  redraws which push counts as sent), the best one, and the ranker choosing among them
+  (`human_copeland`: what a team would try before any LLM);
+- a random guarded candidate (the method without the ranker: the mean over candidates), each
+  category's candidate, the ranker's choice (Copeland, knockout, Bradley-Terry, listwise where the
+  ranker has it), the oracle best guarded candidate and the best candidate before the guard;
+- ablations that change one thing: the base model instead of the SFT one (same greedy decoding),
+  and category control on/off at the same decoding (one sampled candidate per category against K
+  samples of one prompt, both at T=0.8); extra generators given (e.g. another SFT weighting).
 
 A system arm serves the human push where no candidate passes the guard (replaced traffic only).
-Intervals are paired bootstraps over videos; the simulated A/B test draws binomial clicks for
-the chosen and the sent human push at the sent push's own exposure.
+Uplifts are geometric means of per-video ratios with BCa intervals; rates have Wilson intervals
+(`pushgen.evidence.stats`). The ranker's pairwise accuracy against the truth is counted on the
+human pushes of each held-out video and on the SFT candidates (`ranker_pairs`).
 
     report, candidates, per_video = run_replay(RunArtifacts.find(run), SimWorld.load(sim), cfg)
 """
@@ -32,7 +37,7 @@ import pandas as pd
 from pushgen.core.errors import ConfigError, PushgenError
 from pushgen.data.contracts import read_table
 from pushgen.evidence.replay_data import RunArtifacts, SimWorld, held_out_videos, sent_pushes
-from pushgen.evidence.stats import bootstrap_ci, compare, resample_index, simulated_ab
+from pushgen.evidence.stats import bootstrap_ci, log_ratio_uplift, resample_index, wilson
 
 SELECTION = ("copeland", "knockout", "bradley_terry")  # plus "listwise" where the ranker has it
 HEADLINE = "sft_copeland"  # the served system: SFT generator, guard, Copeland over the ranker
@@ -46,12 +51,12 @@ class ReplayConfig:
     max_new_tokens: int = 24  # the serving default
     max_chars: int = 120  # the guard's length budget (serving default)
     base_model: bool = True  # ablation: the un-tuned base model with the same prompts
-    uncontrolled: bool = True  # ablation: K samples of one prompt instead of one per category
-    uncontrolled_temperature: float = 0.8  # sampling temperature of that ablation
+    uncontrolled: bool = True  # ablation: K samples of one prompt vs one sample per category
+    uncontrolled_temperature: float = 0.8  # sampling temperature of both sides of that ablation
     extra_generators: dict[str, str] = field(default_factory=dict)  # name -> generator dir
     n_boot: int = 2000  # bootstrap draws
-    ab_exposure: int = 0  # views per arm in the simulated A/B test (0: the sent push's own)
-    seed: int = 0  # video order, the uncontrolled prompt, bootstrap, clicks
+    redraws: int = 2000  # redraws of which human push counts as sent
+    seed: int = 0  # video order, the uncontrolled prompt, sampling, bootstrap, redraws
     device: str | None = None  # None: cuda when available
 
 
@@ -95,9 +100,10 @@ def candidates_for(
     categories: Sequence[str],
     cfg: ReplayConfig,
 ) -> pd.DataFrame:
-    """Every candidate: one per category per controlled generator; K samples of one random
-    category's prompt for the uncontrolled ablation. Columns: arm, video_id, category, text,
-    guard_ok, guard_reasons."""
+    """Every candidate: one per category per controlled generator (greedy); for the control
+    ablation one sampled candidate per category (`sampled`) and K samples of one random
+    category's prompt (`uncontrolled`). Columns: arm, video_id, category, text, guard_ok,
+    guard_reasons."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(cfg.seed)
@@ -107,9 +113,11 @@ def candidates_for(
     for name, vid in tqdm(jobs, desc="replay: generating", unit="video", disable=None):
         cands = generators[name].generate(captions[vid], categories, 1, greedy)
         rows += [(name, vid, c) for c in cands]
-    if cfg.uncontrolled:
+    if cfg.uncontrolled:  # category control on / off, both sampled at the same temperature
         sampled = _generation(cfg, sample=True)
-        for vid in tqdm(captions, desc="replay: one prompt, K samples", disable=None):
+        for vid in tqdm(captions, desc="replay: sampled, with and without control", disable=None):
+            cands = generators["sft"].generate(captions[vid], categories, 1, sampled)
+            rows += [("sampled", vid, c) for c in cands]
             one = str(rng.choice(list(categories)))
             cands = generators["sft"].generate(captions[vid], [one], len(categories), sampled)
             rows += [("uncontrolled", vid, c) for c in cands]
@@ -136,12 +144,15 @@ def selection_methods(ranker: Any) -> list[str]:
     return [*SELECTION, *(["listwise"] if "listwise" in select.METHODS else [])]
 
 
-def pick(ranker: Any, texts: list[str], caption: str, methods: Sequence[str]) -> dict[str, int]:
-    """{method: chosen index} for one candidate set; one win matrix serves the matrix methods."""
+def pick(
+    ranker: Any, texts: list[str], caption: str, methods: Sequence[str]
+) -> tuple[dict[str, int], np.ndarray]:
+    """({method: chosen index}, win matrix) for one candidate set; one win matrix serves the
+    matrix methods."""
     from pushgen.ranker.aggregate import aggregate
 
     if len(texts) == 1:
-        return dict.fromkeys(methods, 0)
+        return dict.fromkeys(methods, 0), np.full((1, 1), 0.5)
     win = ranker.win_matrix(texts, caption)
     out = {}
     for m in methods:
@@ -152,7 +163,17 @@ def pick(ranker: Any, texts: list[str], caption: str, methods: Sequence[str]) ->
                 out[m] = ranker.rank(texts, caption, method=m).chosen
             except PushgenError:
                 continue
-    return out
+    return out, win
+
+
+def pairs_right(win: np.ndarray, ctr: np.ndarray) -> tuple[int, int, float]:
+    """(pairs the win matrix orders as the true CTRs do, pairs with unequal true CTR, the sum
+    of those pairs' |log CTR ratio|: how far apart they are)."""
+    i, j = np.triu_indices(len(ctr), k=1)
+    differ = ctr[i] != ctr[j]
+    right = (win[i, j] > 0.5) == (ctr[i] > ctr[j])
+    gap = np.abs(np.log(ctr[i]) - np.log(ctr[j]))[differ].sum()
+    return int((right & differ).sum()), int(differ.sum()), float(gap)
 
 
 def video_rows(
@@ -164,37 +185,50 @@ def video_rows(
     methods: Sequence[str],
     cfg: ReplayConfig,
 ) -> pd.DataFrame:
-    """One row per video: the true CTR of every arm (system arms fall back to the sent push)."""
+    """One row per video: the true CTR of every arm (system arms fall back to the mean human
+    push, the expected editor, when nothing passes the guard), and the ranker's right pairs."""
     from tqdm.auto import tqdm
 
-    human_ctr = human.groupby("video_id")["true_ctr"]
+    by_video = {v: g.drop_duplicates("text") for v, g in human.groupby("video_id")}
     rows = []
     for vid in tqdm(list(captions), desc="replay: ranking", unit="video", disable=None):
-        sent_ctr = float(sent.loc[vid, "true_ctr"])
+        h = by_video[vid]
+        h_ctr = h["true_ctr"].to_numpy(float)
         row = {
             "video_id": vid,
-            "human_sent": sent_ctr,
-            "human_best": float(human_ctr.get_group(vid).max()),
-            "human_mean": float(human_ctr.get_group(vid).mean()),
-            "exposure": int(cfg.ab_exposure or sent.loc[vid, "pv"]),
+            "human_pushes": len(h),
+            "human_sent": float(sent.loc[vid, "true_ctr"]),
+            "human_best": float(h_ctr.max()),
+            "human_mean": float(h_ctr.mean()),
         }
+        chosen, win = pick(ranker, h["text"].tolist(), captions[vid], ("copeland",))
+        row["human_copeland"] = float(h_ctr[chosen["copeland"]])
+        row["human_copeland_text"] = str(h["text"].iloc[chosen["copeland"]])
+        row["human_pairs_right"], row["human_pairs"], row["human_pairs_gap"] = pairs_right(
+            win, h_ctr
+        )
         for arm, cands in scored[scored["video_id"] == vid].groupby("arm", sort=False):
             ok = cands[cands["guard_ok"]]
             row[f"{arm}_oracle_unguarded"] = float(cands["true_ctr"].max())
             row[f"{arm}_guarded"] = len(ok)
-            if ok.empty:  # nothing servable: the human push stays
+            if ok.empty:  # nothing servable: the editors' push stays
                 for m in ("random", "oracle", *methods):
-                    row[f"{arm}_{m}"] = sent_ctr
+                    row[f"{arm}_{m}"] = row["human_mean"]
                 continue
             ctr = ok["true_ctr"].to_numpy(float)
             row[f"{arm}_random"] = float(ctr.mean())  # expected CTR of a uniform pick
             row[f"{arm}_oracle"] = float(ctr.max())
             arm_methods = methods if arm in ("sft",) else ("copeland",)
-            for m, i in pick(ranker, ok["text"].tolist(), captions[vid], arm_methods).items():
+            picked, win = pick(ranker, ok["text"].tolist(), captions[vid], arm_methods)
+            for m, i in picked.items():
                 row[f"{arm}_{m}"] = float(ctr[i])
-                if arm == "sft" and m == "copeland":
-                    row["chosen_text"] = ok["text"].iloc[i]
-                    row["chosen_category"] = ok["category"].iloc[i]
+            if arm == "sft":
+                i = picked["copeland"]
+                row["chosen_text"] = ok["text"].iloc[i]
+                row["chosen_category"] = ok["category"].iloc[i]
+                row["sft_pairs_right"], row["sft_pairs"], row["sft_pairs_gap"] = pairs_right(
+                    win, ctr
+                )
         row["sent_text"] = str(sent.loc[vid, "text"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -246,32 +280,119 @@ def generator_figures(scored: pd.DataFrame, human: pd.DataFrame, categories: Seq
     return out
 
 
-def arm_table(per_video: pd.DataFrame, cfg: ReplayConfig) -> dict[str, dict]:
-    """Every arm's mean CTR, uplift over the sent human push and beats rate, with intervals."""
-    rng = np.random.default_rng(cfg.seed + 1)
-    idx = resample_index(len(per_video), cfg.n_boot, rng)
-    sent = per_video["human_sent"].to_numpy(float)
-    skip = {"video_id", "exposure", "chosen_text", "chosen_category", "sent_text"}
-    arms = [
+TEXT_COLUMNS = {"video_id", "chosen_text", "chosen_category", "sent_text", "human_copeland_text"}
+
+
+def arm_columns(per_video: pd.DataFrame) -> list[str]:
+    """The per-video columns that hold an arm's true CTR."""
+    return [
         c
         for c in per_video.columns
-        if c not in skip and not c.endswith("_guarded") and per_video[c].notna().all()
+        if c not in TEXT_COLUMNS
+        and not c.endswith(("_guarded", "_pairs", "_pairs_right", "_pairs_gap"))
+        and c != "human_pushes"
+        and per_video[c].notna().all()
     ]
+
+
+def arm_table(per_video: pd.DataFrame, cfg: ReplayConfig) -> dict[str, dict]:
+    """Every arm's mean CTR (percentile interval) and its uplift over the video's mean human push
+    (geometric mean of per-video ratios, BCa interval) and beats rate (Wilson interval)."""
+    idx = resample_index(len(per_video), cfg.n_boot, np.random.default_rng(cfg.seed + 1))
+    base = per_video["human_mean"].to_numpy(float)
     out = {}
-    for arm in arms:
+    for arm in arm_columns(per_video):
         values = per_video[arm].to_numpy(float)
-        out[arm] = (
-            compare(values, sent, idx)
-            if arm != "human_sent"
-            else {
-                "mean_ctr": float(sent.mean()),
-                "mean_ctr_ci": bootstrap_ci(sent, idx),
-                "uplift": 0.0,
-                "uplift_ci": (0.0, 0.0),
-                "beats_rate": 0.0,
-                "beats_rate_ci": (0.0, 0.0),
-            }
-        )
+        row = {"mean_ctr": float(values.mean()), "mean_ctr_ci": bootstrap_ci(values, idx)}
+        if arm != "human_mean":
+            row |= log_ratio_uplift(values, base, cfg.n_boot, cfg.seed + 2)
+        out[arm] = row
+    return out
+
+
+def sent_redraws(
+    per_video: pd.DataFrame, human: pd.DataFrame, arm: str, redraws: int, seed: int
+) -> dict:
+    """The headline arm's uplift over "the push that was sent" when which human push counts as
+    sent is redrawn (uniformly among the video's pushes) `redraws` times: median and 95% range,
+    beside the one draw the data records (the earliest push)."""
+    rng = np.random.default_rng(seed)
+    ctrs = human.groupby("video_id")["true_ctr"].apply(lambda c: c.to_numpy(float)).to_dict()
+    system = np.log(per_video[arm].to_numpy(float))
+    picks = [rng.integers(0, len(ctrs[v]), redraws) for v in per_video["video_id"]]
+    logs = np.stack(
+        [np.log(ctrs[v][p]) for v, p in zip(per_video["video_id"], picks, strict=True)]
+    )  # videos x redraws
+    draws = np.expm1(system.mean() - logs.mean(axis=0))
+    earliest = log_ratio_uplift(per_video[arm], per_video["human_sent"], 200, seed)
+    return {
+        "median_uplift": float(np.median(draws)),
+        "uplift_range_95": (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))),
+        "redraws": redraws,
+        "earliest_push_uplift": earliest["uplift"],
+    }
+
+
+def beat_baseline(scored: pd.DataFrame, per_video: pd.DataFrame) -> dict[str, dict]:
+    """The paper's beat-baseline rate per generator arm: the share of generated pushes (guard
+    rejects included) whose true CTR exceeds the video's mean human push; Wilson interval."""
+    base = per_video.set_index("video_id")["human_mean"]
+    out = {}
+    for arm, g in scored.groupby("arm", sort=False):
+        wins = int((g["true_ctr"].to_numpy(float) > base.loc[g["video_id"]].to_numpy()).sum())
+        out[arm] = {"rate": wins / len(g), "rate_ci": wilson(wins, len(g)), "pushes": len(g)}
+    return out
+
+
+def ranker_pairs(per_video: pd.DataFrame) -> dict[str, dict]:
+    """The ranker's pairwise accuracy against the simulator's truth, on the held-out videos'
+    human pushes and on their guarded SFT candidates (pairs within a video; Wilson intervals)."""
+    out = {}
+    for what in ("human", "sft"):
+        if f"{what}_pairs" not in per_video:
+            continue
+        right = int(per_video[f"{what}_pairs_right"].fillna(0).sum())
+        n = int(per_video[f"{what}_pairs"].fillna(0).sum())
+        gap = float(per_video[f"{what}_pairs_gap"].fillna(0).sum())
+        out[what] = {
+            "pairs": n,
+            "right": right,
+            "mean_abs_log_ctr_gap": gap / n if n else float("nan"),
+            "accuracy": right / n if n else float("nan"),
+            "accuracy_ci": wilson(right, n),
+        }
+    return out
+
+
+def ablations(per_video: pd.DataFrame, cfg: ReplayConfig) -> list[dict]:
+    """Pairs of arms that differ in one thing, averages against averages: `on` over `off` as a
+    geometric-mean uplift with its BCa interval."""
+    pairs = [
+        (
+            "category control, random candidate (both sampled at T=0.8)",
+            "sampled_random",
+            "uncontrolled_random",
+        ),
+        (
+            "category control, ranker's pick (both sampled at T=0.8)",
+            "sampled_copeland",
+            "uncontrolled_copeland",
+        ),
+        ("SFT vs base model, random candidate (both greedy)", "sft_random", "base_random"),
+        ("SFT vs base model, ranker's pick (both greedy)", "sft_copeland", "base_copeland"),
+        ("ranker vs random pick, SFT candidates", "sft_copeland", "sft_random"),
+        ("ranker vs random pick, human pushes", "human_copeland", "human_mean"),
+        (
+            "greedy vs sampled at T=0.8, category control, random candidate",
+            "sft_random",
+            "sampled_random",
+        ),
+    ]
+    out = []
+    for name, on, off in pairs:
+        if on in per_video and off in per_video:
+            r = log_ratio_uplift(per_video[on], per_video[off], cfg.n_boot, cfg.seed + 3)
+            out.append({"change": name, "on": on, "off": off, **r})
     return out
 
 
@@ -280,9 +401,12 @@ def loss_breakdown(per_video: pd.DataFrame, gen: dict) -> dict:
     m = per_video.mean(numeric_only=True)
     oracle, rand, chosen = m["sft_oracle"], m["sft_random"], m[HEADLINE]
     gap = oracle - rand
+    h_gap = m["human_best"] - m["human_mean"]
     return {
+        "human_mean": float(m["human_mean"]),
         "human_sent": float(m["human_sent"]),
         "human_best": float(m["human_best"]),
+        "human_copeland": float(m["human_copeland"]),
         "generator_mean_candidate": float(gen["sft"]["mean_true_ctr"]),
         "oracle_before_guard": float(m["sft_oracle_unguarded"]),
         "oracle_after_guard": float(oracle),
@@ -291,6 +415,9 @@ def loss_breakdown(per_video: pd.DataFrame, gen: dict) -> dict:
         "guard_loss": float(m["sft_oracle_unguarded"] - oracle),
         "ranker_loss": float(oracle - chosen),
         "ranker_share_of_gap": float((chosen - rand) / gap) if gap > 0 else float("nan"),
+        "ranker_share_of_human_gap": (
+            float((m["human_copeland"] - m["human_mean"]) / h_gap) if h_gap > 0 else float("nan")
+        ),
         "videos_without_guarded_candidate": int((per_video["sft_guarded"] == 0).sum()),
         "guard_rejected_share": float(gen["sft"]["guard_rejected_share"]),
     }
@@ -313,13 +440,24 @@ def choose_videos(run: RunArtifacts, sim: SimWorld, n: int, seed: int) -> list[s
 
 
 def run_replay(
-    run: RunArtifacts, sim: SimWorld, cfg: ReplayConfig
+    run: RunArtifacts, sim: SimWorld, cfg: ReplayConfig, unseen_only: bool = True
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(report, every scored candidate, one row per video) for `cfg.videos` held-out videos."""
+    """(report, every scored candidate, one row per video) for `cfg.videos` held-out videos
+    (`unseen_only`: never ingested by the run; False: not trained on, see `held_out_videos`)."""
     from pushgen.data.simulator import true_ctr, true_style
+    from pushgen.evidence.breakdown import feature_breakdown
     from pushgen.ranker.select import PairwiseRanker
 
-    videos = choose_videos(run, sim, cfg.videos, cfg.seed)
+    held = held_out_videos(run, sim, unseen_only)
+    if cfg.videos > len(held) or not held:
+        choose_videos(run, sim, cfg.videos, cfg.seed)  # the one-line error
+    videos = (
+        held
+        if cfg.videos in (0, len(held))
+        else sorted(
+            np.random.default_rng(cfg.seed).choice(held, cfg.videos, replace=False).tolist()
+        )
+    )
     for name, path in cfg.extra_generators.items():
         if not Path(path).is_dir():
             raise ConfigError(f"extra generator {name!r}: no directory at {path}")
@@ -345,40 +483,46 @@ def run_replay(
     per_video = video_rows(scored, human, sent, ranker, captions, methods, cfg)
 
     gen = generator_figures(scored, human, categories)
-    arms = arm_table(per_video, cfg)
-    idx = resample_index(len(per_video), cfg.n_boot, np.random.default_rng(cfg.seed + 2))
-    exposure = per_video["exposure"].to_numpy()
-    ab = {
-        arm: simulated_ab(per_video[arm], per_video["human_sent"], exposure, idx, cfg.seed + 3)
-        for arm in (HEADLINE, "sft_random", "base_copeland", "uncontrolled_copeland")
-        if arm in per_video
-    }
     report = {
         "videos": len(videos),
-        "held_out": len(held_out_videos(run, sim)),
+        "held_out": len(held),
+        "held_out_rule": "never ingested" if unseen_only else "not trained on",
         "categories": categories,
         "selection_methods": methods,
         "headline_arm": HEADLINE,
+        "baseline": "human_mean",
         "config": {k: v for k, v in asdict(cfg).items() if k != "device"},
-        "arms": arms,
-        "simulated_ab": ab,
+        "arms": arm_table(per_video, cfg),
+        "sent_redraws": sent_redraws(per_video, human, HEADLINE, cfg.redraws, cfg.seed + 4),
+        "beat_baseline": beat_baseline(scored, per_video),
+        "ranker_pairs": ranker_pairs(per_video),
+        "ablations": ablations(per_video, cfg),
         "generator": gen,
         "history_style_mix": {
             k: float(v) for k, v in human["true_category"].value_counts(normalize=True).items()
         },
         "loss_breakdown": loss_breakdown(per_video, gen),
         "coverage": float((per_video["sft_guarded"] > 0).mean()),
+        "breakdown": feature_breakdown(sim, per_video, scored, human),
     }
+    report["vs_baselines"] = {  # the same draws as the arm table's (identical for the mean)
+        b: log_ratio_uplift(per_video[HEADLINE], per_video[b], cfg.n_boot, cfg.seed + 2)
+        for b in ("human_mean", "human_sent", "human_best", "human_copeland")
+    }
+    covered = per_video[per_video["sft_guarded"] > 0]
+    report["replaced_traffic"] = (
+        log_ratio_uplift(covered[HEADLINE], covered["human_mean"], cfg.n_boot, cfg.seed + 5)
+        if len(covered)
+        else {}
+    )
     return report, scored, per_video
 
 
-def goals(report: dict, min_beats: float = 0.70, min_uplift: float = 0.14) -> dict[str, bool]:
-    """The method's goals: the chosen push beats the sent human push on >= 70% of videos, and the
-    simulated A/B uplift is >= +14% with the lower end of its 95% interval above 0."""
+def goals(report: dict, min_beat_baseline: float = 0.70) -> dict[str, bool]:
+    """The method's goals: the chosen push beats the video's mean human push with the lower end
+    of the 95% interval above 0, and the SFT generator's beat-baseline rate is >= 70%."""
     chosen = report["arms"][HEADLINE]
-    ab = report["simulated_ab"][HEADLINE]
     return {
-        "beats_sent_human_70pct": chosen["beats_rate"] >= min_beats,
-        "ab_uplift_14pct": ab["uplift"] >= min_uplift,
-        "ab_uplift_ci_above_0": ab["uplift_ci"][0] > 0,
+        "uplift_over_mean_human_ci_above_0": chosen["uplift_ci"][0] > 0,
+        "beat_baseline_70pct": report["beat_baseline"]["sft"]["rate"] >= min_beat_baseline,
     }

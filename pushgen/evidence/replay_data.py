@@ -97,25 +97,34 @@ class SimWorld:
         )
 
 
-def held_out_videos(run: RunArtifacts, sim: SimWorld) -> list[str]:
-    """Videos neither model trained on, that have a caption and a human push to compare with.
+def held_out_videos(run: RunArtifacts, sim: SimWorld, unseen_only: bool = True) -> list[str]:
+    """Videos to replay: they have a caption and a human push to compare with, and
 
-    Excluded: the generator's training videos (its `split.json`, else every video with a
-    training push) and the videos of the ranker's training A/B tests.
+    - `unseen_only` (the replay's default): no step of the run has seen them: no push and no A/B
+      arm of theirs was ingested (so none was filtered, validated on or trained on);
+    - otherwise (the pipeline's own report step, which sees only ingested pushes): neither model
+      trained on them (the generator's `split.json` train videos, else every video with a
+      training push, and the videos of the ranker's training A/B tests).
     """
-    gen_split = run.split("sft/generator")
-    if gen_split.get("train_videos"):
-        trained = set(gen_split["train_videos"])
-    else:
-        trained = set(read_table(run["simulate-or-ingest/pushes"])["video_id"])
+    ingested_pushes = read_table(run["simulate-or-ingest/pushes"])
     ab = read_table(run["simulate-or-ingest/ab_tests"])
-    rank_split = run.split("reward/ranker")
-    train_tests = set(rank_split.get("train_test_ids", ab["test_id"].astype(str)))
-    trained |= set(ab.loc[ab["test_id"].astype(str).isin(train_tests), "video_id"])
+    if unseen_only:
+        gen_split = run.split("sft/generator")
+        seen = set(ingested_pushes["video_id"]) | set(ab["video_id"])
+        seen |= set(gen_split.get("train_videos", [])) | set(gen_split.get("val_videos", []))
+    else:
+        gen_split = run.split("sft/generator")
+        if gen_split.get("train_videos"):
+            seen = set(gen_split["train_videos"])
+        else:
+            seen = set(ingested_pushes["video_id"])
+        rank_split = run.split("reward/ranker")
+        train_tests = set(rank_split.get("train_test_ids", ab["test_id"].astype(str)))
+        seen |= set(ab.loc[ab["test_id"].astype(str).isin(train_tests), "video_id"])
     captioned = set(read_table(run["caption/captions"])["video_id"])
     with_pushes = set(sim.pushes["video_id"])
     known = set(sim.world.videos["video_id"])
-    return sorted((captioned & with_pushes & known) - trained)
+    return sorted((captioned & with_pushes & known) - seen)
 
 
 def sent_pushes(pushes: pd.DataFrame) -> pd.DataFrame:

@@ -6,8 +6,8 @@ Sections, every number computed from the run's own artifacts:
   against the history, diversity, guard rejections;
 - ranker: held-out accuracy against the Bayes-optimal accuracy, pointwise and feature floors when
   trained, the calibration curve; Upworthy figures when an `eval-ranker` JSON is given;
-- system: the replay (`pushgen.evidence.replay`), intervals drawn as error bars, the simulated A/B test,
-  where the loss comes from.
+- system: the replay (`pushgen.evidence.replay`) against the video's mean human push, intervals
+  drawn as error bars, the ablations, where the gain comes from (`pushgen.evidence.breakdown`).
 
     summary = build_report(RunArtifacts.find("runs/results"), "runs/results/report",
                            replay=json.load(open("runs/results/replay/replay.json")))
@@ -27,7 +27,15 @@ import pandas as pd
 from pushgen.data.contracts import read_table
 from pushgen.evidence import plots
 from pushgen.evidence.replay_data import RunArtifacts
-from pushgen.evidence.tables import ab_markdown, arm_keys, arm_label, arm_markdown, loss_markdown
+from pushgen.evidence.tables import (
+    ablation_markdown,
+    arm_keys,
+    arm_label,
+    arm_markdown,
+    breakdown_markdown,
+    loss_markdown,
+    style_topic_markdown,
+)
 
 RESULTS_JSON = "results.json"
 
@@ -79,7 +87,7 @@ def data_section(run: RunArtifacts, out: Path) -> tuple[list[str], dict, dict]:
 def generator_section(replay: dict, out: Path) -> tuple[list[str], dict, dict]:
     """Generator figures from the replay's candidates (scored by the simulator's truth)."""
     gen = replay["generator"]
-    arms = [a for a in ("sft", "base", "uncontrolled") if a in gen] + sorted(
+    arms = [a for a in ("sft", "base", "sampled", "uncontrolled") if a in gen] + sorted(
         a for a in gen if a.startswith("weighting_")
     )
     rows = [
@@ -91,8 +99,8 @@ def generator_section(replay: dict, out: Path) -> tuple[list[str], dict, dict]:
     ]
     md = [
         f"{replay['videos']} held-out videos, {len(replay['categories'])} categories; "
-        "candidates decoded as served (greedy, 24 new tokens); `uncontrolled` is one prompt "
-        "sampled K times.",
+        "candidates decoded as served (greedy, 24 new tokens); `sampled` is one candidate per "
+        "category and `uncontrolled` one prompt K times, both sampled at T=0.8.",
         "",
         "| metric | " + " | ".join(arms) + " |",
         "| --- |" + " --- |" * len(arms),
@@ -206,19 +214,27 @@ def ranker_section(
 
 
 def system_section(replay: dict, out: Path) -> tuple[list[str], dict, dict]:
-    """The replay: every arm with intervals, the simulated A/B tests, the loss breakdown, goals."""
+    """The replay: every arm against the mean human push with intervals, the ablations, where
+    the gain comes from, goals."""
     md = [
-        "### True CTR of each arm (paired bootstrap over videos)",
+        "### True CTR of each arm against the video's mean human push",
+        "",
+        "Uplift: geometric mean of per-video ratios, 95% BCa bootstrap interval over videos; "
+        "'higher on': share of videos, 95% Wilson interval.",
         "",
         *arm_markdown(replay),
         "",
-        "### Simulated A/B tests (binomial clicks, the sent push's own exposure per arm)",
+        "### Ablations (one thing changed)",
         "",
-        *ab_markdown(replay),
+        *ablation_markdown(replay),
         "",
         "### Where the chosen push's CTR comes from",
         "",
         *loss_markdown(replay),
+        "",
+        *breakdown_markdown(replay),
+        "",
+        *style_topic_markdown(replay),
     ]
     if "goals" in replay:
         md += [
@@ -227,21 +243,17 @@ def system_section(replay: dict, out: Path) -> tuple[list[str], dict, dict]:
             + "; ".join(f"{k}: {'met' if v else 'not met'}" for k, v in replay["goals"].items())
             + ".",
         ]
-    keys = [k for k in arm_keys(replay) if k != "human_sent"]
+    keys = [k for k in arm_keys(replay) if "uplift" in replay["arms"][k]]
     rows = [
         (arm_label(k), replay["arms"][k]["uplift"], tuple(replay["arms"][k]["uplift_ci"]))
         for k in keys
     ]
-    ab = [
-        (f"A/B: {arm_label(k)}", v["uplift"], tuple(v["uplift_ci"]))
-        for k, v in replay["simulated_ab"].items()
-    ]
     pngs = {
         "replay_uplift": plots.plot_intervals(
-            rows + ab,
-            "CTR vs the sent human push (95% CI)",
+            rows,
+            "CTR vs the mean human push (95% BCa CI)",
             out / "replay_uplift.png",
-            "relative uplift",
+            "uplift (geometric mean of per-video ratios)",
             0.0,
         ),
         "replay_beats": plots.plot_intervals(
@@ -253,10 +265,10 @@ def system_section(replay: dict, out: Path) -> tuple[list[str], dict, dict]:
                 )
                 for k in keys
             ],
-            "share of videos where the arm beats the sent human push",
+            "share of videos where the arm beats the mean human push (95% Wilson CI)",
             out / "replay_beats.png",
             "share of videos",
-            0.7,
+            0.5,
         ),
     }
     return md, pngs, {}
@@ -270,7 +282,13 @@ def _html(markdown: str, pngs: dict[str, Path]) -> str:
     def flush() -> None:
         if table:
             rows = [r for r in table if not re.fullmatch(r"\|( ?-+ ?\|)+", r)]
-            cells = [[html_lib.escape(c.strip()) for c in r.strip("|").split("|")] for r in rows]
+            cells = [
+                [
+                    re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html_lib.escape(c.strip()))
+                    for c in r.strip("|").split("|")
+                ]
+                for r in rows
+            ]
             head = "".join(f"<th>{c}</th>" for c in cells[0])
             rest = "".join(
                 "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]
@@ -294,7 +312,8 @@ def _html(markdown: str, pngs: dict[str, Path]) -> str:
                     f"<img alt='{html_lib.escape(m.group(1))}' src='data:image/png;base64,{data}'>"
                 )
         elif line.strip():
-            body.append(f"<p>{html_lib.escape(line).replace('`', '')}</p>")
+            text = re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html_lib.escape(line))
+            body.append(f"<p>{text.replace('`', '')}</p>")
     flush()
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 10px;"
@@ -352,6 +371,36 @@ def build_report(
     return figures
 
 
+def top_report(results: dict, out_dir: str | Path) -> Path:
+    """`report.md` and `report.html` over every seed in `out_dir`: the README's Results text
+    first (what was compared, how sure), then the first seed's report in full (its PNGs from
+    `seed-<n>/`). Returns the HTML's path."""
+    from pushgen.evidence.results import render_section
+
+    out = Path(out_dir)
+    first = next(iter(results["seeds"]))
+    seed_md = (out / f"seed-{first}" / "report.md").read_text().splitlines()[1:]
+    pngs = {}
+    body = []
+    for line in seed_md:
+        if m := re.fullmatch(r"!\[(.*)\]\((.*)\)", line):
+            pngs[m.group(1)] = out / f"seed-{first}" / m.group(2)
+            line = f"![{m.group(1)}](seed-{first}/{m.group(2)})"
+        body.append(re.sub(r"^(#+) ", r"#\1 ", line))
+    md = [
+        "# pushgen results: the served push against the editors' pushes",
+        "",
+        render_section(results),
+        f"## Seed {first} in detail",
+        "",
+        *body,
+    ]
+    markdown = "\n".join(md)
+    (out / "report.md").write_text(markdown)
+    (out / "report.html").write_text(_html(markdown, pngs))
+    return out / "report.html"
+
+
 def report_table_frame(replay: dict) -> pd.DataFrame:
     """The replay's arms as a frame (for notebooks and tests)."""
     return pd.DataFrame({k: replay["arms"][k] for k in arm_keys(replay)}).T
@@ -380,11 +429,11 @@ def pipeline_report(
     if world_doc and replay_videos > 0:
         pushes = read_table(artifacts["simulate-or-ingest/pushes"])
         sim = SimWorld(World.load(world_path), read_table(videos_path), pushes)
-        held = held_out_videos(run, sim)
+        held = held_out_videos(run, sim, unseen_only=False)  # it sees only ingested pushes
         if held:
             cfg = ReplayConfig(videos=min(replay_videos, len(held)))
             try:
-                replay, _, _ = run_replay(run, sim, cfg)
+                replay, _, _ = run_replay(run, sim, cfg, unseen_only=False)
                 replay["goals"] = goals(replay)
             except ConfigError:
                 replay = None

@@ -1,14 +1,21 @@
-"""Statistics of a replay: paired bootstrap intervals, "beats" rates, simulated A/B tests.
+"""Statistics of a replay: per-video log-ratios with BCa intervals, Wilson intervals for rates,
+the spread between seeds.
 
-Every figure is over videos: arrays hold one value per held-out video, and the bootstrap resamples
-videos (the same draw for both sides of a comparison, so intervals are paired).
+Every comparison is over videos: arrays hold one value per held-out video. The uplift of an arm
+over a baseline is the geometric mean of the per-video ratios, exp(mean log(arm / baseline)) - 1,
+so that no single high-CTR video carries the figure (a ratio of means is dominated by the few
+videos with the largest CTRs); its 95% interval is a bias-corrected and accelerated (BCa)
+bootstrap over videos (`scipy.stats.bootstrap`, method "BCa"). Rates ("beats it on") get Wilson
+score intervals (`scipy.stats.binomtest(...).proportion_ci(method="wilson")`).
 
-    lo, hi = bootstrap_ci(values, rng)
-    summary = compare(system_ctr, human_ctr, rng)          # uplift and beats rate with intervals
-    ab = simulated_ab(system_ctr, human_ctr, exposure, rng)  # binomial clicks, measured uplift
+    u = log_ratio_uplift(system_ctr, human_ctr, n_boot=2000, seed=0)  # uplift, (lo, hi)
+    lo, hi = wilson(successes, trials)
+    s = seed_spread([0.21, 0.18, 0.25])                               # mean, sd, min, max
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -32,43 +39,69 @@ def bootstrap_ci(values: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
     return _interval(values[idx].mean(axis=1))
 
 
-def compare(system: np.ndarray, human: np.ndarray, idx: np.ndarray) -> dict:
-    """Mean CTR, relative uplift over `human` and the share of videos where `system` is higher,
-    each with its paired 95% bootstrap interval."""
-    system, human = np.asarray(system, float), np.asarray(human, float)
-    boot_sys, boot_hum = system[idx].mean(axis=1), human[idx].mean(axis=1)
-    beats = (system > human).astype(float)
+def bca_mean_ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """95% BCa bootstrap interval of the mean of `values` (percentile when BCa is undefined:
+    every value equal, or fewer than 3 values)."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, float)
+    if len(values) < 3 or np.ptp(values) == 0:
+        m = float(values.mean()) if len(values) else float("nan")
+        return m, m
+    with warnings.catch_warnings():  # scipy warns when the BCa acceleration is degenerate
+        warnings.simplefilter("ignore")
+        res = bootstrap(
+            (values,),
+            np.mean,
+            confidence_level=CI_LEVEL,
+            n_resamples=n_boot,
+            method="BCa",
+            random_state=np.random.default_rng(seed),
+        )
+    lo, hi = res.confidence_interval
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return bootstrap_ci(
+            values, resample_index(len(values), n_boot, np.random.default_rng(seed))
+        )
+    return float(lo), float(hi)
+
+
+def log_ratio_uplift(
+    system: np.ndarray, baseline: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> dict:
+    """Geometric-mean uplift of `system` over `baseline` (per-video log-ratios) with its BCa
+    interval, and the share of videos where `system` is higher with its Wilson interval."""
+    system, baseline = np.asarray(system, float), np.asarray(baseline, float)
+    logr = np.log(system) - np.log(baseline)
+    lo, hi = bca_mean_ci(logr, n_boot, seed)
+    wins = int((system > baseline).sum())
     return {
-        "mean_ctr": float(system.mean()),
-        "mean_ctr_ci": _interval(boot_sys),
-        "uplift": float(system.mean() / human.mean() - 1),
-        "uplift_ci": _interval(boot_sys / boot_hum - 1),
-        "beats_rate": float(beats.mean()),
-        "beats_rate_ci": _interval(beats[idx].mean(axis=1)),
+        "uplift": float(np.expm1(logr.mean())),
+        "uplift_ci": (float(np.expm1(lo)), float(np.expm1(hi))),
+        "mean_log_ratio": float(logr.mean()),
+        "beats_rate": wins / len(system),
+        "beats_rate_ci": wilson(wins, len(system)),
+        "videos": len(system),
     }
 
 
-def simulated_ab(
-    system: np.ndarray, human: np.ndarray, exposure: np.ndarray, idx: np.ndarray, seed: int
-) -> dict:
-    """One simulated A/B test per video: each arm gets `exposure` views and binomial clicks.
+def wilson(successes: int, trials: int) -> tuple[float, float]:
+    """95% Wilson score interval of a rate."""
+    from scipy.stats import binomtest
 
-    The measured uplift is pooled clicks of the system arm over the human arm minus 1 (equal
-    exposure), with a paired bootstrap over videos; the interval therefore carries both the
-    click noise drawn here and the choice of videos.
-    """
-    rng = np.random.default_rng(seed)
-    exposure = np.asarray(exposure, dtype=np.int64)
-    clicks_sys = rng.binomial(exposure, np.asarray(system, float))
-    clicks_hum = rng.binomial(exposure, np.asarray(human, float))
-    boot = clicks_sys[idx].sum(axis=1) / np.maximum(clicks_hum[idx].sum(axis=1), 1) - 1
+    if trials == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(int(successes), int(trials)).proportion_ci(CI_LEVEL, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def seed_spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation, min and max of one figure over seeds."""
+    v = np.asarray(values, float)
     return {
-        "exposure_per_arm_total": int(exposure.sum()),
-        "clicks_system": int(clicks_sys.sum()),
-        "clicks_human": int(clicks_hum.sum()),
-        "ctr_system": float(clicks_sys.sum() / exposure.sum()),
-        "ctr_human": float(clicks_hum.sum() / exposure.sum()),
-        "uplift": float(clicks_sys.sum() / max(clicks_hum.sum(), 1) - 1),
-        "uplift_ci": _interval(boot),
-        "videos_won": float(np.mean(clicks_sys > clicks_hum)),
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "seeds": len(v),
     }

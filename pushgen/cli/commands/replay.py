@@ -3,8 +3,9 @@
     pushgen replay --run runs/results --sim runs/results/world --videos 40 [--out DIR]
         [--no-base] [--no-uncontrolled] [--train-weighting literal,none --weighting-steps 40]
 
-Writes `replay.json` (every arm with paired 95% intervals, the simulated A/B test, generator
-figures, where the loss comes from), `videos.parquet` (one row per video) and
+Writes `replay.json` (every arm against the video's mean human push with BCa / Wilson 95%
+intervals, the sent push redrawn, the paper's metrics, ablations, generator figures, where the
+gain comes from), `videos.parquet` (one row per video) and
 `candidates.parquet` into `--out` (default `<run>/replay`), all at once: a failed replay leaves
 the previous output as it was.
 """
@@ -47,10 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="SFT steps of those retrainings (0: the run's own)",
     )
     p.add_argument(
-        "--exposure",
-        type=int,
-        default=0,
-        help="views per arm in the simulated A/B test (0: the sent push's own)",
+        "--redraws", type=int, default=2000, help="redraws of which human push counts as sent"
     )
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap draws")
     p.add_argument("--seed", type=int, default=0)
@@ -66,14 +64,14 @@ def _config(args: argparse.Namespace):
     unknown = sorted(set(weightings) - set(WEIGHTINGS))
     if unknown:
         raise ConfigError(f"--train-weighting: unknown {unknown}; known: {list(WEIGHTINGS)}")
-    if args.bootstrap < 100 or args.exposure < 0 or args.weighting_steps < 0:
-        raise ConfigError("--bootstrap must be >= 100, --exposure and --weighting-steps >= 0")
+    if args.bootstrap < 100 or args.redraws < 1 or args.weighting_steps < 0:
+        raise ConfigError("--bootstrap must be >= 100, --redraws >= 1, --weighting-steps >= 0")
     cfg = ReplayConfig(
         videos=args.videos,
         base_model=not args.no_base,
         uncontrolled=not args.no_uncontrolled,
         n_boot=args.bootstrap,
-        ab_exposure=args.exposure,
+        redraws=args.redraws,
         seed=args.seed,
         device=args.device,
     )
@@ -99,13 +97,26 @@ def run(args: argparse.Namespace) -> int:
                 run_art, w, out.parent / f"{out.name}-ablation" / w, args.weighting_steps or None
             )
             cfg.extra_generators[f"weighting_{w}"] = str(path)
+    from pushgen.evidence.provenance import provenance
+
+    prov = provenance(["pushgen", "replay", *_argv(args)])  # at the start: its time is the start
     report, candidates, per_video = run_replay(run_art, sim, cfg)
     report["goals"] = goals(report)
     report["run"], report["sim"] = str(Path(args.run)), str(Path(args.sim))
+    report["provenance"] = prov
     write_outputs(out, report, candidates, per_video)
     print("\n".join(replay_lines(report)))
     print(f"wrote {out}/replay.json, videos.parquet, candidates.parquet")
     return 0
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    """The options that shape a replay, as a command line."""
+    argv = ["--run", str(args.run), "--sim", str(args.sim), "--videos", str(args.videos)]
+    argv += ["--seed", str(args.seed), "--bootstrap", str(args.bootstrap)]
+    return argv + [
+        f"--{k}" for k in ("no-base", "no-uncontrolled") if getattr(args, k.replace("-", "_"))
+    ]
 
 
 def write_outputs(out: Path, report: dict, candidates, per_video) -> None:

@@ -1,8 +1,9 @@
 """`pushgen report --run DIR --out DIR [--readme]` and `pushgen results` (the documented command).
 
-    pushgen report --run runs/results --out runs/results/report           # Markdown + HTML + PNGs
-    pushgen report --run runs/results --out docs/results --readme         # + README's Results
-    pushgen results --out runs/results                                    # train, replay, report
+    pushgen report --run runs/results/seed-0 --out runs/results/report    # Markdown + HTML + PNGs
+    pushgen report --run runs/results/seed-0 --out DIR --readme           # + README's Results
+    pushgen results                    # per seed: simulate, train, replay; docs/results + README
+    pushgen results --reuse            # the same, reusing trained runs and replays that exist
 
 `report` reads the run's artifacts and, when present, `<run>/replay/replay.json` (or `--replay`);
 `--upworthy` adds an `eval-ranker --format upworthy` JSON. The monitor summary form
@@ -71,20 +72,24 @@ def run_report(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         figures = build_report(run, tmp, replay, upworthy, args.device)
-        results = compact(figures)
-        results["command"] = getattr(args, "command_line", None) or "make results"
-        if replay and "sizes" in replay:
-            results["sizes"] = replay["sizes"]
-        (tmp / RESULTS_JSON).write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
+        if replay is not None:
+            from pushgen.evidence.provenance import provenance
+            from pushgen.evidence.results import assemble
+
+            prov = provenance(["pushgen", "report", "--run", str(args.run)])
+            results = assemble({"0": compact(figures)}, prov, replay.get("sizes", {}))
+            (tmp / RESULTS_JSON).write_text(json.dumps(results, indent=2, default=str))
         out.mkdir(parents=True, exist_ok=True)
         for f in tmp.iterdir():
             f.replace(out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if readme is not None:
+        if replay is None:
+            raise DataContractError("--readme needs a replay (pushgen replay --run DIR --sim DIR)")
         replace_section(readme, render_section(json.loads((out / RESULTS_JSON).read_text())))
         print(f"rewrote the Results section of {readme}")
-    print(f"report: {out / 'report.html'} ({out / 'report.md'}, {out / RESULTS_JSON})")
+    print(f"report: {out / 'report.html'} ({out / 'report.md'})")
     return 0
 
 
@@ -92,14 +97,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `results` (the run-report form of `report` is added by the monitor commands)."""
     p = subparsers.add_parser(
         "results",
-        help="train at the demo's size, replay held-out videos, write docs/results and README",
+        help="per seed: simulate, train, replay never-seen videos; docs/results and README",
         description="The one command behind docs/results and the README's Results section.",
     )
-    p.add_argument("--out", default="runs/results", help="working directory of the run")
-    p.add_argument("--videos", type=int, default=160, help="videos in the simulated world")
-    p.add_argument("--held-out", type=int, default=40, help="videos held out of training")
-    p.add_argument("--sft-steps", type=int, default=40, help="the demo's SFT steps")
-    p.add_argument("--replay-videos", type=int, default=40, help="held-out videos replayed")
+    p.add_argument("--out", default="runs/results", help="working directory (one run per seed)")
+    p.add_argument("--seeds", default="0,1,2", help="comma list of world and training seeds")
+    p.add_argument("--videos", type=int, default=160, help="videos in each simulated world")
+    p.add_argument("--held-out", type=int, default=40, help="videos no step ever sees")
+    p.add_argument("--sft-steps", type=int, default=20, help="LoRA SFT steps (batch 8)")
+    p.add_argument(
+        "--replay-videos", type=int, default=24, help="never-seen videos replayed (0: all)"
+    )
     p.add_argument("--results", default="docs/results", help="where results.json and PNGs go")
     p.add_argument(
         "--readme", default="README.md", help="README whose Results section is rewritten"
@@ -114,41 +122,149 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="full",
         help="real-data run size: full, 2core (fits 2 CPU cores) or small",
     )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse each seed's trained run and replay where they exist (default: rerun all)",
+    )
+    p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
     p.set_defaults(func=run_results)
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The `pushgen results` command line that reproduces `args` (every option spelled out)."""
+    parts = [
+        "pushgen results",
+        f"--seeds {args.seeds}",
+        f"--videos {args.videos}",
+        f"--held-out {args.held_out}",
+        f"--sft-steps {args.sft_steps}",
+        f"--replay-videos {args.replay_videos}",
+    ]
+    return " ".join(parts + (["--reuse"] if args.reuse else []))
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be a comma list of integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must name one or more distinct seeds, got {text!r}")
+    return seeds
+
+
 def run_results(args: argparse.Namespace) -> int:
-    """Simulate + train (skipped when the run exists) -> replay -> report --readme."""
+    """Per seed: simulate + train -> replay -> report; then results.json, report and README."""
+    import time
+
     from pushgen.cli.demo import DemoConfig, make_data, run_pipeline
+    from pushgen.cli.main import main as cli
+    from pushgen.evidence.provenance import provenance
+    from pushgen.evidence.replay_data import RunArtifacts
+    from pushgen.evidence.report import build_report, top_report
+    from pushgen.evidence.results import assemble, compact, readme_section, replace_section
 
     if args.upworthy and Path(args.upworthy).suffix in (".parquet", ".csv"):
         from pushgen.evidence.upworthy_run import run_upworthy_results
 
         return run_upworthy_results(args)
+    seeds = _seeds(args.seeds)
     if args.held_out < 1 or args.held_out >= args.videos:
         raise ConfigError("--held-out must be >= 1 and below --videos")
-    out = Path(args.out)
-    cfg = DemoConfig(
-        out=str(out), n_videos=args.videos, n_new_videos=args.held_out, sft_steps=args.sft_steps
-    )
-    if not (out / "pipeline" / "last_run.json").is_file():
-        train, _, _ = make_data(cfg, out)
-        run_pipeline(cfg, out, train)
-    from pushgen.cli.main import main as cli
+    if args.replay_videos < 0 or args.replay_videos > args.held_out:
+        raise ConfigError("--replay-videos must be between 0 (all) and --held-out")
+    readme = Path(args.readme)
+    from pushgen.evidence.results import END, START
 
+    text = readme.read_text() if readme.is_file() else ""
+    if text.count(START) != 1 or text.count(END) != 1:
+        raise DataContractError(f"{readme} has no results markers to rewrite")
+    prov = provenance(["pushgen", *command_line(args).split()[1:]])
+    start = time.perf_counter()
+    results_dir = Path(args.results)
+    per_seed, reused = {}, {"training": [], "replay": []}
+    for i, seed in enumerate(seeds, 1):
+        out = Path(args.out) / f"seed-{seed}"
+        say = f"[seed {seed}, {i}/{len(seeds)}, {time.perf_counter() - start:.0f} s]"
+        cfg = DemoConfig(
+            out=str(out),
+            n_videos=args.videos,
+            n_new_videos=args.held_out,
+            sft_steps=args.sft_steps,
+            seed=seed,
+            report_videos=0,  # the pipeline's own report step: no replay (this one does it)
+        )
+        if args.reuse and (out / "pipeline" / "last_run.json").is_file():
+            print(f"{say} reusing the trained run in {out} (--reuse)", flush=True)
+            reused["training"].append(seed)
+        else:
+            print(f"{say} simulating and training in {out}", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+            train, _, _ = make_data(cfg, out)
+            run_pipeline(cfg, out, train)
+        replay_json = out / "replay" / "replay.json"
+        if args.reuse and replay_json.is_file():
+            print(f"{say} reusing the replay in {replay_json} (--reuse)", flush=True)
+            reused["replay"].append(seed)
+        else:
+            print(f"{say} replaying the never-seen videos", flush=True)
+            argv = ["replay", "--run", str(out), "--sim", str(out / "world"), "--seed", str(seed)]
+            code = cli([*argv, "--videos", str(args.replay_videos)])
+            if code:
+                return code
+        replay = json.loads(replay_json.read_text())
+        seed_dir = results_dir / f"seed-{seed}"
+        print(f"{say} report into {seed_dir}", flush=True)
+        upworthy = _read_json(Path(args.upworthy), "Upworthy evaluation") if args.upworthy else None
+        figures = build_report(RunArtifacts.find(out), seed_dir, replay, upworthy, args.device)
+        for name in ("videos", "candidates"):
+            table = pd_read(out / "replay" / f"{name}.parquet")
+            table.to_csv(seed_dir / f"{name}.csv", index=False, float_format="%.6g")
+        per_seed[str(seed)] = compact(figures)
+        per_seed[str(seed)]["timing"] = _timing(out, replay)
+    prov["duration_s"] = round(time.perf_counter() - start, 1)
+    prov["training"] = (
+        f"reused for seeds {reused['training']}" if reused["training"] else "rerun for every seed"
+    )
+    prov["replay"] = (
+        f"reused for seeds {reused['replay']}" if reused["replay"] else "rerun for every seed"
+    )
     sizes = {
-        "world_videos": args.videos,
-        "training_videos": args.videos - args.held_out,
-        "sft_steps": args.sft_steps,
-        "reward_epochs": cfg.reward_epochs,
+        "world videos": args.videos,
+        "training videos": args.videos - args.held_out,
+        "never-seen videos": args.held_out,
+        "SFT steps": args.sft_steps,
+        "reward epochs": DemoConfig().reward_epochs,
     }
-    if not (out / "replay" / "replay.json").is_file():
-        replay_argv = ["replay", "--run", str(out), "--sim", str(out / "world")]
-        code = cli(replay_argv + ["--videos", str(args.replay_videos)])
-        if code:
-            return code
-    replay = json.loads((out / "replay" / "replay.json").read_text())
-    replay["sizes"] = {**sizes, "replayed_videos": replay["videos"]}
-    (out / "replay" / "replay.json").write_text(json.dumps(replay, indent=2, default=str))
-    argv = ["report", "--run", str(out), "--out", args.results, "--readme", args.readme]
-    return cli(argv + (["--upworthy", args.upworthy] if args.upworthy else []))
+    results = assemble(per_seed, prov, sizes)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    top_report(results, results_dir)
+    replace_section(readme, readme_section(results))
+    print(
+        f"results: {results_dir / 'results.json'}, {results_dir / 'report.html'}; rewrote the "
+        f"Results section of {readme}; training {prov['training']}, replay {prov['replay']}; "
+        f"{prov['duration_s'] / 60:.1f} min"
+    )
+    return 0
+
+
+def _timing(out: Path, replay: dict) -> dict:
+    """Wall-clock seconds of a seed's training (world written -> run index written) and replay
+    (run index written -> replay.json written: `pushgen results` replays right after training),
+    read from the files, so reused runs have them too."""
+    world = out / "world" / "world.json"
+    index = out / "pipeline" / "last_run.json"
+    done = (out / "replay" / "replay.json").stat().st_mtime
+    return {
+        "training_s": round(index.stat().st_mtime - world.stat().st_mtime, 1),
+        "replay_s": round(done - index.stat().st_mtime, 1),
+    }
+
+
+def pd_read(path: Path):
+    """A parquet table (pandas)."""
+    import pandas as pd
+
+    return pd.read_parquet(path)
