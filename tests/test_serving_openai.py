@@ -152,6 +152,7 @@ def _items(path):
     return path
 
 
+@pytest.mark.slow  # 100 s: two kfp local runs; the fast tier's batch coverage is the CLI test below
 def test_batch_generate_pipeline_2_shards_retry_and_equal_to_push(
     stack, models_dir, tmp_path, monkeypatch
 ):
