@@ -220,3 +220,18 @@ def test_readme_benchmark_block_is_the_results_file():
     text = (repo / "README.md").read_text()
     block = text[text.index(README_START) : text.index(README_END) + len(README_END)]
     assert block == render_readme(figures), "run python -m bench.bench_openai --readme README.md"
+
+
+def test_batch_generate_compiles_with_a_retried_step_per_shard(tmp_path):
+    """The fast tier's check of the pipeline itself (the local run is in the slow tier)."""
+    import yaml
+
+    from pipelines.batch_generate import compile_pipeline
+
+    path = compile_pipeline(tmp_path / "batch.yaml", gpus=1)
+    spec = next(d for d in yaml.safe_load_all(path.read_text()) if d and "root" in d)
+    text = path.read_text()
+    assert "parameterIterator" in text  # dsl.ParallelFor over the shards
+    assert "maxRetryCount: 2" in text
+    assert "nvidia.com/gpu" in text
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) >= {"items", "shards", "out_uri"}
