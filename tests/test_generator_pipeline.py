@@ -78,6 +78,7 @@ def test_sft_component_runs_in_the_local_runner(sft_tables, tiny_causal_lm_dir, 
     assert set(rejected["reject_reason"]) <= {"unknown category", "no caption for video"}
 
 
+@pytest.mark.slow  # SFT itself stays fast in test_generator_sft and the component test
 def test_cli_train_then_eval(sim_dir, tiny_causal_lm_dir, tmp_path, capsys) -> None:
     out = tmp_path / "gen"
     code = main(

@@ -76,6 +76,7 @@ def test_release_is_registered_and_loads_back(local_run, tmp_path):
     assert (out / "generator" / "adapter_config.json").exists()
 
 
+@pytest.mark.slow  # a second whole run; test_pipeline_caching keeps caching in the fast tier
 def test_rerun_is_served_from_the_cache(local_run):
     root, params, first = local_run
     again = run_local(params, root)

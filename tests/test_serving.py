@@ -426,6 +426,7 @@ def _soak(stack, seconds: float, clients: int = 4) -> tuple[int, list[str], floa
     return total, errors, rss0, rss1
 
 
+@pytest.mark.slow  # the 60 s soak is slow too; the fast tier keeps the overload and hang tests
 def test_soak_short(stack):
     total, errors, rss0, rss1 = _soak(stack, seconds=8)
     assert errors == [] and total > 20

@@ -186,6 +186,7 @@ def test_the_sft_step_trains_through_a_2_process_trainjob(
         assert env == {} and not list(Path(store).rglob("*.partial"))
 
 
+@pytest.mark.slow  # a runtime not in the cluster stays fast (test_a_runtime_not_in_the_cluster_gets_one_line)
 def test_a_failed_trainjob_fails_with_one_line(monkeypatch, tmp_path, capsys):
     cluster = TrainJobCluster(procs=2)
     monkeypatch.setattr(
