@@ -190,3 +190,18 @@ def drive_graph(stack: dict, deployed: dict) -> dict:
         assert resp.status_code == 200, f"{step.name}: {url} -> {resp.status_code} {resp.text}"
         answer = resp.json()
     return answer
+
+
+def hub_base_release(tmp_path: Path) -> ArtifactStore:
+    """A store with release v1 whose generator names a hub base model (no local weights)."""
+    import json
+
+    src = tmp_path / "src"
+    for name in ("generator", "ranker"):
+        (src / name).mkdir(parents=True)
+        (src / name / "model.safetensors").write_bytes(b"0" * 64)
+    base = {"base_model": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
+    (src / "generator" / "pushgen_generator.json").write_text(json.dumps(base))
+    store = ArtifactStore.from_uri(tmp_path / "store")
+    store.register("v1", {"generator": src / "generator", "ranker": src / "ranker"})
+    return store

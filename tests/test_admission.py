@@ -174,16 +174,9 @@ def test_network_policy_namespaces_are_flags(store, tmp_path):
 
 
 def test_a_hub_model_gets_a_cache_volume_sized_for_it(tmp_path):
-    import json
+    from tests.stack import hub_base_release
 
-    src = tmp_path / "src"
-    for name in ("generator", "ranker"):
-        (src / name).mkdir(parents=True)
-        (src / name / "model.safetensors").write_bytes(b"0" * 64)
-    base = {"base_model": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
-    (src / "generator" / "pushgen_generator.json").write_text(json.dumps(base))
-    hub = ArtifactStore.from_uri(tmp_path / "store")
-    hub.register("v1", {"generator": src / "generator", "ranker": src / "ranker"})
+    hub = hub_base_release(tmp_path)
     out = tmp_path / "out"
     args = ["deploy", "--store", hub.uri, "--version", "v1", "--out", str(out), "--hub-online"]
     assert main([*args, "--hub-cache-size", "40Gi"]) == 0

@@ -18,7 +18,6 @@ The whole chain (training pipeline to monitoring pipeline) is tests/test_cluster
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -300,14 +299,9 @@ def test_deploy_canary_promote_rollback(release, tmp_path):
 
 def test_deploy_needs_hub_access_for_a_hub_base_model(tmp_path, capsys):
     """A generator trained on a hub model cannot load with HF_HUB_OFFLINE=1: say so, or allow it."""
-    src = tmp_path / "src"
-    for name in ("generator", "ranker"):
-        (src / name).mkdir(parents=True)
-        (src / name / "model.safetensors").write_bytes(b"0" * 64)
-    base = {"base_model": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
-    (src / "generator" / "pushgen_generator.json").write_text(json.dumps(base))
-    store = ArtifactStore.from_uri(tmp_path / "store")
-    store.register("v1", {"generator": src / "generator", "ranker": src / "ranker"})
+    from tests.stack import hub_base_release
+
+    store = hub_base_release(tmp_path)
     out = tmp_path / "out"
     args = ["deploy", "--store", store.uri, "--version", "v1", "--out", str(out)]
     assert main(args) == 2
