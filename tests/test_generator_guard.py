@@ -84,3 +84,19 @@ def test_guard_against_simulator_truth(sim) -> None:
     assert len(hits) >= 10
     assert sum(hits) / len(hits) >= 0.95
     assert sum(clean) / len(clean) <= 0.02
+
+
+def test_title_case_headlines_are_judged_by_words_not_capitals() -> None:
+    lede = "Community radio stations keep people informed when a hurricane cuts the power."
+    ok = check_candidate("How Community Radio Stations Can Help In Disaster Situations", lede)
+    assert ok.ok, ok.reasons
+    bad = check_candidate("Why Oprah Says Community Radio Stations Matter", lede)
+    assert bad.reasons == ["invented entity: Oprah"]
+    assert not check_candidate("The Cariniumite Trick Every Station Uses", lede).ok
+    # contractions, inflections and hyphenated words are ordinary words taken apart
+    assert check_candidate("Radio Stations Aren't Scarier Than Spot-On Hosts", lede).ok
+    # sentence case keeps the stricter rule: a run of capitalised words is a name
+    assert (
+        "invented entity: Taylor, Swift"
+        in check_candidate("Taylor Swift listens to community radio", lede).reasons
+    )

@@ -4,6 +4,14 @@ A candidate fails when it names an entity (a capitalised name) or a number that 
 not contain, or when it exceeds the length budget. The check is lexical on purpose: it is cheap
 enough to run on every candidate in the serving path and its reasons are readable.
 
+Headlines are often written in Title Case ("How Community Radio Can Help In A Disaster"), where a
+capital says nothing about a name. In such a text a capitalised word absent from the caption
+counts as a name only when it is not an ordinary word: not a whole word of the packaged encoder's
+lowercase WordPiece vocabulary (about 20,000 English words). That still catches rare names and
+made-up words (Oprah, Kardashian, "Cariniumite"), and misses names that are also frequent
+vocabulary words (Taylor, Swift, Obama) in Title-Case text only; sentence-case text keeps the
+stricter rule.
+
     >>> check_candidate("Taylor Swift sings 5 songs", "a girl sings two songs", max_chars=80).ok
     False
 """
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 # Capitalised words that start sentences or address the reader; never entities on their own.
 COMMON_CAPITALISED = frozenset(
@@ -106,14 +115,55 @@ def _is_capitalised(word: str) -> bool:
     return word[:1].isupper()
 
 
+@lru_cache(maxsize=1)
+def ordinary_words() -> frozenset[str]:
+    """Whole lowercase words of the packaged all-MiniLM-L6-v2's WordPiece vocabulary."""
+    from pushgen.core.models import default_encoder_path
+
+    vocab = (default_encoder_path() / "vocab.txt").read_text(encoding="utf-8").split()
+    return frozenset(w for w in vocab if w.isalpha() and len(w) > 1)
+
+
+_CONTRACTION = re.compile(r"['’](t|re|ve|ll|d|m|s)$", re.IGNORECASE)
+_SUFFIXES = ("iest", "ier", "ness", "ing", "est", "ies", "ed", "er", "es", "ly", "s", "y")
+
+
+def is_ordinary(word: str) -> bool:
+    """A vocabulary word, or one once its contraction, inflection or hyphenated parts are
+    taken apart ("Isn't", "Celebs", "Scarier", "Spot-On"); single letters count as ordinary."""
+    w = _CONTRACTION.sub("", word.lower()).strip("'’-")
+    if len(w) <= 1 or w in ordinary_words():
+        return True
+    if "-" in w:
+        return all(is_ordinary(part) for part in w.split("-") if part)
+    if w.endswith("n") and w[:-1] in ordinary_words():  # "isn", "doesn" from "isn't"
+        return True
+    vocab = ordinary_words()
+    for suffix in _SUFFIXES:
+        stem = w[: -len(suffix)]
+        if w.endswith(suffix) and len(stem) >= 3:
+            if {stem, stem + "e", stem + "y", stem[:-1]} & vocab:
+                return True
+    return False
+
+
+def is_title_case(text: str) -> bool:
+    """At least 80% of three or more words of four letters or more after the first are
+    capitalised (a headline style; a name or two in a sentence does not make it)."""
+    words = [w for w in _WORD.findall(text)[1:] if len(w) >= 4]
+    return len(words) >= 3 and sum(_is_capitalised(w) for w in words) >= 0.8 * len(words)
+
+
 def invented_entities(text: str, caption: str) -> list[str]:
     """Capitalised names in `text` that the caption never mentions (case-insensitive).
 
     A sentence-initial capital is ordinary English, so a word there counts only when it is part
     of a run of capitalised words ("Taylor Swift") or possessive ("Oprah's story"); common
-    reader-facing words never count.
+    reader-facing words never count. In Title-Case text only words outside `ordinary_words`
+    can be names (the module's docstring says what that misses).
     """
     caption_words = {_POSSESSIVE.sub("", w.lower()) for w in _WORD.findall(caption)}
+    title_case = is_title_case(text)
     invented: list[str] = []
     matches = list(_WORD.finditer(text))
     for i, match in enumerate(matches):
@@ -122,6 +172,10 @@ def invented_entities(text: str, caption: str) -> list[str]:
         if not word or not _is_capitalised(word) or word.lower() in COMMON_CAPITALISED:
             continue
         if word.lower() in caption_words or word.lower().rstrip("s") in caption_words:
+            continue
+        if title_case:
+            if not is_ordinary(word):
+                invented.append(word)
             continue
         at_sentence_start = bool(_SENTENCE_END.search(text[: match.start()]))
         # a run of names is capitalised words separated by spaces only ("Taylor Swift")
