@@ -1,7 +1,8 @@
 """The `ranker` predictor: scores all K(K-1) candidate pairs in one batch, returns scores, win matrix, choice.
 
 A listwise ranker (`--head listwise`) scores each request's K candidates in one pass instead;
-its win matrix is sigmoid(s_i - s_j) of those scores, and the API is the same.
+its win matrix is sigmoid(s_i - s_j) of those scores, and the API is the same. So does a frozen
+encoder with a probe or set scorer (`serving.frozen_ranker`, what a real-data release may serve).
 
 v1: `{"instances": [{"texts": [...], "caption": "..."}]}` ->
     `{"predictions": [{"scores", "win_matrix", "chosen", "method", "model_version"}]}`
@@ -27,6 +28,7 @@ from kserve.errors import InvalidInput
 from pushgen.core.models import DTYPES, resolve_dtype
 from serving.base import Parsed, PushgenModel
 from serving.envelope import RANKER_V2
+from serving.frozen_ranker import FrozenRanker, is_frozen_ranker
 from serving.protocol import RankRequest, RequestLimits, rank_request
 from serving.server import Overloaded, add_server_args, serve, server_config
 from serving.storage import StorageConfig, check_safe_weights, model_version, resolve_model_location
@@ -170,7 +172,12 @@ class RankerModel(PushgenModel):
 
         model_dir = resolve_model_location(self.model_uri, self.storage)
         check_safe_weights(model_dir)
-        self.ranker = PairwiseRanker.from_pretrained(model_dir, device=self.config.device)
+        if is_frozen_ranker(
+            model_dir
+        ):  # a frozen encoder + probe or set scorer (real-data release)
+            self.ranker = FrozenRanker.from_pretrained(model_dir, device=self.config.device)
+        else:
+            self.ranker = PairwiseRanker.from_pretrained(model_dir, device=self.config.device)
         self.dtype = resolve_dtype(self.config.dtype, str(self.ranker.device))
         if self.dtype == "bfloat16":
             import torch

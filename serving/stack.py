@@ -125,7 +125,10 @@ class LocalStack:
         is_local = not self.models.startswith("s3://")
         root = cfg.model_root or (Path(self.models).resolve() if is_local else Path.cwd())
         storage = StorageConfig(root=root, cache_dir=cfg.cache_dir)
-        local = resolve_model_location(self.models, storage)  # downloads s3:// once for both
+        # a local --models is the user's path (relative to the working directory), not a path
+        # under the model root (which is what a relative path means to resolve_model_location)
+        models = str(Path(self.models).resolve()) if is_local else self.models
+        local = resolve_model_location(models, storage)  # downloads s3:// once for both
         for sub in ("generator", "ranker"):
             if not (local / sub).is_dir():
                 raise PushgenError(

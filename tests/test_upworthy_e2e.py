@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import httpx
 import pandas as pd
@@ -60,16 +61,22 @@ def synthetic_archive(n_stories: int = 40, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.mark.timeout(900)
-def test_real_data_path_end_to_end(tmp_path, tiny_causal_lm_dir, tiny_encoder_dir):
+def test_real_data_path_end_to_end(tmp_path, monkeypatch, tiny_causal_lm_dir, tiny_encoder_dir):
     archive = tmp_path / "packages.csv"
     synthetic_archive().to_csv(archive, index=False)
-    cfg = tiny_config(str(tiny_causal_lm_dir), str(tiny_encoder_dir))
+    # the recipe the release serves is a setting: here the set scorer on the frozen encoder
+    cfg = replace(
+        tiny_config(str(tiny_causal_lm_dir), str(tiny_encoder_dir)),
+        ranker_recipe=f"set:{tiny_encoder_dir.name}",
+    )
     log: list[str] = []
     results = run_upworthy(archive, tmp_path / "run", cfg, log=log.append)
     assert results["ingest"]["arms_valid"] == 320
     assert set(results["clean"]["not_applied"]) >= {"svr>=0.4", "lvtr<=0.5", "htr>=0.01"}
     assert results["sft"]["val_loss"], "the run's report carries the validation curve"
-    assert results["rankers"]["chosen"] in results["rankers"]["figures"]
+    figures = results["rankers"]["figures"]
+    assert {"finetuned", f"probe:{tiny_encoder_dir.name}", cfg.ranker_recipe} <= set(figures)
+    assert results["rankers"]["chosen"] == cfg.ranker_recipe
     sel = results["select"]
     assert (
         sel["groups"] > 0
@@ -101,9 +108,13 @@ def test_real_data_path_end_to_end(tmp_path, tiny_causal_lm_dir, tiny_encoder_di
 
     ports = StackPorts(free_port(), free_port(), free_port())
     release = tmp_path / "run" / "release"
-    assert json.loads((release / "release.json").read_text())["served_ranker"] == "finetuned"
+    assert json.loads((release / "release.json").read_text())["served_ranker"] == cfg.ranker_recipe
+    assert json.loads((release / "ranker" / "frozen_ranker.json").read_text())["kind"] == "set"
     config = StackConfig(ports=ports, log_dir=tmp_path / "serving", max_new_tokens=6)
-    with LocalStack(release, None, config=config) as stack:
+    monkeypatch.chdir(
+        tmp_path
+    )  # `pushgen serve --models run/release`: a path relative to where it runs
+    with LocalStack("run/release", None, config=config) as stack:
         lede = "A story about a nurse 3 and the town where it happened."
         resp = httpx.post(
             f"{stack.url}/v1/models/pushgen:predict",
@@ -114,3 +125,15 @@ def test_real_data_path_end_to_end(tmp_path, tiny_causal_lm_dir, tiny_encoder_di
         answer = resp.json()["predictions"][0]
         assert answer["text"] is None or isinstance(answer["text"], str)
         assert "candidates" in answer or "category" in answer
+        # the ranker server itself answers with the set scorer's win matrix
+        texts = ["Why One Nurse Changed Everything", "This Nurse Has A Message For You", "x"]
+        ranked = httpx.post(
+            f"{stack.ranker_url}/v1/models/ranker:predict",
+            json={"instances": [{"texts": texts}]},
+            timeout=60,
+        )
+        assert ranked.status_code == 200, ranked.text
+        win = ranked.json()["predictions"][0]["win_matrix"]
+        assert len(win) == 3 and all(
+            abs(win[i][j] + win[j][i] - 1) < 1e-6 for i in range(3) for j in range(3)
+        )

@@ -84,6 +84,9 @@ class UpworthyRunConfig:
     ranker_epochs: float = 1.0
     ranker_max_tests: int | None = None  # train tests the fine-tuned head learns from (CPU budget)
     frozen_encoders: tuple[str, ...] = ("default", "all-mpnet-base-v2")
+    # beside each frozen encoder's linear probe, a set scorer (`pushgen.ranker.frozen`) trained
+    # on whole train tests and started at that probe ("set:<encoder>")
+    set_scorers: bool = True
     # which recipe the release selects with: "auto" (the best on held-out significant pairs) or
     # one of "finetuned", "probe:<encoder>"; a setting of the release, not a code change
     ranker_recipe: str = "auto"
@@ -99,26 +102,19 @@ class UpworthyRunConfig:
 
 
 def two_core_config() -> UpworthyRunConfig:
-    """What finished on 2 CPU cores shared with five other jobs (load 15-45; a 4-row SFT step
-    took 1-3 minutes): every story ingested, cleaned, labelled and split; the frozen MiniLM probe
-    (which selects) against a fine-tuned head on 150 tests, compared on 600 significant test
-    pairs (no all-mpnet-base-v2); a 4-step SFT and 12 test stories written: a look at the
-    output, not a trained generator. `full` is the size the method is meant to run at."""
+    """What fits 2 idle CPU cores in well under an hour: every story ingested, cleaned,
+    labelled and split; a 120-step SFT (batch 8); the fine-tuned pairwise head on 600 train
+    tests (its K(K-1) cross-encoder passes are what 2 cores cannot afford over all of them);
+    the frozen MiniLM and all-mpnet-base-v2 probes and set scorers on every train test; recipes
+    compared on every significant test pair; 240 test stories written. `full` is the size the
+    method is meant to run at (on a GPU)."""
     return UpworthyRunConfig(
-        sft_steps=4,
-        sft_batch_size=4,
-        sft_eval_rows=8,
-        sft_evals=1,
-        max_caption_tokens=64,
-        ranker_max_tests=150,
-        frozen_encoders=("default",),
-        # the fine-tuned head costs K(K-1) cross-encoder passes per choice, which 2 cores cannot
-        # afford over every test; it is measured on a sample of significant pairs, the probe selects
-        ranker_recipe="probe:default",
+        sft_steps=120,
+        sft_eval_rows=32,
+        sft_evals=4,
+        ranker_max_tests=600,
         eval_max_p=0.05,
-        eval_max_pairs=600,
-        generate_stories=12,
-        side_by_side=12,
+        generate_stories=240,
     )
 
 
@@ -306,12 +302,20 @@ def stage_rankers(run: Path, cfg: UpworthyRunConfig) -> None:
         | set(test_pairs["text_a"])
         | set(test_pairs["text_b"])
     )
+    if cfg.set_scorers:  # the set scorer reads every arm of a train test, not only its pairs
+        texts = sorted(set(texts) | set(train["text"].astype(str)))
     probes = {}
     for enc in _available(cfg.frozen_encoders):
         cache = EmbeddingCache(run / "rankers" / "embeddings", None if enc == "default" else enc)
         table = dict(zip(texts, cache.embed(texts), strict=True))
         w = _probe(fit, table)
         name = f"probe:{_encoder_name(enc)}"
+        if cfg.set_scorers:
+            set_name = f"set:{_encoder_name(enc)}"
+            preds[set_name] = _set_scorer(
+                run / "rankers" / set_name.replace(":", "-"), train, table, w, test_pairs, cfg
+            )
+            probes[set_name] = {"encoder": enc, "set_scorer": set_name.replace(":", "-")}
         diff = np.stack(
             [
                 table[a] - table[b]
@@ -342,8 +346,9 @@ def stage_rankers(run: Path, cfg: UpworthyRunConfig) -> None:
     if chosen not in preds:
         raise ConfigError(f"ranker_recipe {chosen!r} was not trained; trained: {sorted(preds)}")
     paired = {n: mcnemar_vs(preds[n], preds[chosen], test_pairs) for n in preds if n != chosen}
-    # the judge: the best frozen probe, refitted on the judge stories only
-    judge_name = max(probes, key=lambda k: figures[k]["accuracy_significant"] or 0)
+    # the judge: the best frozen linear probe, refitted on the judge stories only
+    linear = [k for k in probes if k.startswith("probe:")]
+    judge_name = max(linear, key=lambda k: figures[k]["accuracy_significant"] or 0)
     out = {
         "figures": figures,
         "chosen": chosen,
@@ -361,6 +366,35 @@ def stage_rankers(run: Path, cfg: UpworthyRunConfig) -> None:
     }
     _write(run / "rankers" / "probes.json", probes)
     _write(run / "rankers" / "choice.json", out)
+
+
+def _set_scorer(
+    out: Path,
+    train: pd.DataFrame,
+    table: dict,
+    probe_coef: np.ndarray,
+    test_pairs: pd.DataFrame,
+    cfg: UpworthyRunConfig,
+) -> np.ndarray:
+    """Train a set scorer on the train stories' tests (started at the linear probe, saved under
+    `out`) and return its P(a beats b) on `test_pairs`, each test scored in one pass."""
+    from pushgen.ranker.frozen import (
+        FrozenListwiseConfig,
+        save_set_scorer,
+        set_scorer_scores,
+        train_set_scorer,
+    )
+    from pushgen.ranker.listwise_train import ab_test_groups
+    from pushgen.ranker.pairs import PairConfig
+    from pushgen.ranker.scoring import pair_probs_by_test
+
+    groups = ab_test_groups(
+        train.drop(columns=["caption"]), PairConfig(max_p_value=0.1, match_on=PAIR_MATCH)
+    )
+    set_cfg = FrozenListwiseConfig(dim=len(probe_coef), anchor="probe", seed=cfg.seed)
+    model = train_set_scorer(groups, table, set_cfg, probe_coef=probe_coef)
+    save_set_scorer(model, out, {"train_tests": len(groups)})
+    return pair_probs_by_test(lambda sets: set_scorer_scores(model, sets, table), test_pairs)
 
 
 def _available(encoders: tuple[str, ...]) -> list[str]:

@@ -25,10 +25,14 @@ class Scorer:
 
             self.ranker = PairwiseRanker.from_pretrained(run / "rankers" / "finetuned")
         else:
-            from pushgen.ranker.frozen import EmbeddingCache
+            from pushgen.ranker.frozen import EmbeddingCache, load_set_scorer
 
             probe = _read(run / "rankers" / "probes.json")[recipe]
-            self.w = np.asarray(probe["judge_coef" if judge else "coef"], np.float32)
+            self.set_scorer = None
+            if "set_scorer" in probe:  # a set scorer: the candidates are scored together
+                self.set_scorer = load_set_scorer(run / "rankers" / probe["set_scorer"])
+            else:
+                self.w = np.asarray(probe["judge_coef" if judge else "coef"], np.float32)
             enc = probe["encoder"]
             self.cache = EmbeddingCache(
                 run / "rankers" / "embeddings", None if enc == "default" else enc
@@ -49,10 +53,18 @@ class Scorer:
     def scores(self, texts: list[str]) -> np.ndarray:
         if self.recipe == "finetuned":
             return np.asarray(self.ranker.rank(texts).scores, float)
+        if self.set_scorer is not None:
+            from pushgen.ranker.frozen import set_scorer_scores
+
+            self._embed(texts)
+            return set_scorer_scores(self.set_scorer, [(texts, None)], self.table)[0]
         return self._embed(texts) @ self.w
 
     def p_beats(self, a: list[str], b: list[str]) -> np.ndarray:
-        """P(a[i] beats b[i])."""
+        """P(a[i] beats b[i]) (a set scorer: each pair scored as a set of two)."""
+        if self.recipe != "finetuned" and self.set_scorer is not None:
+            s = np.array([self.scores([x, y]) for x, y in zip(a, b, strict=True)])
+            return 1.0 / (1.0 + np.exp(-(s[:, 0] - s[:, 1])))
         if self.recipe == "finetuned":
             fwd = self.ranker.score_pairs(a, b)
             back = self.ranker.score_pairs(b, a)
@@ -228,19 +240,36 @@ def stage_generate(run: Path, cfg: UpworthyRunConfig) -> None:
 
 def stage_release(run: Path, cfg: UpworthyRunConfig) -> None:
     """`release/generator` and `release/ranker`: the serving layout `pushgen serve` reads. The
-    served ranker is the fine-tuned pairwise model (the servers load a pairwise model); the
-    recipe the replay selected with is recorded next to it."""
+    ranker is the recipe the run chose (`ranker_recipe`, a setting): the fine-tuned pairwise
+    model as trained, or a frozen encoder (copied in) with its probe or set scorer
+    (`serving.frozen_ranker`'s layout), which the ranker server loads the same way."""
     import shutil
+
+    from pushgen.core.models import resolve_encoder
 
     rel = run / "release"
     if rel.exists():
         shutil.rmtree(rel)
     shutil.copytree(run / "sft", rel / "generator", ignore=shutil.ignore_patterns("checkpoint-*"))
-    shutil.copytree(
-        run / "rankers" / "finetuned", rel / "ranker", ignore=shutil.ignore_patterns("data")
-    )
     choice = _read(run / "rankers" / "choice.json")
+    chosen = choice["chosen"]
+    if chosen == "finetuned":
+        shutil.copytree(
+            run / "rankers" / "finetuned", rel / "ranker", ignore=shutil.ignore_patterns("data")
+        )
+    else:
+        probe = _read(run / "rankers" / "probes.json")[chosen]
+        enc = probe["encoder"]
+        shutil.copytree(
+            resolve_encoder(None if enc == "default" else enc), rel / "ranker" / "encoder"
+        )
+        manifest = {"kind": "set" if "set_scorer" in probe else "probe", "recipe": chosen}
+        if "set_scorer" in probe:
+            shutil.copytree(run / "rankers" / probe["set_scorer"], rel / "ranker" / "set_scorer")
+        else:
+            manifest["coef"] = probe["coef"]
+        _write(rel / "ranker" / "frozen_ranker.json", {**manifest, "layers": 3, "max_length": 64})
     _write(
         rel / "release.json",
-        {"ranker_recipe": choice["chosen"], "served_ranker": "finetuned", "setting": asdict(cfg)},
+        {"ranker_recipe": chosen, "served_ranker": chosen, "setting": asdict(cfg)},
     )
