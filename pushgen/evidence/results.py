@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from pushgen.core.errors import DataContractError
 from pushgen.evidence.stats import seed_spread, wilson
 from pushgen.evidence.tables import (
@@ -112,26 +114,45 @@ def summarize(seeds: dict[str, dict]) -> dict:
 FULL_SIZE = "pushgen results --videos 2600 --held-out 200"  # >= 200 never-seen, ~500 A/B pairs
 
 
-def assemble(per_seed: dict[str, dict], prov: dict, sizes: dict) -> dict:
-    """results.json: each seed's compact figures, their summary, provenance and sizes."""
+def size_note(sizes: dict, seeds: dict[str, dict]) -> str:
+    """How this run's size compares with the full one, and what the full size would take here,
+    from the run's own per-video replay time and training time (a linear extrapolation)."""
     note = ""
     never_seen = sizes.get("never-seen videos")
     if never_seen is not None and never_seen < 200:
         note = (
             "This is smaller than the full size (at least 200 never-seen videos per run and "
-            "about 500 held-out A/B pairs for the ranker), which takes hours on 2 shared CPU "
-            f"cores; the full size is `{FULL_SIZE}`."
+            f"about 500 held-out A/B pairs for the ranker; `{FULL_SIZE}`)."
         )
-    if len(per_seed) < 3:
+        timing = [(r.get("timing", {}), r.get("replay", {}).get("videos")) for r in seeds.values()]
+        per_video = [t["replay_s"] / n for t, n in timing if "replay_s" in t and n]
+        train = [t["training_s"] for t, _ in timing if "training_s" in t]
+        videos = sizes.get("world videos")
+        if per_video and train and videos:
+            # replay grows with the replayed videos, training (labels, A/B pairs) with the world
+            est = 200 * float(np.mean(per_video)) + 2600 / videos * float(np.mean(train))
+            note += (
+                f" Scaled from this run's own times (replay per video, training per world "
+                f"video), the full size would take about {est / 60:.0f} min per seed on this "
+                f"machine, {3 * est / 3600:.1f} h for 3 seeds: more than the hour a results run "
+                "should take here, so the seeds ran at this size."
+            )
+    if len(seeds) < 3:
         note += (
-            f" {len(per_seed)} seed(s) only, fewer than the 3 that `make results` runs: the "
-            "others did not finish on the shared machine (see the provenance's command)."
+            f" {len(seeds)} seed(s) only, fewer than the 3 that `make results` runs: the "
+            "others did not finish (see the provenance's command)."
         )
+    return note.strip()
+
+
+def assemble(per_seed: dict[str, dict], prov: dict, sizes: dict) -> dict:
+    """results.json: each seed's compact figures, their summary, provenance and sizes."""
+    note = size_note(sizes, per_seed)
     return {
         "machine": prov.get("machine"),
         "provenance": prov,
         "sizes": sizes,
-        "size_note": note.strip(),
+        "size_note": note,
         "seeds": per_seed,
         "summary": summarize(per_seed),
     }
@@ -295,7 +316,7 @@ def render_section(results: dict) -> str:
             + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sizes.items())
             + f"; {len(seeds)} seeds of world and training, {summary['videos_replayed']} "
             "replayed videos in all. Replayed videos were never ingested (no push, no A/B arm, "
-            "no validation use). " + str(results.get("size_note", "")),
+            "no validation use). " + size_note(results.get("sizes", {}), seeds),
             "",
         ]
     timing = [r.get("timing", {}) for r in seeds.values()]
@@ -303,9 +324,9 @@ def render_section(results: dict) -> str:
         train = [t["training_s"] / 60 for t in timing]
         replay = [t["replay_s"] / 60 for t in timing]
         lines += [
-            f"Time on {machine} (shared with other work, the seeds run side by side): training "
+            f"Time on {machine} (the seeds one after another): training "
             f"{min(train):.0f}–{max(train):.0f} min and replay {min(replay):.0f}–{max(replay):.0f} "
-            f"min per seed; the reports {prov.get('duration_s', 0) / 60:.1f} min. `pushgen results` "
+            f"min per seed; {prov.get('duration_s', 0) / 60:.1f} min in all. `pushgen results` "
             "prints each seed's progress, the replay a bar per stage.",
             "",
         ]
@@ -510,8 +531,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="docs/results/results.json")
     p.add_argument("--readme", default="README.md")
     args = p.parse_args(argv)
-    replace_section(Path(args.readme), readme_section(load_results(Path(args.results))))
-    print(f"{args.readme}: Results section rewritten from {args.results}")
+    from pushgen.evidence.report import top_report
+
+    results = load_results(Path(args.results))
+    replace_section(Path(args.readme), readme_section(results))
+    top_report(results, Path(args.results).parent)
+    print(f"{args.readme}: Results section and report.html rewritten from {args.results}")
     return 0
 
 
