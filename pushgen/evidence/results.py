@@ -531,12 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="docs/results/results.json")
     p.add_argument("--readme", default="README.md")
     args = p.parse_args(argv)
-    from pushgen.evidence.report import top_report
-
-    results = load_results(Path(args.results))
-    replace_section(Path(args.readme), readme_section(results))
-    top_report(results, Path(args.results).parent)
-    print(f"{args.readme}: Results section and report.html rewritten from {args.results}")
+    replace_section(Path(args.readme), readme_section(load_results(Path(args.results))))
+    print(f"{args.readme}: Results section rewritten from {args.results}")
     return 0
 
 
