@@ -191,6 +191,9 @@ def _select_lines(s: dict) -> list[str]:
     ]
 
 
+RANKER_GOAL = 0.75  # held-out significant-pair accuracy the real-data ranker aims at
+
+
 def _ranker_lines(r: dict) -> list[str]:
     scope = "significant pairs only" if r.get("eval_max_p", 1.0) < 1.0 else "all decided pairs"
     lines = [
@@ -214,6 +217,14 @@ def _ranker_lines(r: dict) -> list[str]:
             f"| {name} | {_pct(f['accuracy'])} | {_pct(f['accuracy_significant'])}"
             f"{_ci(f.get('accuracy_significant_ci'))} (n={f['significant_pairs']}) | {mc} |"
         )
+    best = r["figures"][r["chosen"]]
+    ci = best.get("accuracy_significant_ci") or [best["accuracy_significant"]] * 2
+    verdict = "met" if ci[0] >= RANKER_GOAL else "not met"
+    lines += [
+        "",
+        f"Goal: {_pct(RANKER_GOAL)} on significant held-out pairs, with the interval above it: "
+        f"**{verdict}** ({_pct(best['accuracy_significant'])}{_ci(ci)}).",
+    ]
     return [*lines, ""]
 
 
@@ -228,7 +239,9 @@ def _generate_lines(g: dict, sft: dict | None) -> list[str]:
     return [
         f"**Generated headlines** ({g['stories']} test stories, {g['candidates']} candidates; "
         f"generator: {trained}). Judge: `{g['judge']['recipe']}` trained on the "
-        f"{g['judge']['stories']} judge stories only.",
+        f"{g['judge']['stories']} judge stories only. The judge reads headlines only, as the "
+        "selector does (and may share its encoder): it measures the style the A/B tests "
+        "rewarded, not whether a headline is true to its story; read the side by side for that.",
         "",
         "| figure | value |",
         "|---|---|",
