@@ -172,9 +172,8 @@ class RankerModel(PushgenModel):
 
         model_dir = resolve_model_location(self.model_uri, self.storage)
         check_safe_weights(model_dir)
-        if is_frozen_ranker(
-            model_dir
-        ):  # a frozen encoder + probe or set scorer (real-data release)
+        # a frozen encoder + probe or set scorer (what a real-data release may serve)
+        if is_frozen_ranker(model_dir):
             self.ranker = FrozenRanker.from_pretrained(model_dir, device=self.config.device)
         else:
             self.ranker = PairwiseRanker.from_pretrained(model_dir, device=self.config.device)

@@ -255,7 +255,10 @@ class PushgenTransformer(PushgenModel):
         timings["feast"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
-        categories = list(req.categories or DEFAULT_CATEGORIES)
+        # by default the styles the served generator was trained on (all of them for an untrained one)
+        categories = list(
+            req.categories or self.prompts.category_descriptions or DEFAULT_CATEGORIES
+        )
         generated, gen_version = await self._generate(
             caption, categories, req.n_per_category, started
         )

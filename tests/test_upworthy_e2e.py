@@ -10,10 +10,12 @@ import random
 from dataclasses import replace
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
-from pushgen.evidence.upworthy import tiny_config
+from pushgen.evidence.upworthy import UpworthyRunConfig, tiny_config
+from pushgen.evidence.upworthy_replay import Scorer
 from pushgen.evidence.upworthy_report import (
     GENERATED_COLUMNS,
     UPWORTHY_END,
@@ -68,6 +70,7 @@ def test_real_data_path_end_to_end(tmp_path, monkeypatch, tiny_causal_lm_dir, ti
     cfg = replace(
         tiny_config(str(tiny_causal_lm_dir), str(tiny_encoder_dir)),
         ranker_recipe=f"set:{tiny_encoder_dir.name}",
+        categories=UpworthyRunConfig().categories,  # five of the eight styles, as the real run
     )
     log: list[str] = []
     results = run_upworthy(archive, tmp_path / "run", cfg, log=log.append)
@@ -111,9 +114,8 @@ def test_real_data_path_end_to_end(tmp_path, monkeypatch, tiny_causal_lm_dir, ti
     assert json.loads((release / "release.json").read_text())["served_ranker"] == cfg.ranker_recipe
     assert json.loads((release / "ranker" / "frozen_ranker.json").read_text())["kind"] == "set"
     config = StackConfig(ports=ports, log_dir=tmp_path / "serving", max_new_tokens=6)
-    monkeypatch.chdir(
-        tmp_path
-    )  # `pushgen serve --models run/release`: a path relative to where it runs
+    # `pushgen serve --models run/release`: a path relative to where it runs
+    monkeypatch.chdir(tmp_path)
     with LocalStack("run/release", None, config=config) as stack:
         lede = "A story about a nurse 3 and the town where it happened."
         resp = httpx.post(
@@ -137,3 +139,13 @@ def test_real_data_path_end_to_end(tmp_path, monkeypatch, tiny_causal_lm_dir, ti
         assert len(win) == 3 and all(
             abs(win[i][j] + win[j][i] - 1) < 1e-6 for i in range(3) for j in range(3)
         )
+        # ... and it is the ranker the replay selected with: the same win matrix as the run's
+        # own scorer (embeddings cached at fp16 there: 0.0013 apart; reading one layer, not three, is 0.006)
+        offline = Scorer(tmp_path / "run", cfg.ranker_recipe).scores(texts)
+        expected = 1.0 / (1.0 + np.exp(-(offline[:, None] - offline[None, :])))
+        assert np.abs(np.asarray(win) - expected).max() < 0.004, (win, expected)
+        # the transformer asks the generator for the styles it was trained on, no others
+        trained = set(
+            json.loads((release / "generator" / "pushgen_generator.json").read_text())["categories"]
+        )
+        assert {a["category"] for a in answer.get("alternatives", [])} <= trained
