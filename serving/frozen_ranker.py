@@ -74,11 +74,12 @@ class FrozenRanker:
             padding=True,
             return_tensors="pt",
         ).to(self.device)
+        from pushgen.ranker.frozen import masked_layer_means
+
         with torch.inference_mode():
             states = self.model(**enc, output_hidden_states=True).hidden_states[-self.layers :]
-            mask = enc["attention_mask"].unsqueeze(-1).to(states[0].dtype)
-            pooled = [(h * mask).sum(1) / mask.sum(1).clamp_min(1.0) for h in states]
-            return torch.stack(pooled).mean(0).float().cpu().numpy()
+            pooled = masked_layer_means(states, enc["attention_mask"])
+            return pooled.mean(1).float().cpu().numpy()
 
     def score_sets(self, sets: Sequence[tuple[Sequence[str], str | None]]) -> list[np.ndarray]:
         """One score per candidate of each set; every text of every set embedded in one batch."""

@@ -95,6 +95,10 @@ def test_title_case_headlines_are_judged_by_words_not_capitals() -> None:
     assert not check_candidate("The Cariniumite Trick Every Station Uses", lede).ok
     # contractions, inflections and hyphenated words are ordinary words taken apart
     assert check_candidate("Radio Stations Aren't Scarier Than Spot-On Hosts", lede).ok
+    assert check_candidate("Why Radio Stations Doesn’t Matter Isn't Fair", lede).ok
+    # only a negation drops its "n": a name that is a word plus "n" is still a name
+    zebran = check_candidate("Why Zebran Says Community Radio Stations Matter", lede)
+    assert zebran.reasons == ["invented entity: Zebran"]
     # sentence case keeps the stricter rule: a run of capitalised words is a name
     assert (
         "invented entity: Taylor, Swift"

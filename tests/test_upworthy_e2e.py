@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 from dataclasses import replace
 
 import httpx
@@ -14,13 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pushgen.evidence.upworthy import UpworthyRunConfig, tiny_config
+from pushgen.evidence.provenance import STALE_MARK, UPWORTHY_RELEVANT, provenance, stale_files
+from pushgen.evidence.upworthy import STAGES, UpworthyRunConfig, tiny_config
 from pushgen.evidence.upworthy_replay import Scorer
 from pushgen.evidence.upworthy_report import (
     GENERATED_COLUMNS,
     UPWORTHY_END,
     UPWORTHY_START,
     publish,
+    render_section,
 )
 from pushgen.evidence.upworthy_run import run_upworthy
 
@@ -96,7 +99,23 @@ def test_real_data_path_end_to_end(tmp_path, monkeypatch, tiny_causal_lm_dir, ti
     # published files and the README section, all from results.json
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{UPWORTHY_START}\nPLACEHOLDER\n{UPWORTHY_END}\n\nrest\n")
-    publish(tmp_path / "run", tmp_path / "docs", readme, n_side=3)
+    prov = provenance(["pushgen", "results", "--upworthy", str(archive)])
+    published = publish(tmp_path / "run", tmp_path / "docs", readme, n_side=3, provenance=prov)
+    # each stage's commit is recorded (a resumed run may span commits) with the run's command
+    stages = published["provenance"]["stages"]
+    assert list(stages) == list(STAGES) and set(stages.values()) == {prov["commit"]}
+    assert published["provenance"]["command"] == f"pushgen results --upworthy {archive}"
+    # the section warns on top exactly when code the run depends on changed since a stage ran:
+    # here when this checkout has uncommitted changes to it, and for a stage run at the root
+    fresh = not stale_files(prov["commit"], UPWORTHY_RELEVANT)
+    assert (STALE_MARK in render_section(published)) == (not fresh)
+    root = subprocess.run(
+        ["git", "rev-list", "--max-parents=0", "HEAD"], capture_output=True, text=True
+    ).stdout.split()
+    if root and stale_files(root[0], UPWORTHY_RELEVANT):  # not a shallow clone
+        stages_then = {**stages, "sft": root[0]}
+        old = {**published, "provenance": {**published["provenance"], "stages": stages_then}}
+        assert render_section(old).split("\n")[2].startswith(f"> {STALE_MARK}")
     generated = pd.read_parquet(tmp_path / "docs" / "generated.parquet")
     assert tuple(generated.columns) == GENERATED_COLUMNS
     assert generated["clickability_test_id"].nunique() == 6

@@ -34,6 +34,12 @@ REPLAY_RELEVANT: tuple[str, ...] = (
     "pipelines/training.py",
     "components",
 )
+# the real-data run (`pushgen results --upworthy`) also depends on its own stages
+UPWORTHY_RELEVANT: tuple[str, ...] = (
+    *REPLAY_RELEVANT,
+    "pushgen/evidence/upworthy.py",
+    "pushgen/evidence/upworthy_replay.py",
+)
 
 
 def _git(*args: str) -> str | None:
@@ -85,17 +91,24 @@ def provenance(argv: list[str] | None = None) -> dict:
 STALE_MARK = "**Stale results.**"
 
 
-def stale_banner(prov: dict) -> str:
+def stale_banner(
+    prov: dict,
+    paths: tuple[str, ...] = REPLAY_RELEVANT,
+    remake: str = "`make results` makes them again; `python -m pushgen.evidence.results` "
+    "rewrites this section from the results file.",
+) -> str:
     """The warning the README's Results section and the report open with when replay-relevant
     code changed since the commit the results record ("" when current or when git cannot tell).
-    Its text names no file list, so it stays the same until the results are made again."""
-    commit = str(prov.get("commit") or "")
-    stale = stale_files(commit) if commit else None
+    `prov["stages"]` (stage -> commit), when present, counts every stage's commit: a resumed run
+    is stale when any of its stages ran on code that has changed since. Its text names no file
+    list, so it stays the same until the results are made again."""
+    commits = [str(prov.get("commit") or ""), *map(str, (prov.get("stages") or {}).values())]
+    stale = any(stale_files(c, paths) for c in dict.fromkeys(commits) if c)
     if not stale:
         return ""
+    commit = str(prov.get("commit") or "")
     return (
         f"> {STALE_MARK} These figures were made at commit `{commit[:12]}`; code that trains the "
         "models, simulates the world or replays has changed since, so they describe that commit, "
-        "not this one. `make results` makes them again; `python -m pushgen.evidence.results` "
-        "rewrites this section from the results file.\n\n"
+        f"not this one. {remake}\n\n"
     )

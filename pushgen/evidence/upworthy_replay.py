@@ -246,6 +246,7 @@ def stage_release(run: Path, cfg: UpworthyRunConfig) -> None:
     import shutil
 
     from pushgen.core.models import resolve_encoder
+    from pushgen.ranker.frozen import MAX_LENGTH, POOL_LAYERS
 
     rel = run / "release"
     if rel.exists():
@@ -268,7 +269,10 @@ def stage_release(run: Path, cfg: UpworthyRunConfig) -> None:
             shutil.copytree(run / "rankers" / probe["set_scorer"], rel / "ranker" / "set_scorer")
         else:
             manifest["coef"] = probe["coef"]
-        _write(rel / "ranker" / "frozen_ranker.json", {**manifest, "layers": 3, "max_length": 64})
+        _write(
+            rel / "ranker" / "frozen_ranker.json",
+            {**manifest, "layers": POOL_LAYERS, "max_length": MAX_LENGTH},
+        )
     _write(
         rel / "release.json",
         {"ranker_recipe": chosen, "served_ranker": chosen, "setting": asdict(cfg)},

@@ -259,6 +259,21 @@ def _generate_lines(g: dict, sft: dict | None) -> list[str]:
     ]
 
 
+def upworthy_stale_banner(results: dict) -> str:
+    """The stale-results warning (`provenance.stale_banner`) when code the real-data run depends
+    on changed since any of its stages ran; "" when current or when the run recorded no commit."""
+    from pushgen.evidence.provenance import UPWORTHY_RELEVANT, stale_banner
+
+    prov = results.get("provenance")
+    if not prov:
+        return ""
+    return stale_banner(
+        prov,
+        UPWORTHY_RELEVANT,
+        "`make upworthy` makes them again (in a new run directory: a rerun resumes).",
+    )
+
+
 def render_section(results: dict) -> str:
     """The README's real-data section, every figure from `results` (results.json); a stage the
     run has not finished is named as missing rather than left out silently."""
@@ -267,6 +282,7 @@ def render_section(results: dict) -> str:
     lines = [
         UPWORTHY_START,
         "",
+        *([banner.rstrip("\n"), ""] if (banner := upworthy_stale_banner(results)) else []),
         f"Run: `{results.get('command') or 'pushgen results --upworthy PATH'}` "
         f"({results.get('size') or '?'} size, {results.get('machine') or 'this machine'}) on "
         f"{ing['rows_read']} arms ({ing['stories']} stories, {ing['tests']} tests) of the Upworthy "
@@ -330,14 +346,25 @@ def publish(
     n_side: int = 30,
     command: str | None = None,
     size: str | None = None,
+    provenance: dict | None = None,
 ) -> dict:
-    """Copy results.json, generated.parquet and the HTML into `out`; rewrite the README section."""
+    """Copy results.json, generated.parquet and the HTML into `out`; rewrite the README section.
+    `provenance` (`pushgen.evidence.provenance.provenance` at the command's start) is recorded
+    with the run's duration and the commit each stage ran on (`commits.json`)."""
     from pushgen.core.machine import describe_machine
 
     out.mkdir(parents=True, exist_ok=True)
     results = _read(run / "results.json")
     results["command"], results["size"] = command, size
     results["machine"] = describe_machine()
+    if provenance is not None:
+        commits = _maybe(run / "commits.json") or {}
+        results["provenance"] = {
+            **provenance,
+            "duration_s": round(sum(results.get("timings_s", {}).values()), 1),
+            "stages": {k: v["commit"] for k, v in commits.items()},
+            "dirty_stages": {k: v["dirty"] for k, v in commits.items() if v.get("dirty")},
+        }
     if (run / "generate" / "candidates.parquet").exists():
         cands = pd.read_parquet(run / "generate" / "candidates.parquet")
         cands[list(GENERATED_COLUMNS)].to_parquet(out / "generated.parquet", index=False)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from pushgen.core.errors import ConfigError
+from pushgen.evidence.provenance import provenance
 from pushgen.evidence.upworthy import (
     STAGES,
     UpworthyRunConfig,
@@ -58,12 +59,26 @@ def expected_duration(published: Path = PUBLISHED) -> str:
 
 
 class Stages:
-    """Run each stage once: its marker file present means done (a rerun resumes)."""
+    """Run each stage once: its marker file present means done (a rerun resumes). Each stage's
+    time goes to `timings.json`, and the commit it ran on (with any uncommitted file that can
+    change a figure) to `commits.json`: a resumed run may span commits."""
 
     def __init__(self, run_dir: Path, log: Callable[[str], None] = print) -> None:
         self.run_dir, self.log = run_dir, log
         self.timing_file = run_dir / "timings.json"
         self.timings = json.loads(self.timing_file.read_text()) if self.timing_file.exists() else {}
+        self.commit_file = run_dir / "commits.json"
+
+    def _record_commit(self, name: str) -> None:
+        from pushgen.evidence.provenance import UPWORTHY_RELEVANT, head_commit, stale_files
+
+        commit = head_commit()
+        commits = _read(self.commit_file) if self.commit_file.exists() else {}
+        commits[name] = {
+            "commit": commit,
+            "dirty": stale_files(commit, UPWORTHY_RELEVANT) if commit else None,
+        }
+        _write(self.commit_file, commits)
 
     def run(self, name: str, marker: str, fn: Callable[[], object]) -> None:
         k = STAGES.index(name) + 1
@@ -75,6 +90,7 @@ class Stages:
         self.log(f"[{k}/{len(STAGES)}] {name} ...")
         started = time.perf_counter()
         fn()
+        self._record_commit(name)
         # re-read first: a stage may have been run by another process meanwhile (resume)
         if self.timing_file.exists():
             self.timings = {**json.loads(self.timing_file.read_text()), **self.timings}
@@ -132,12 +148,13 @@ def run_upworthy_results(args: argparse.Namespace) -> int:
         f"real-data run in {run} ({size} size); {expected_duration()}; a rerun resumes", flush=True
     )
     started = time.perf_counter()
-    run_upworthy(args.upworthy, run, SIZES[size], log=lambda m: print(m, flush=True))
-    readme = Path(args.readme) if size != "small" else None
     command = f"pushgen results --upworthy {args.upworthy}" + (
         "" if size == "full" else f" --upworthy-size {size}"
     )
-    publish(run, out, readme, command=command, size=size)
+    prov = provenance(command.split())
+    run_upworthy(args.upworthy, run, SIZES[size], log=lambda m: print(m, flush=True))
+    readme = Path(args.readme) if size != "small" else None
+    publish(run, out, readme, command=command, size=size, provenance=prov)
     print(
         f"done in {time.perf_counter() - started:.0f} s: {out}" + (f", {readme}" if readme else "")
     )

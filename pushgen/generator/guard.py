@@ -125,6 +125,7 @@ def ordinary_words() -> frozenset[str]:
 
 
 _CONTRACTION = re.compile(r"['’](t|re|ve|ll|d|m|s)$", re.IGNORECASE)
+_NEGATION = re.compile(r"n['’]t$", re.IGNORECASE)  # "isn't": the stem is "is", not "isn"
 _SUFFIXES = ("iest", "ier", "ness", "ing", "est", "ies", "ed", "er", "es", "ly", "s", "y")
 
 
@@ -136,7 +137,7 @@ def is_ordinary(word: str) -> bool:
         return True
     if "-" in w:
         return all(is_ordinary(part) for part in w.split("-") if part)
-    if w.endswith("n") and w[:-1] in ordinary_words():  # "isn", "doesn" from "isn't"
+    if _NEGATION.search(word) and w[:-1] in ordinary_words():  # "isn't" -> "isn" -> "is"
         return True
     vocab = ordinary_words()
     for suffix in _SUFFIXES:

@@ -29,11 +29,23 @@ from tqdm.auto import tqdm
 from pushgen.core.errors import ConfigError
 
 KEEP_LAYERS = 4  # the cache keeps the mean-pooled states of the last 4 layers
+POOL_LAYERS = 3  # an embedding is the mean of the last 3 of them (EmbeddingCache's default)
+MAX_LENGTH = 64  # tokens read per text (a headline or caption fits)
 ANCHORS = ("none", "probe")
 
 
+def masked_layer_means(
+    hidden_states: tuple[torch.Tensor, ...], attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """[n, layers, hidden]: each text's mean over its real (unpadded) tokens in each layer given.
+    The one pooling of the frozen ranker, offline (`pooled_layer_states`) and served."""
+    mask = attention_mask.unsqueeze(-1).to(hidden_states[0].dtype)
+    pooled = [(h * mask).sum(1) / mask.sum(1).clamp_min(1.0) for h in hidden_states]
+    return torch.stack(pooled, dim=1)
+
+
 def pooled_layer_states(
-    texts: list[str], backbone: str | None, batch_size: int = 64, max_length: int = 64
+    texts: list[str], backbone: str | None, batch_size: int = 64, max_length: int = MAX_LENGTH
 ) -> np.ndarray:
     """[n, KEEP_LAYERS, hidden] float32: each text's token mean in each of the last layers."""
     from pushgen.ranker.model import load_encoder
@@ -51,9 +63,7 @@ def pooled_layer_states(
                 return_tensors="pt",
             )
             states = model(**enc, output_hidden_states=True).hidden_states[-KEEP_LAYERS:]
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled = [(h * mask).sum(1) / mask.sum(1).clamp_min(1.0) for h in states]
-            out.append(torch.stack(pooled, dim=1).float().numpy())
+            out.append(masked_layer_means(states, enc["attention_mask"]).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, KEEP_LAYERS, 0), np.float32)
 
 
@@ -61,7 +71,7 @@ class EmbeddingCache:
     """Text -> frozen embedding (mean of the last `layers` layers), computed once per text and
     kept on disk under `root`, one file per (encoder, text set)."""
 
-    def __init__(self, root: str | Path, backbone: str | None, layers: int = 3) -> None:
+    def __init__(self, root: str | Path, backbone: str | None, layers: int = POOL_LAYERS) -> None:
         if not 1 <= layers <= KEEP_LAYERS:
             raise ConfigError(f"layers must be in 1..{KEEP_LAYERS}, got {layers}")
         self.root, self.backbone, self.layers = Path(root), backbone, layers
