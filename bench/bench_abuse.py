@@ -34,6 +34,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench.record import record
+
 CAPTION = "A chef in Rome shows how to fold five kinds of dumplings for her grandmother's birthday"
 TYPICAL = [
     "You won't believe what this chef does with dumplings",
@@ -476,6 +478,7 @@ def budget_baseline(models: Path, repeats: int = 3) -> Table:
         table.add_column(col)
     for name, a, b in rows:
         table.add_row(name, f"{a:.0f}", f"{b:.0f}", f"{b / typ:.1f}")
+        record("abuse", f"ranker {name}, token budget", b / 1000, a / 1000, "no budget")
     return table
 
 
@@ -529,6 +532,10 @@ def main(argv: list[str] | None = None) -> None:
     Console(width=200).print(budget_baseline(models))
     rows = run(models, work, args.goodput_seconds)
     print_table(rows)
+    for r in rows:
+        bound = "no bound" if r.bound_s is None else f"bound {r.bound_s:g} s"
+        met = "met" if r.ok else "MISSED"
+        record("abuse", f"{r.attack}: worst request ({bound}, {met})", r.worst_s)
     print(
         f"{sum(not r.ok for r in rows)} targets missed; {time.perf_counter() - t0:.0f} s; "
         f"load average at the end: {os.getloadavg()}"

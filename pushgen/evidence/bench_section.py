@@ -26,6 +26,18 @@ def _seconds(s: float | None) -> str:
     return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def _code_line(prov: dict | None) -> str:
+    if not prov or not prov.get("commit"):
+        return ""
+    dirty = prov.get("dirty")
+    state = (
+        f", with uncommitted changes to {', '.join(dirty)}"
+        if dirty
+        else " (no uncommitted changes to bench/, pushgen/ or serving/)"
+    )
+    return f" Code: commit `{prov['commit'][:12]}`{state}, started {prov['started_at']}."
+
+
 def render_bench(doc: dict) -> str:
     """The Markdown between the bench markers (a pure function of bench.json)."""
     load = doc.get("load_average_at_end") or [float("nan")]
@@ -38,7 +50,8 @@ def render_bench(doc: dict) -> str:
         f"Every figure below is from `docs/results/bench.json`, written by `{command}` "
         f"({'short settings' if doc.get('short') else 'full settings'}) on {doc['machine']}, "
         f"load average {load[0]:.1f} at the end (the machine is shared: times are upper bounds). "
-        "Ratio: the naive baseline measured in the same run over this.",
+        "Ratio: the naive baseline measured in the same run over this."
+        + _code_line(doc.get("provenance")),
         "",
         "| benchmark | case | time | naive baseline | ratio | peak RSS |",
         "| --- | --- | --- | --- | --- | --- |",

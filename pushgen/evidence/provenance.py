@@ -70,8 +70,8 @@ def stale_files(commit: str, paths: tuple[str, ...] = REPLAY_RELEVANT) -> list[s
     return sorted({*out.splitlines(), *untracked.splitlines()} - {""})
 
 
-def provenance(argv: list[str] | None = None) -> dict:
-    """What made a results file: commit, replay-relevant files uncommitted at the start,
+def provenance(argv: list[str] | None = None, paths: tuple[str, ...] = REPLAY_RELEVANT) -> dict:
+    """What made a results file: commit, files under `paths` uncommitted at the start,
     the command line, the machine and the start time (UTC)."""
     from pushgen.core.machine import describe_machine
 
@@ -79,7 +79,7 @@ def provenance(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv if argv is None else argv)
     return {
         "commit": commit,
-        "dirty": stale_files(commit) if commit else None,
+        "dirty": stale_files(commit, paths) if commit else None,
         "command": shlex.join(
             ["pushgen", *argv[1:]] if argv and argv[0].endswith("pushgen") else argv
         ),
