@@ -55,6 +55,12 @@ REPLAY_KEYS = (
 )
 
 
+def _span(values: list[float]) -> str:
+    """'2.1' or '2.1–2.4': a range of minutes, one figure when the ends agree."""
+    lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def compact(figures: dict) -> dict:
     """What results.json keeps of a report's figures: the replay's summary, not its config."""
     out = {k: v for k, v in figures.items() if k != "replay"}
@@ -325,8 +331,8 @@ def render_section(results: dict) -> str:
         replay = [t["replay_s"] / 60 for t in timing]
         lines += [
             f"Time on {machine} (the seeds one after another): training "
-            f"{min(train):.0f}–{max(train):.0f} min and replay {min(replay):.0f}–{max(replay):.0f} "
-            f"min per seed; {prov.get('duration_s', 0) / 60:.1f} min in all. `pushgen results` "
+            f"{_span(train)} min and replay {_span(replay)} min per seed; "
+            f"{prov.get('duration_s', 0) / 60:.1f} min in all. `pushgen results` "
             "prints each seed's progress, the replay a bar per stage.",
             "",
         ]
@@ -524,15 +530,20 @@ def readme_section(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite the README's Results section from docs/results/results.json (no rerun)."""
+    """Rewrite the README's Results section and docs/results/report.{md,html} from
+    docs/results/results.json (no rerun)."""
     import argparse
+
+    from pushgen.evidence.report import top_report
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--results", default="docs/results/results.json")
     p.add_argument("--readme", default="README.md")
     args = p.parse_args(argv)
-    replace_section(Path(args.readme), readme_section(load_results(Path(args.results))))
-    print(f"{args.readme}: Results section rewritten from {args.results}")
+    results = load_results(Path(args.results))
+    replace_section(Path(args.readme), readme_section(results))
+    html = top_report(results, Path(args.results).parent)
+    print(f"{args.readme}: Results section rewritten from {args.results}; and {html}")
     return 0
 
 
