@@ -101,3 +101,23 @@ def test_readme_measured_figures_match_bench_json():
     assert read_section(REPO / "README.md", (START, END)) == render_bench(bench), (
         "README's measured figures disagree with docs/results/bench.json: run `make bench`"
     )
+    prov = bench["provenance"]
+    assert prov["command"] == "make bench" and not bench["not_run"] and not bench["failed"]
+    assert re.fullmatch(r"[0-9a-f]{40}", prov["commit"]) and prov["dirty"] == []
+    assert f"commit `{prov['commit'][:12]}`" in render_bench(bench)
+    planted = render_bench({**bench, "provenance": {**prov, "dirty": ["bench/bench_rank.py"]}})
+    assert "uncommitted changes to bench/bench_rank.py" in planted
+
+
+def test_readme_real_data_section_matches_its_results_and_code():
+    from pushgen.evidence.upworthy_report import UPWORTHY_END, UPWORTHY_START, render_section
+
+    up = load_results(REPO / "docs" / "results" / "upworthy" / "results.json")
+    section = read_section(REPO / "README.md", (UPWORTHY_START, UPWORTHY_END))
+    assert UPWORTHY_START + "\n" + section + UPWORTHY_END == render_section(up), (
+        "README's real-data section disagrees with docs/results/upworthy/results.json"
+    )
+    prov = up["provenance"]
+    assert re.fullmatch(r"[0-9a-f]{40}", prov["commit"]) and prov["command"] == up["command"]
+    assert set(prov["stages"]) == set(up["timings_s"]), "every stage's commit is recorded"
+    assert not prov["dirty"] and not prov["dirty_stages"], "made from uncommitted code"

@@ -438,3 +438,21 @@ def pipeline_report(
             except ConfigError:
                 replay = None
     return build_report(run, out_dir, replay)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render docs/results/report.{md,html} from docs/results/results.json (no rerun)."""
+    import argparse
+
+    from pushgen.evidence.results import load_results
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--results", default="docs/results/results.json")
+    args = p.parse_args(argv)
+    path = Path(args.results)
+    print(f"{top_report(load_results(path), path.parent)}: re-rendered from {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -530,20 +530,16 @@ def readme_section(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite the README's Results section and docs/results/report.{md,html} from
-    docs/results/results.json (no rerun)."""
+    """Rewrite the README's Results section from docs/results/results.json (no rerun; the
+    HTML report: `python -m pushgen.evidence.report`)."""
     import argparse
-
-    from pushgen.evidence.report import top_report
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--results", default="docs/results/results.json")
     p.add_argument("--readme", default="README.md")
     args = p.parse_args(argv)
-    results = load_results(Path(args.results))
-    replace_section(Path(args.readme), readme_section(results))
-    html = top_report(results, Path(args.results).parent)
-    print(f"{args.readme}: Results section rewritten from {args.results}; and {html}")
+    replace_section(Path(args.readme), readme_section(load_results(Path(args.results))))
+    print(f"{args.readme}: Results section rewritten from {args.results}")
     return 0
 
 
