@@ -43,7 +43,6 @@ SHORT_ARGS: dict[str, list[str]] = {
     "bench_sft_ddp": ["--tiny", "--steps", "10", "--json", ""],
 }
 OUT = Path("docs/results/bench.json")
-BENCHED = ("bench", "pushgen", "serving")  # code whose change makes these figures stale
 
 
 def run_one(name: str, args: list[str], record_file: str) -> tuple[int, float, float]:
@@ -72,7 +71,7 @@ def summary_rows(rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from pushgen.core.machine import describe_machine
-    from pushgen.evidence.provenance import provenance
+    from pushgen.evidence.provenance import BENCH_RELEVANT, provenance
 
     argv = sys.argv[1:] if argv is None else argv
     full = "--full" in argv
@@ -80,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted(
         m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
     )
-    prov = provenance(["make", "bench"] if not argv else ["python", "-m", "bench", *argv], BENCHED)
+    prov = provenance(
+        ["make", "bench"] if not argv else ["python", "-m", "bench", *argv], BENCH_RELEVANT
+    )
     rows, failed = [], []
     for name in names:
         if only and name not in only:

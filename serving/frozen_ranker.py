@@ -67,6 +67,8 @@ class FrozenRanker:
         """[len(texts), hidden] float32 embeddings, in one batch."""
         import torch
 
+        from pushgen.ranker.frozen import masked_layer_means
+
         enc = self.tokenizer(
             list(texts),
             truncation=True,
@@ -74,8 +76,6 @@ class FrozenRanker:
             padding=True,
             return_tensors="pt",
         ).to(self.device)
-        from pushgen.ranker.frozen import masked_layer_means
-
         with torch.inference_mode():
             states = self.model(**enc, output_hidden_states=True).hidden_states[-self.layers :]
             pooled = masked_layer_means(states, enc["attention_mask"])

@@ -209,6 +209,18 @@ def planted_groups(rng: np.random.Generator, direction: np.ndarray, n_tests: int
     return table, groups
 
 
+def test_frozen_embedding_of_a_text_does_not_depend_on_its_batch(tiny_encoder_dir):
+    """The one pooling (offline cache and served ranker) averages real tokens only: a short
+    headline embeds the same alone and padded beside a long one."""
+    from pushgen.ranker.frozen import pooled_layer_states
+
+    short, long = "Dogs Can Smile", "A chef in Rome shows how to fold five kinds of dumplings today"
+    alone = pooled_layer_states([short], str(tiny_encoder_dir))
+    padded = pooled_layer_states([long, short], str(tiny_encoder_dir))
+    np.testing.assert_allclose(padded[1], alone[0], atol=1e-5)
+    assert not np.allclose(padded[0], padded[1], atol=1e-3), "different texts embed apart"
+
+
 def test_frozen_set_scorer_is_order_invariant_and_learns_a_planted_direction():
     from pushgen.ranker.frozen import FrozenListwiseConfig, set_scorer_scores, train_set_scorer
 

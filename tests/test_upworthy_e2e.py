@@ -99,7 +99,7 @@ def test_real_data_path_end_to_end(tmp_path, monkeypatch, tiny_causal_lm_dir, ti
     # published files and the README section, all from results.json
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{UPWORTHY_START}\nPLACEHOLDER\n{UPWORTHY_END}\n\nrest\n")
-    prov = provenance(["pushgen", "results", "--upworthy", str(archive)])
+    prov = provenance(["pushgen", "results", "--upworthy", str(archive)], UPWORTHY_RELEVANT)
     published = publish(tmp_path / "run", tmp_path / "docs", readme, n_side=3, provenance=prov)
     # each stage's commit is recorded (a resumed run may span commits) with the run's command
     stages = published["provenance"]["stages"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pushgen.evidence.provenance import BENCH_RELEVANT
 from pushgen.evidence.results import load_results, replace_section
 
 BENCH_JSON = Path("docs/results/bench.json")
@@ -33,7 +34,7 @@ def _code_line(prov: dict | None) -> str:
     state = (
         f", with uncommitted changes to {', '.join(dirty)}"
         if dirty
-        else " (no uncommitted changes to bench/, pushgen/ or serving/)"
+        else f" (no uncommitted changes to {', '.join(p + '/' for p in BENCH_RELEVANT)})"
     )
     return f" Code: commit `{prov['commit'][:12]}`{state}, started {prov['started_at']}."
 

@@ -41,6 +41,9 @@ UPWORTHY_RELEVANT: tuple[str, ...] = (
     "pushgen/evidence/upworthy_replay.py",
 )
 
+# `make bench` (bench.json): the benchmarks and the code they time
+BENCH_RELEVANT: tuple[str, ...] = ("bench", "pushgen", "serving")
+
 
 def _git(*args: str) -> str | None:
     """stdout of a git command in the repository, or None when git or the repository is absent."""
@@ -102,11 +105,10 @@ def stale_banner(
     `prov["stages"]` (stage -> commit), when present, counts every stage's commit: a resumed run
     is stale when any of its stages ran on code that has changed since. Its text names no file
     list, so it stays the same until the results are made again."""
-    commits = [str(prov.get("commit") or ""), *map(str, (prov.get("stages") or {}).values())]
-    stale = any(stale_files(c, paths) for c in dict.fromkeys(commits) if c)
-    if not stale:
-        return ""
     commit = str(prov.get("commit") or "")
+    commits = dict.fromkeys([commit, *map(str, (prov.get("stages") or {}).values())])
+    if not any(stale_files(c, paths) for c in commits if c):
+        return ""
     return (
         f"> {STALE_MARK} These figures were made at commit `{commit[:12]}`; code that trains the "
         "models, simulates the world or replays has changed since, so they describe that commit, "

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from pushgen.core.errors import ConfigError
-from pushgen.evidence.provenance import provenance
+from pushgen.evidence.provenance import UPWORTHY_RELEVANT, head_commit, provenance, stale_files
 from pushgen.evidence.upworthy import (
     STAGES,
     UpworthyRunConfig,
@@ -69,16 +69,9 @@ class Stages:
         self.timings = json.loads(self.timing_file.read_text()) if self.timing_file.exists() else {}
         self.commit_file = run_dir / "commits.json"
 
-    def _record_commit(self, name: str) -> None:
-        from pushgen.evidence.provenance import UPWORTHY_RELEVANT, head_commit, stale_files
-
-        commit = head_commit()
+    def _record_commit(self, name: str, code: dict) -> None:
         commits = _read(self.commit_file) if self.commit_file.exists() else {}
-        commits[name] = {
-            "commit": commit,
-            "dirty": stale_files(commit, UPWORTHY_RELEVANT) if commit else None,
-        }
-        _write(self.commit_file, commits)
+        _write(self.commit_file, {**commits, name: code})
 
     def run(self, name: str, marker: str, fn: Callable[[], object]) -> None:
         k = STAGES.index(name) + 1
@@ -89,8 +82,13 @@ class Stages:
             return
         self.log(f"[{k}/{len(STAGES)}] {name} ...")
         started = time.perf_counter()
+        commit = head_commit()  # the code the stage starts on
+        code = {
+            "commit": commit,
+            "dirty": stale_files(commit, UPWORTHY_RELEVANT) if commit else None,
+        }
         fn()
-        self._record_commit(name)
+        self._record_commit(name, code)
         # re-read first: a stage may have been run by another process meanwhile (resume)
         if self.timing_file.exists():
             self.timings = {**json.loads(self.timing_file.read_text()), **self.timings}
@@ -151,7 +149,7 @@ def run_upworthy_results(args: argparse.Namespace) -> int:
     command = f"pushgen results --upworthy {args.upworthy}" + (
         "" if size == "full" else f" --upworthy-size {size}"
     )
-    prov = provenance(command.split())
+    prov = provenance(command.split(), UPWORTHY_RELEVANT)
     run_upworthy(args.upworthy, run, SIZES[size], log=lambda m: print(m, flush=True))
     readme = Path(args.readme) if size != "small" else None
     publish(run, out, readme, command=command, size=size, provenance=prov)
